@@ -1,0 +1,116 @@
+"""The one dataclass that describes a DRAW architecture, and its JSON form.
+
+A checkpoint stores `DrawConfig.to_dict()` in its metadata; `DrawConfig.from_dict` validates
+untrusted input (unknown fields, wrong types, absurd sizes) before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from drawcli.errors import ConfigError
+
+# Upper bounds that keep a hostile or mistyped config from allocating the machine away.
+MAX_GLIMPSES = 1024
+MAX_HIDDEN = 16384
+MAX_IMAGE_SIDE = 1024
+MAX_CHANNELS = 4
+MAX_OPTIONS_JSON = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DrawConfig:
+    """A DRAW architecture: image shape, glimpses, sizes and component names.
+
+    Defaults are the paper's MNIST setting with attention (Gregor et al. 2015, section 4):
+    T = 64 glimpses, LSTM 256, z 100, read 2x2, write 5x5. Components are entry-point names
+    (aliases allowed); `*_options` are extra keyword options for third-party components.
+    """
+
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+    glimpses: int = 64
+    enc_size: int = 256
+    dec_size: int = 256
+    z_size: int = 100
+    read_size: int = 2
+    write_size: int = 5
+    reader: str = "filterbank"
+    writer: str = "filterbank"
+    sampler: str = "gaussian"
+    reader_options: dict[str, Any] = field(default_factory=dict)
+    writer_options: dict[str, Any] = field(default_factory=dict)
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images this model reads and draws."""
+        return (self.channels, self.height, self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict with every field, the form stored in checkpoints."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DrawConfig:
+        """Validate an untrusted mapping (e.g. checkpoint metadata) and build the config."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(map(str, unknown))}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> DrawConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _validate(cfg: DrawConfig) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.type == "int":
+            # bool is an int subclass; a JSON `true` is not a size.
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"config field {f.name!r} must be an integer, got {value!r}")
+            if value < 1:
+                raise ConfigError(f"config field {f.name!r} must be at least 1, got {value}")
+        elif f.type == "str":
+            if not isinstance(value, str) or not value or len(value) > 100:
+                raise ConfigError(f"config field {f.name!r} must be a component name, got {value!r}")
+        elif not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"config field {f.name!r} must be a JSON object, got {value!r}")
+        else:
+            try:
+                size = len(json.dumps(value))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"config field {f.name!r} is not JSON-able: {exc}") from None
+            if size > MAX_OPTIONS_JSON:
+                raise ConfigError(f"config field {f.name!r} is too large ({size} bytes)")
+    limits = {
+        "channels": MAX_CHANNELS,
+        "height": MAX_IMAGE_SIDE,
+        "width": MAX_IMAGE_SIDE,
+        "glimpses": MAX_GLIMPSES,
+        "enc_size": MAX_HIDDEN,
+        "dec_size": MAX_HIDDEN,
+        "z_size": MAX_HIDDEN,
+    }
+    for name, limit in limits.items():
+        if getattr(cfg, name) > limit:
+            raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
+    smaller_side = min(cfg.height, cfg.width)
+    for name in ("read_size", "write_size"):
+        if getattr(cfg, name) > smaller_side:
+            raise ConfigError(
+                f"{name.replace('_', ' ')} {getattr(cfg, name)} is larger than the image "
+                f"({cfg.height}x{cfg.width})"
+            )

@@ -1,0 +1,95 @@
+"""The plugin contract: what a reader, writer, sampler or dataset must provide.
+
+Components are `nn.Module`s built as `Component(config, **options)` where `config` is the
+model's `DrawConfig` and `options` its `*_options` dict. They are found by name through the
+entry-point groups in `drawcli.registry.GROUPS`; the core never imports a built-in directly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from drawcli.config import DrawConfig
+
+
+class Window(NamedTuple):
+    """One step's decoded attention window, each field (B,), in 1-based pixel units.
+
+    The N x N grid of filter centres spans gx +- (N - 1) / 2 * delta (eq. 19-20), so the
+    window covers [gx - N * delta / 2, gx + N * delta / 2] horizontally (likewise y).
+    """
+
+    gx: torch.Tensor
+    gy: torch.Tensor
+    delta: torch.Tensor
+    sigma2: torch.Tensor
+    gamma: torch.Tensor
+    size: int  # N, the filterbank's side
+
+
+class Reader(nn.Module, ABC):
+    """Reads the image and the error image, guided by the previous decoder state.
+
+    Subclasses set `out_size`, the width of the vector they return.
+    """
+
+    out_size: int
+
+    def __init__(self, config: DrawConfig, **options: Any) -> None:
+        super().__init__()
+
+    @abstractmethod
+    def forward(
+        self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor
+    ) -> tuple[torch.Tensor, Window | None]:
+        """x, x_hat: (B, C, H, W); h_dec: (B, dec_size) -> r: (B, out_size), window or None."""
+
+
+class Writer(nn.Module, ABC):
+    """Turns the decoder state into an additive update of the canvas (in logits)."""
+
+    def __init__(self, config: DrawConfig, **options: Any) -> None:
+        super().__init__()
+
+    @abstractmethod
+    def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window | None]:
+        """h_dec: (B, dec_size) -> canvas update (B, C, H, W), window or None."""
+
+
+class Sampler(nn.Module, ABC):
+    """The approximate posterior Q(z_t | h_enc_t) and the prior P(z_t).
+
+    Subclasses set `z_size`, the width of the latent vector the decoder receives.
+    """
+
+    z_size: int
+
+    def __init__(self, config: DrawConfig, **options: Any) -> None:
+        super().__init__()
+
+    @abstractmethod
+    def forward(self, h_enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_enc: (B, enc_size) -> z: (B, z_size) sampled from Q, KL(Q || P): (B,) in nats."""
+
+    @abstractmethod
+    def prior(self, n: int, device: torch.device) -> torch.Tensor:
+        """Draw n latents from the prior: (n, z_size)."""
+
+
+class Dataset(ABC):
+    """A source of images as a uint8 tensor (N, C, H, W); grey levels 0..255.
+
+    `image_shape` is the native (C, H, W), or None when the data adapt to the model
+    (an image folder is resized to whatever the config asks).
+    """
+
+    image_shape: tuple[int, int, int] | None = None
+
+    @abstractmethod
+    def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
+        """Load `split` ("train" or "test"); raise `DataError` with a clear message on failure."""

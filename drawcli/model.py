@@ -1,0 +1,119 @@
+"""The DRAW network (Gregor et al. 2015, section 2), assembled from plugin components.
+
+Per glimpse t (eqs. 3-8): x_hat = x - sigmoid(c_{t-1}); r_t = read(x, x_hat, h_dec_{t-1});
+h_enc_t = LSTM_enc([r_t, h_dec_{t-1}]); z_t ~ Q(z | h_enc_t); h_dec_t = LSTM_dec(z_t);
+c_t = c_{t-1} + write(h_dec_t). Loss (eqs. 9-12): -log Bernoulli(x | sigmoid(c_T)) + sum_t KL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drawcli import registry
+from drawcli.config import DrawConfig
+from drawcli.contract import Reader, Sampler, Window, Writer
+from drawcli.errors import PluginError
+
+
+@dataclass
+class DrawOutput:
+    """Per-image nats of one forward pass, plus what was asked to be recorded."""
+
+    recon: torch.Tensor  # (B,) reconstruction nats, -log p(x | c_T)
+    kl: torch.Tensor  # (B, T) KL nats per glimpse
+    canvases: torch.Tensor | None = None  # (T, B, C, H, W) probabilities after each glimpse
+    read_windows: list[Window] | None = None  # T windows, attention readers only
+    write_windows: list[Window] | None = None  # T windows, attention writers only
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """(B,) the negative variational bound in nats: L_x + L_z."""
+        return self.recon + self.kl.sum(dim=1)
+
+
+@dataclass
+class Generation:
+    """Images drawn from the prior, glimpse by glimpse."""
+
+    canvases: torch.Tensor  # (T, n, C, H, W) probabilities
+    write_windows: list[Window] | None  # T windows, attention writers only
+
+
+def _component(kind: str, name: str, base: type, config: DrawConfig, options: dict) -> nn.Module:
+    module = registry.build(kind, name, config, **options)
+    if not isinstance(module, base):
+        spec = registry.resolve(kind, name)
+        raise PluginError(f"{kind} {name!r} does not implement drawcli.contract.{base.__name__} ({spec.describe()})")
+    return module
+
+
+class DRAW(nn.Module):
+    """DRAW with its reader, writer and sampler loaded by name from the config."""
+
+    def __init__(self, config: DrawConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.reader: Reader = _component("reader", config.reader, Reader, config, config.reader_options)
+        self.writer: Writer = _component("writer", config.writer, Writer, config, config.writer_options)
+        self.sampler: Sampler = _component("sampler", config.sampler, Sampler, config, config.sampler_options)
+        self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
+        self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
+
+    def forward(self, x: torch.Tensor, record: bool = False) -> DrawOutput:
+        """x: (B, C, H, W) binary pixels -> per-image nats; `record` keeps canvases and windows."""
+        cfg = self.config
+        batch = x.shape[0]
+        h_enc = c_enc = x.new_zeros(batch, cfg.enc_size)
+        h_dec = c_dec = x.new_zeros(batch, cfg.dec_size)
+        canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
+        kls, canvases, read_windows, write_windows = [], [], [], []
+        for _ in range(cfg.glimpses):
+            x_hat = x - torch.sigmoid(canvas)  # eq. 3
+            r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
+            h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
+            z, kl = self.sampler(h_enc)  # eq. 6
+            h_dec, c_dec = self.decoder(z, (h_dec, c_dec))  # eq. 7
+            update, write_window = self.writer(h_dec)
+            canvas = canvas + update  # eq. 8
+            kls.append(kl)
+            if record:
+                canvases.append(torch.sigmoid(canvas))
+                read_windows.append(read_window)
+                write_windows.append(write_window)
+        # eq. 9: Bernoulli negative log-likelihood of x under sigmoid(c_T), summed over pixels
+        recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").flatten(1).sum(dim=1)
+        out = DrawOutput(recon=recon, kl=torch.stack(kls, dim=1))
+        if record:
+            out.canvases = torch.stack(canvases)
+            out.read_windows = _windows_or_none(read_windows)
+            out.write_windows = _windows_or_none(write_windows)
+        return out
+
+    @torch.no_grad()
+    def generate(self, n: int) -> Generation:
+        """Draw n images from the prior (section 2.3); seed with torch.manual_seed for repeatability."""
+        cfg = self.config
+        device = next(self.parameters()).device
+        h_dec = c_dec = torch.zeros(n, cfg.dec_size, device=device)
+        canvas = torch.zeros(n, *cfg.image_shape, device=device)
+        canvases, windows = [], []
+        for _ in range(cfg.glimpses):
+            z = self.sampler.prior(n, device)
+            h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
+            update, window = self.writer(h_dec)
+            canvas = canvas + update
+            canvases.append(torch.sigmoid(canvas))
+            windows.append(window)
+        return Generation(canvases=torch.stack(canvases), write_windows=_windows_or_none(windows))
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per top-level part (reader, writer, sampler, encoder, decoder)."""
+        return {name: sum(p.numel() for p in child.parameters()) for name, child in self.named_children()}
+
+
+def _windows_or_none(windows: list[Window | None]) -> list[Window] | None:
+    return None if any(w is None for w in windows) else windows  # type: ignore[return-value]

@@ -1,0 +1,98 @@
+"""Built-in `filterbank` reader and writer: DRAW's Gaussian attention (Gregor et al. 2015, 3.2).
+
+An N x N grid of Gaussian filters, placed by five numbers decoded from h_dec, extracts a patch
+(read) or spreads a patch back over the canvas (write). Pixel coordinates are 1-based
+(a = 1..A), so that g~ = 0 puts the grid's centre exactly on the image's centre.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from drawcli.config import DrawConfig
+from drawcli.contract import Reader, Window, Writer
+
+# Raw window parameters are clamped so that exp() of them, and the filters, stay finite and
+# differentiable even for absurd decoder outputs; |10| is far beyond any useful window.
+PARAM_LIMIT = 10.0
+
+
+def decode_window(params: torch.Tensor, height: int, width: int, size: int) -> Window:
+    """params (B, 5) = (g~x, g~y, log sigma^2, log delta~, log gamma) -> Window (eqs. 21-24)."""
+    gx_t, gy_t, log_sigma2, log_delta_t, log_gamma = params.clamp(-PARAM_LIMIT, PARAM_LIMIT).unbind(dim=1)
+    gx = (width + 1) / 2 * (gx_t + 1)  # eq. 22, A = width
+    gy = (height + 1) / 2 * (gy_t + 1)  # eq. 23, B = height
+    delta = (max(height, width) - 1) / max(size - 1, 1) * torch.exp(log_delta_t)  # eq. 24
+    return Window(gx=gx, gy=gy, delta=delta, sigma2=torch.exp(log_sigma2), gamma=torch.exp(log_gamma), size=size)
+
+
+def filters(centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, size: int, length: int) -> torch.Tensor:
+    """One axis's filterbank (B, N, length) for centres g and stride delta, each row summing to 1.
+
+    mu^i = g + (i - N/2 - 0.5) delta for i = 1..N (eqs. 19-20); F[i, a] proportional to
+    exp(-(a - mu^i)^2 / (2 sigma^2)) (eqs. 25-26). Normalising with a softmax is the same
+    division by the row sum, computed stably: a row can never sum to zero.
+    """
+    i = torch.arange(1, size + 1, dtype=centre.dtype, device=centre.device)
+    a = torch.arange(1, length + 1, dtype=centre.dtype, device=centre.device)
+    mu = centre[:, None] + (i - size / 2 - 0.5) * delta[:, None]  # (B, N)
+    logits = -((a - mu[:, :, None]) ** 2) / (2 * sigma2[:, None, None])  # (B, N, length)
+    return torch.softmax(logits, dim=-1)
+
+
+def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F_x (B, N, W), F_y (B, N, H)) for a decoded window."""
+    fx = filters(window.gx, window.delta, window.sigma2, window.size, width)
+    fy = filters(window.gy, window.delta, window.sigma2, window.size, height)
+    return fx, fy
+
+
+def read_patch(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+    """F_y x F_x^T on every channel (eq. 27 without gamma): (B, C, H, W) -> (B, C, N, N)."""
+    return fy[:, None] @ images @ fx[:, None].transpose(-1, -2)
+
+
+def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+    """F_y^T w F_x on every channel (eq. 29 without 1/gamma): (B, C, N, N) -> (B, C, H, W)."""
+    return fy[:, None].transpose(-1, -2) @ patch @ fx[:, None]
+
+
+class FilterbankReader(Reader):
+    """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
+
+    def __init__(self, config: DrawConfig, **options: Any) -> None:
+        super().__init__(config, **options)
+        if options:
+            raise TypeError(f"unknown option(s) {sorted(options)}")
+        self.size = config.read_size
+        self.height, self.width = config.height, config.width
+        self.out_size = 2 * config.channels * self.size**2
+        self.window = nn.Linear(config.dec_size, 5)  # eq. 21
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
+        window = decode_window(self.window(h_dec), self.height, self.width, self.size)
+        fx, fy = filterbanks(window, self.height, self.width)
+        patches = read_patch(torch.cat([x, x_hat], dim=1), fx, fy)  # (B, 2C, N, N)
+        return window.gamma[:, None] * patches.flatten(1), window
+
+
+class FilterbankWriter(Writer):
+    """write(h_dec) = (1 / gamma^) F^_y^T w F^_x with w = W(h_dec) an N x N patch (eqs. 28-29)."""
+
+    def __init__(self, config: DrawConfig, **options: Any) -> None:
+        super().__init__(config, **options)
+        if options:
+            raise TypeError(f"unknown option(s) {sorted(options)}")
+        self.size = config.write_size
+        self.channels, self.height, self.width = config.image_shape
+        self.window = nn.Linear(config.dec_size, 5)
+        self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
+
+    def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
+        window = decode_window(self.window(h_dec), self.height, self.width, self.size)
+        fx, fy = filterbanks(window, self.height, self.width)
+        patch = self.patch(h_dec).view(-1, self.channels, self.size, self.size)  # (B, C, N, N)
+        return write_patch(patch, fx, fy) / window.gamma[:, None, None, None], window
