@@ -64,7 +64,7 @@ class DrawConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)  # keys of a non-JSON mapping may mix types
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(map(str, unknown))}")
         return cls(**data)

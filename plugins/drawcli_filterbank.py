@@ -52,12 +52,21 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
 
 def read_patch(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
     """F_y x F_x^T on every channel (eq. 27 without gamma): (B, C, H, W) -> (B, C, N, N)."""
-    return fy[:, None] @ images @ fx[:, None].transpose(-1, -2)
+    b, c, h, w = images.shape
+    n = fx.shape[1]
+    # 3-D bmm with the channels folded into the rows: much faster than broadcast 4-D matmul.
+    cols = torch.bmm(images.reshape(b, c * h, w), fx.transpose(1, 2))  # (B, C*H, N)
+    cols = cols.view(b, c, h, n).transpose(1, 2).reshape(b, h, c * n)  # (B, H, C*N)
+    return torch.bmm(fy, cols).view(b, n, c, n).transpose(1, 2)  # (B, C, N, N)
 
 
 def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
     """F_y^T w F_x on every channel (eq. 29 without 1/gamma): (B, C, N, N) -> (B, C, H, W)."""
-    return fy[:, None].transpose(-1, -2) @ patch @ fx[:, None]
+    b, c, n, _ = patch.shape
+    h, w = fy.shape[2], fx.shape[2]
+    rows = torch.bmm(patch.reshape(b, c * n, n), fx)  # (B, C*N, W)
+    rows = rows.view(b, c, n, w).transpose(1, 2).reshape(b, n, c * w)  # (B, N, C*W)
+    return torch.bmm(fy.transpose(1, 2), rows).view(b, h, c, w).transpose(1, 2)  # (B, C, H, W)
 
 
 class FilterbankReader(Reader):

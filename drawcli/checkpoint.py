@@ -1,0 +1,262 @@
+"""safetensors checkpoints: weights plus JSON metadata that is enough to rebuild the model.
+
+No pickle anywhere: weights and optimizer state are tensors, everything else is JSON in the
+safetensors header. The header is parsed here with size limits and validated before any
+model is built, so `inspect` works on a checkpoint whose plugins are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from drawcli import __version__, registry
+from drawcli.atomic import atomic_write_bytes
+from drawcli.config import DrawConfig
+from drawcli.errors import CheckpointError, ConfigError
+
+FORMAT = "drawcli-checkpoint/1"
+RESUME_FORMAT = "drawcli-resume/1"
+CHECKPOINT_NAME = "checkpoint.safetensors"
+RESUME_NAME = "resume.safetensors"
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+          "U8": torch.uint8, "BOOL": torch.bool}  # fmt: skip
+
+
+@dataclass
+class TensorInfo:
+    dtype: str
+    shape: list[int]
+
+
+@dataclass
+class CheckpointInfo:
+    """Everything in a checkpoint's header: read without loading tensors or plugins."""
+
+    path: Path
+    file_size: int
+    config: DrawConfig
+    version: str
+    components: dict[str, dict[str, Any]]
+    training: dict[str, Any]
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per top-level part, from tensor shapes alone."""
+        counts: dict[str, int] = {}
+        for name, info in self.tensors.items():
+            part = name.split(".", 1)[0]
+            counts[part] = counts.get(part, 0) + _numel(info.shape)
+        return counts
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def resolve_path(path: Path, name: str = CHECKPOINT_NAME) -> Path:
+    """A checkpoint file, or a run directory holding `name`."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / name
+        if not candidate.is_file():
+            raise CheckpointError(f"{path} is a directory without {name}")
+        return candidate
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file")
+    return path
+
+
+def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]:
+    """Parse a safetensors header with limits: (tensors, metadata, file size)."""
+    path = resolve_path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path} is not a safetensors file (too short)")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > MAX_HEADER_BYTES or header_len > size - 8:
+                raise CheckpointError(f"{path} is not a safetensors file (header length {header_len} is impossible)")
+            raw = f.read(header_len)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} is not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file (header is not an object)")
+    metadata = header.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path} has malformed safetensors metadata")
+    data_size = size - 8 - header_len
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in header.items():
+        try:
+            dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            ok = dtype in DTYPES and all(isinstance(s, int) and s >= 0 for s in shape)
+            ok = ok and isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_size
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path} has a malformed entry for tensor {name!r}")
+        if (end - start) != _numel(shape) * DTYPES[dtype].itemsize:
+            raise CheckpointError(f"{path}: tensor {name!r} has {end - start} bytes for shape {shape} {dtype}")
+        tensors[name] = TensorInfo(dtype=dtype, shape=list(shape))
+    return tensors, metadata, size
+
+
+def _json_field(metadata: dict[str, str], key: str, path: Path) -> Any:
+    if key not in metadata:
+        raise CheckpointError(f"{path} has no drawcli metadata field {key!r}")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: metadata field {key!r} is not valid JSON") from None
+
+
+def read_info(path: Path) -> CheckpointInfo:
+    """Validate a checkpoint's header and metadata; no tensors are loaded, no plugin imported."""
+    path = resolve_path(path)
+    tensors, metadata, size = read_header(path)
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not a drawcli checkpoint (no {FORMAT!r} metadata)")
+    try:
+        config = DrawConfig.from_dict(_json_field(metadata, "config", path))
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid config in metadata: {exc}") from None
+    components = _json_field(metadata, "components", path)
+    training = _json_field(metadata, "training", path)
+    if not isinstance(components, dict) or not isinstance(training, dict):
+        raise CheckpointError(f"{path}: metadata fields 'components' and 'training' must be JSON objects")
+    return CheckpointInfo(
+        path=path,
+        file_size=size,
+        config=config,
+        version=metadata.get("drawcli_version", "unknown"),
+        components=components,
+        training=training,
+        tensors=tensors,
+    )
+
+
+def component_provenance(config: DrawConfig) -> dict[str, dict[str, Any]]:
+    """For each component: the name asked for, its canonical name, and who provides it."""
+    out = {}
+    for kind in ("reader", "writer", "sampler"):
+        name = getattr(config, kind)
+        spec = registry.resolve(kind, name)
+        out[kind] = {"name": spec.name, "requested": name, "value": spec.value,
+                     "distribution": spec.distribution, "version": spec.version}  # fmt: skip
+    return out
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, training: dict[str, Any]) -> None:
+    """Write weights and metadata atomically; tensors are saved on the CPU, so any device loads them."""
+    config: DrawConfig = model.config  # type: ignore[assignment]
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "drawcli_version": __version__,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "components": json.dumps(component_provenance(config), sort_keys=True),
+        "training": json.dumps(training, sort_keys=True),
+    }
+    atomic_write_bytes(Path(path), st_save(tensors, metadata=metadata))
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(path.read_bytes())
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # safetensors raises its own error type for corrupt files
+        raise CheckpointError(f"{path} is corrupt: {exc}") from None
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointInfo]:
+    """Rebuild the model from a checkpoint alone (config from metadata, weights from tensors)."""
+    from drawcli.model import DRAW
+
+    info = read_info(path)
+    model = DRAW(info.config)
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    found = {k: v.shape for k, v in info.tensors.items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        detail = "; ".join(
+            f"{label}: {', '.join(names[:5])}"
+            for label, names in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+            if names
+        )
+        raise CheckpointError(f"{info.path}: tensors do not match the config ({detail})")
+    model.load_state_dict(_load_tensors(info.path))
+    return model.to(device), info
+
+
+def save_resume(path: Path, optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """Optimizer state, RNG states and loop position, as safetensors (tensors) plus JSON."""
+    opt = optimizer.state_dict()
+    tensors = {f"rng.{k}": v.detach().to("cpu").contiguous() for k, v in rng.items()}
+    for index, slots in opt["state"].items():
+        for slot, value in slots.items():
+            tensors[f"optim.{index}.{slot}"] = torch.as_tensor(value).detach().to("cpu").contiguous()
+    metadata = {
+        "format": RESUME_FORMAT,
+        "param_groups": json.dumps(opt["param_groups"]),
+        "state": json.dumps(state, sort_keys=True),
+    }
+    atomic_write_bytes(Path(path), st_save(tensors, metadata=metadata))
+
+
+def load_resume(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore the optimizer in place; return (RNG states, loop state)."""
+    path = resolve_path(path, RESUME_NAME)
+    _, metadata, _ = read_header(path)
+    if metadata.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{path} is not a drawcli resume file")
+    tensors = _load_tensors(path)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    rng = {}
+    for key, value in tensors.items():
+        kind, rest = key.split(".", 1)
+        if kind == "rng":
+            rng[rest] = value
+        elif kind == "optim":
+            index, slot = rest.split(".", 1)
+            state.setdefault(int(index), {})[slot] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": _json_field(metadata, "param_groups", path)})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: optimizer state does not match the model: {exc}") from None
+    return rng, _json_field(metadata, "state", path)
+
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "RESUME_NAME",
+    "CheckpointInfo",
+    "load_model",
+    "load_resume",
+    "read_info",
+    "save_checkpoint",
+    "save_resume",
+]

@@ -1,0 +1,321 @@
+"""The `drawcli` command line: train, sample, inspect, plugins.
+
+Results go to stdout, progress and errors to stderr; a user's mistake ends in one line on
+stderr and a non-zero exit, never a traceback (`--debug` shows it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, NoReturn, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from drawcli import __version__, registry
+from drawcli.config import DrawConfig
+from drawcli.errors import ConfigError, DrawcliError
+
+DEFAULT_RUNS = Path("runs")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+app = typer.Typer(
+    name="drawcli",
+    help="Train DRAW (Gregor et al. 2015), watch it draw, inspect its checkpoints.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_debug = {"on": False}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """The one exit path for user errors: one line on stderr, no traceback."""
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn DrawcliError (and a few OS errors) into `fail`, unless --debug asks for the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (DrawcliError, OSError) as exc:
+            if _debug["on"]:
+                raise
+            if isinstance(exc, OSError) and exc.filename:
+                fail(f"{exc.strerror or exc}: {exc.filename}")
+            fail(str(exc), code=2 if isinstance(exc, ConfigError) else 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"drawcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+) -> None:
+    """Train DRAW (Gregor et al. 2015), watch it draw, inspect its checkpoints."""
+    _debug["on"] = debug
+
+
+def _component_option(kind: str) -> Callable[[str], str]:
+    def check(name: str) -> str:
+        known = registry.names(kind)
+        if name not in known:
+            raise typer.BadParameter(f"unknown {kind} {name!r}; installed {kind}s: {', '.join(known) or 'none'}")
+        return name
+
+    return check
+
+
+def _positive_float(value: float) -> float:
+    if not value > 0 or value == float("inf"):
+        raise typer.BadParameter(f"must be a positive number, got {value}")
+    return value
+
+
+class Binarize(str, Enum):
+    stochastic = "stochastic"
+    threshold = "threshold"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+ARCH = "Architecture"
+TRAINING = "Training"
+DATA = "Data"
+OUTPUT = "Output"
+Positive = functools.partial(typer.Option, min=1)
+
+
+@app.command()
+@handles_errors
+def train(
+    ctx: typer.Context,
+    reader: Annotated[str, typer.Option(help="Reader component (see `drawcli plugins`).", callback=_component_option("reader"), rich_help_panel=ARCH)] = DrawConfig.reader,
+    writer: Annotated[str, typer.Option(help="Writer component.", callback=_component_option("writer"), rich_help_panel=ARCH)] = DrawConfig.writer,
+    sampler: Annotated[str, typer.Option(help="Latent sampler component.", callback=_component_option("sampler"), rich_help_panel=ARCH)] = DrawConfig.sampler,
+    glimpses: Annotated[int, Positive(help="T, the number of glimpses (paper: 64).", rich_help_panel=ARCH)] = DrawConfig.glimpses,
+    rnn_size: Annotated[int, Positive(help="Hidden size of both LSTMs (paper: 256).", rich_help_panel=ARCH)] = DrawConfig.enc_size,
+    enc_size: Annotated[Optional[int], Positive(help="Encoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
+    dec_size: Annotated[Optional[int], Positive(help="Decoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
+    z_size: Annotated[int, Positive(help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
+    read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
+    write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
+    channels: Annotated[Optional[int], Positive(help="Image channels (1 or 3); default: the data set's.", rich_help_panel=ARCH)] = None,
+    height: Annotated[Optional[int], Positive(help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
+    width: Annotated[Optional[int], Positive(help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
+    dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=_component_option("dataset"), rich_help_panel=DATA)] = "mnist",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
+    binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize.stochastic,
+    epochs: Annotated[Optional[int], Positive(help="Epochs to train (default 1 when --steps is not given).", rich_help_panel=TRAINING)] = None,
+    steps: Annotated[Optional[int], Positive(help="Optimizer steps to train; wins over --epochs.", rich_help_panel=TRAINING)] = None,
+    batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = 64,
+    lr: Annotated[float, typer.Option(callback=_positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = 1e-3,
+    clip: Annotated[float, typer.Option(callback=_positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = 0,
+    device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device.auto,
+    threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory where it stopped.", rich_help_panel=TRAINING)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<date-time>).", rich_help_panel=OUTPUT)] = None,
+    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF every N epochs; 0 turns them off.", rich_help_panel=OUTPUT)] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
+) -> None:
+    """Train a DRAW model and save a safetensors checkpoint in a run directory."""
+    from drawcli import data, train as training
+    from drawcli.progress import make_reporter
+
+    if resume is not None:
+        config, settings, run_dir = _resume_setup(ctx, resume, epochs, steps, threads, device.value)
+    else:
+        native = data.open_dataset(dataset).image_shape or (1, 28, 28)
+        shape = (channels or native[0], height or native[1], width or native[2])
+        try:
+            config = DrawConfig(
+                channels=shape[0], height=shape[1], width=shape[2], glimpses=glimpses,
+                enc_size=enc_size or rnn_size, dec_size=dec_size or rnn_size, z_size=z_size,
+                read_size=read_size, write_size=write_size, reader=reader, writer=writer, sampler=sampler,
+            )  # fmt: skip
+        except ConfigError as exc:
+            fail(str(exc), code=2)
+        settings = training.TrainSettings(
+            dataset=dataset, data_dir=str(data_dir) if data_dir else None, binarize=binarize.value,
+            epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, clip=clip, seed=seed,
+            device=device.value, threads=threads, sample_every=sample_every,
+        )  # fmt: skip
+        run_dir = out_dir or DEFAULT_RUNS / datetime.now().strftime("%Y%m%d-%H%M%S")
+        if (run_dir / "checkpoint.safetensors").exists():
+            fail(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out", code=2)
+
+    def write_samples(model: Any, run_dir: Path, epoch: int) -> None:
+        if settings.sample_every and epoch % settings.sample_every == 0 or epoch == 0:
+            path = run_dir / "samples" / f"epoch-{epoch:04d}.gif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _draw_samples(model, path, None, n=settings.sample_count, seed=settings.seed, fps=8, scale=2, boxes=False)
+
+    try:
+        training.train(config, settings, run_dir, make_reporter(err, quiet), resume=resume is not None,
+                       on_epoch_end=write_samples if settings.sample_every else None)  # fmt: skip
+    except training.Interrupted as exc:
+        fail(str(exc), code=130)
+
+
+def _resume_setup(ctx: typer.Context, run_dir: Path, epochs: int | None, steps: int | None, threads: int | None, device: str) -> tuple[DrawConfig, Any, Path]:
+    from drawcli import checkpoint, train as training
+
+    info = checkpoint.read_info(run_dir)
+    try:
+        saved = json.loads((run_dir / "run.json").read_text())
+        settings = training.TrainSettings(**saved["settings"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fail(f"{run_dir} is not a resumable run (run.json unreadable: {exc})")
+    given = {name: ctx.params[name] for name in ARCH_OPTIONS if _from_command_line(ctx, name)}
+    if "rnn_size" in given:
+        given.setdefault("enc_size", given["rnn_size"])
+        given.setdefault("dec_size", given.pop("rnn_size"))
+    for name, value in given.items():
+        stored = getattr(info.config, name)
+        if name in ("reader", "writer", "sampler"):
+            same = registry.resolve(name, value).name == info.components.get(name, {}).get("name", stored)
+        else:
+            same = value == stored
+        if not same:
+            fail(f"--{name.replace('_', '-')} {value} conflicts with the run being resumed ({name} = {stored})", code=2)
+    if epochs is not None or steps is not None:
+        settings.epochs, settings.steps = epochs, steps
+    if threads is not None:
+        settings.threads = threads
+    if device != "auto":
+        settings.device = device
+    return info.config, settings, run_dir
+
+
+ARCH_OPTIONS = ("reader", "writer", "sampler", "glimpses", "rnn_size", "enc_size", "dec_size", "z_size",
+                "read_size", "write_size", "channels", "height", "width")  # fmt: skip
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _newest_run(root: Path = DEFAULT_RUNS) -> Path:
+    candidates = sorted(root.glob("*/checkpoint.safetensors"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not candidates:
+        fail(f"no checkpoint given and no run found under {root}/; train one with `drawcli train` or pass a path")
+    return candidates[-1]
+
+
+def _draw_samples(model: Any, gif: Path | None, png: Path | None, n: int, seed: int, fps: float, scale: int, boxes: bool) -> None:
+    import torch
+
+    from drawcli import render
+
+    torch.manual_seed(seed)
+    generation = model.generate(n)
+    windows = generation.write_windows if boxes else None
+    frames = render.canvas_frames(generation.canvases, scale=scale, windows=windows)
+    if gif is not None:
+        render.write_gif(gif, frames, fps=fps)
+    if png is not None:
+        render.write_png(png, render.frame(generation.canvases[-1], scale=scale))
+
+
+@app.command()
+@handles_errors
+def sample(
+    checkpoint_path: Annotated[Optional[Path], typer.Argument(metavar="[CHECKPOINT]", help="Checkpoint file or run directory (default: the newest run under runs/).")] = None,
+    gif: Annotated[Optional[Path], typer.Option(help="Write the drawing, one frame per glimpse, to this GIF (default samples.gif when --png is not given).")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="Write the final grid to this PNG.")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Images to draw (laid out in a square grid).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for the prior samples.")] = 0,
+    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="GIF frames per second (the last frame is held 2 s).")] = 8.0,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 2,
+    boxes: Annotated[bool, typer.Option("--boxes", help="Draw each glimpse's write window (attention writers).")] = False,
+    device: Annotated[Device, typer.Option(help="auto takes CUDA when present.")] = Device.auto,
+) -> None:
+    """Draw images from the prior and write a GIF of the canvases evolving glimpse by glimpse."""
+    from drawcli import checkpoint
+    from drawcli.train import pick_device
+
+    if checkpoint_path is None:
+        checkpoint_path = _newest_run()
+        err.print(f"using the newest run: {checkpoint_path}")
+    if gif is None and png is None:
+        gif = Path("samples.gif")
+    model, info = checkpoint.load_model(checkpoint_path, pick_device(device.value))
+    model.eval()
+    if boxes and info.config.writer in registry.resolve("writer", "no-attention").names:
+        fail("--boxes needs an attention writer; this model's writer has no window")
+    start = time.perf_counter()
+    _draw_samples(model, gif, png, n=n, seed=seed, fps=fps, scale=scale, boxes=boxes)
+    wrote = " and ".join(str(p) for p in (gif, png) if p is not None)
+    out.print(f"wrote {wrote}: {n} samples, {info.config.glimpses} glimpses, {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+@handles_errors
+def inspect(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Show what a checkpoint holds: config, components, parameters, tensors, training summary."""
+    from drawcli import checkpoint
+    from drawcli.report import checkpoint_report, print_report
+
+    report = checkpoint_report(checkpoint.read_info(checkpoint_path))
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, out)
+
+
+@app.command()
+@handles_errors
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the listing as JSON on stdout.")] = False,
+) -> None:
+    """List installed readers, writers, samplers and data sets, with aliases and distributions."""
+    listing = {
+        kind: [{"name": s.name, "aliases": list(s.aliases), "target": s.value, "distribution": s.distribution,
+                "version": s.version} for s in registry.find(kind)]  # fmt: skip
+        for kind in registry.GROUPS
+    }
+    if as_json:
+        print(json.dumps(listing, indent=2))
+        return
+    table = Table(title="drawcli components")
+    for col in ("kind", "name", "aliases", "provided by", "target"):
+        table.add_column(col)
+    for kind, specs in listing.items():
+        for s in specs:
+            table.add_row(kind, s["name"], ", ".join(s["aliases"]), f"{s['distribution']} {s['version']}", s["target"])
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,51 @@
+"""Loading data sets through the `drawcli.datasets` entry points, and binarizing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from drawcli import registry
+from drawcli.contract import Dataset
+from drawcli.errors import DataError, PluginError
+
+BINARIZE_MODES = ("stochastic", "threshold")
+TEST_BINARIZATION_SEED = 20150216  # fixed, so test bounds are comparable between runs
+
+
+def open_dataset(name: str) -> Dataset:
+    """Build a data set by entry-point name."""
+    dataset = registry.build("dataset", name)
+    if not isinstance(dataset, Dataset):
+        raise PluginError(f"dataset {name!r} does not implement drawcli.contract.Dataset")
+    return dataset
+
+
+def load_images(dataset: Dataset, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 images (N, C, H, W) of one split, checked against the model's image shape."""
+    images = dataset.load(split, data_dir, image_shape)
+    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != tuple(image_shape):
+        raise DataError(
+            f"{split} images have shape {tuple(images.shape)} ({images.dtype}), but the model "
+            f"expects (N, {', '.join(map(str, image_shape))}) uint8"
+        )
+    if len(images) == 0:
+        raise DataError(f"the {split} split is empty")
+    return images
+
+
+def binarize(images: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 grey levels (B, C, H, W) -> float {0, 1}: a Bernoulli sample, or pixel > 0.5."""
+    probs = images.float() / 255.0
+    if mode == "stochastic":
+        return torch.bernoulli(probs, generator=generator)
+    if mode == "threshold":
+        return (probs > 0.5).float()
+    raise ValueError(f"unknown binarization {mode!r}; expected one of {BINARIZE_MODES}")
+
+
+def fixed_test_set(images: torch.Tensor, mode: str) -> torch.Tensor:
+    """The test split binarized once with a fixed seed, whatever the training seed."""
+    generator = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
+    return binarize(images, mode, generator)

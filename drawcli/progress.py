@@ -1,0 +1,119 @@
+"""Training progress: a rich bar on a terminal, plain log lines otherwise (or with --quiet)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+PLAIN_LINES_PER_EPOCH = 10
+
+
+def _fmt_epoch(record: dict[str, Any]) -> str:
+    return (
+        f"epoch {record['epochs']:.2f} (step {record['step']}): train {record['train_loss']:.2f} nats "
+        f"| test bound {record['test_bound']:.2f} nats (recon {record['test_recon']:.2f}, "
+        f"KL {record['test_kl']:.2f}) | {record['wall_time_s']:.0f} s"
+    )
+
+
+class Reporter:
+    """Receives training events; this base class prints plain lines to a console (stderr)."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self._epoch_images = 0
+        self._epoch_start = 0.0
+        self._epoch_steps = 0
+        self._epoch_done = 0
+
+    def start(self, total: int, done: int, device: str, threads: int, params: int) -> None:
+        self.total = total
+        verb = "resuming at step" if done else "training for"
+        count = f"{done}/{total}" if done else f"{total} steps"
+        self.console.print(f"{verb} {count} on {device} ({threads} threads), {params:,} parameters")
+
+    def epoch_start(self, epoch: int, steps_in_epoch: int) -> None:
+        self._epoch, self._epoch_steps, self._epoch_done = epoch, steps_in_epoch, 0
+        self._epoch_images, self._epoch_start = 0, time.perf_counter()
+
+    def images_per_s(self) -> float:
+        return self._epoch_images / max(time.perf_counter() - self._epoch_start, 1e-9)
+
+    def step(self, step: int, loss: float, recon: float, kl: float, images: int) -> None:
+        self._epoch_images += images
+        self._epoch_done += 1
+        every = max(1, self._epoch_steps // PLAIN_LINES_PER_EPOCH)
+        if not self.quiet and (self._epoch_done % every == 0):
+            self.console.print(
+                f"step {step}/{self.total}: loss {loss:.2f} (recon {recon:.2f}, KL {kl:.2f}) "
+                f"{self.images_per_s():.0f} img/s"
+            )
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        self.console.print(_fmt_epoch(record) + f" | {self.images_per_s():.0f} img/s")
+
+    def interrupted(self, step: int, run_dir: Path) -> None:
+        self.console.print(f"stopped after step {step}; checkpoint saved in {run_dir}")
+
+    def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
+        test = summary.get("last_test") or {}
+        bound = f"{test['bound']:.2f} nats" if test else "not measured"
+        self.console.print(
+            f"done: {summary['steps']} steps ({summary['epochs']:.2f} epochs) in {summary['wall_time_s']:.0f} s; "
+            f"test bound {bound}; checkpoint {run_dir / 'checkpoint.safetensors'}"
+        )
+
+
+class RichReporter(Reporter):
+    """A live bar per epoch with loss, reconstruction and KL nats, images per second and ETA."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss [cyan]{task.fields[loss]:.1f}[/] rec {task.fields[recon]:.1f} KL {task.fields[kl]:.1f}"),
+            TextColumn("{task.fields[ips]:.0f} img/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task: Any = None
+
+    def start(self, total: int, done: int, device: str, threads: int, params: int) -> None:
+        super().start(total, done, device, threads, params)
+        self.progress.start()
+
+    def epoch_start(self, epoch: int, steps_in_epoch: int) -> None:
+        super().epoch_start(epoch, steps_in_epoch)
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task("", total=steps_in_epoch, epoch=epoch + 1, loss=0.0, recon=0.0, kl=0.0, ips=0.0)
+
+    def step(self, step: int, loss: float, recon: float, kl: float, images: int) -> None:
+        self._epoch_images += images
+        self.progress.update(self.task, advance=1, loss=loss, recon=recon, kl=kl, ips=self.images_per_s())
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        self.progress.console.print(_fmt_epoch(record) + f" | {self.images_per_s():.0f} img/s")
+
+    def interrupted(self, step: int, run_dir: Path) -> None:
+        self.progress.stop()
+        super().interrupted(step, run_dir)
+
+    def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
+        self.progress.stop()
+        super().finish(summary, run_dir)
+
+
+def make_reporter(console: Console, quiet: bool) -> Reporter:
+    """The live bar on a terminal; plain lines when quiet or when stderr is not a terminal."""
+    if quiet or not console.is_terminal:
+        return Reporter(console, quiet=quiet)
+    return RichReporter(console)

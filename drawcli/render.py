@@ -1,0 +1,71 @@
+"""Turning canvases into image grids, GIFs and PNGs (torchvision's make_grid, imageio)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torchvision.utils import draw_bounding_boxes, make_grid
+
+from drawcli.atomic import atomic_path
+from drawcli.contract import Window
+
+GRID_PADDING = 2
+HOLD_LAST_SECONDS = 2.0
+BOX_COLOUR = (255, 40, 40)
+
+
+def grid_columns(n: int) -> int:
+    """Columns of the most nearly square grid for n images."""
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def window_boxes(window: Window, scale: int, height: int, width: int) -> torch.Tensor:
+    """(n, 4) boxes (x0, y0, x1, y1) in scaled pixel units for one step's windows.
+
+    The filter centres span g +- (N - 1) / 2 * delta in 1-based coordinates, so the window
+    is g +- N * delta / 2; pixel a (1-based) covers [a - 1, a] in 0-based edge coordinates.
+    """
+    half = window.size * window.delta / 2
+    x0, x1 = window.gx - half - 0.5, window.gx + half - 0.5
+    y0, y1 = window.gy - half - 0.5, window.gy + half - 0.5
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).float().cpu() * scale
+    limits = torch.tensor([width, height, width, height]) * scale - 1
+    return boxes.clamp(min=torch.zeros(4), max=limits.float())
+
+
+def frame(images: torch.Tensor, scale: int = 1, window: Window | None = None) -> np.ndarray:
+    """Probabilities (n, C, H, W) -> one RGB grid frame (rows, cols, 3) uint8, boxes optional."""
+    n, channels, height, width = images.shape
+    pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    if scale > 1:
+        pixels = pixels.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    if channels == 1:
+        pixels = pixels.expand(-1, 3, -1, -1)
+    if window is not None:
+        boxes = window_boxes(window, scale, height, width)
+        pixels = torch.stack([draw_bounding_boxes(img, boxes[i : i + 1], colors=BOX_COLOUR) for i, img in enumerate(pixels)])
+    grid = make_grid(pixels, nrow=grid_columns(n), padding=GRID_PADDING, pad_value=0)
+    return grid.permute(1, 2, 0).contiguous().numpy()
+
+
+def canvas_frames(canvases: torch.Tensor, scale: int = 1, windows: list[Window] | None = None) -> list[np.ndarray]:
+    """(T, n, C, H, W) probabilities -> T grid frames, with each step's window drawn if given."""
+    return [frame(canvases[t], scale, windows[t] if windows else None) for t in range(len(canvases))]
+
+
+def write_gif(path: Path, frames: list[np.ndarray], fps: float = 8.0) -> None:
+    """One GIF frame per entry, looping; the last frame is held for HOLD_LAST_SECONDS."""
+    step_ms = 1000.0 / fps
+    durations = [step_ms] * (len(frames) - 1) + [max(step_ms, HOLD_LAST_SECONDS * 1000)]
+    with atomic_path(Path(path)) as tmp:
+        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=durations, loop=0)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write one frame as a PNG, atomically."""
+    with atomic_path(Path(path)) as tmp:
+        iio.imwrite(tmp, image, extension=".png")

@@ -1,0 +1,283 @@
+"""The training loop: Adam on the negative variational bound, with progress, checkpoints and resume.
+
+Everything that makes a run repeatable lives in the run directory: `run.json` (settings),
+`checkpoint.safetensors` (weights and config), `resume.safetensors` (optimizer, RNG, position)
+and `metrics.jsonl` (one JSON object per line). Data order is derived from (seed, epoch), so a
+resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from drawcli import checkpoint, data
+from drawcli.config import DrawConfig
+from drawcli.errors import DrawcliError
+from drawcli.model import DRAW
+from drawcli.progress import Reporter
+
+EVAL_BATCH_SIZE = 500
+EVAL_SEED = 1234  # the posterior noise used by test-set evaluation, fixed across runs
+METRICS_EVERY = 50  # steps between training-metric lines in metrics.jsonl
+
+
+@dataclass
+class TrainSettings:
+    """How to train (everything that is not the architecture)."""
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    binarize: str = "stochastic"
+    epochs: int | None = None
+    steps: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    clip: float = 10.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    sample_every: int = 1
+    sample_count: int = 64
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """--steps wins when given; else --epochs (1 when neither is given)."""
+        if self.steps is not None:
+            return self.steps
+        return (self.epochs or 1) * steps_per_epoch
+
+
+class Interrupted(DrawcliError):
+    """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint."""
+
+
+def default_threads() -> int:
+    """Half the usable cores, at least 1 and at most 8.
+
+    DRAW's matmuls are small (64 x 520 x 1024): extra threads buy little, and a thread count
+    equal to the core count collapses when another process holds a core (OpenMP threads spin
+    at every barrier waiting for the one that was descheduled).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores // 2))
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' is CUDA when present, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DrawcliError("--device cuda was asked for, but no CUDA device is available here")
+    return torch.device(name)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of epoch `epoch`, a function of (seed, epoch) only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+@torch.no_grad()
+def evaluate(model: DRAW, images: torch.Tensor, device: torch.device, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
+    """Mean per-image bound on binarized images (N, C, H, W): {'bound', 'recon', 'kl'} in nats.
+
+    Uses its own fixed RNG stream, so evaluating neither depends on nor disturbs training noise.
+    """
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(EVAL_SEED)
+        for start in range(0, len(images), batch_size):
+            out = model(images[start : start + batch_size].to(device))
+            totals += torch.stack([out.recon.sum(), out.kl.sum()]).double().cpu()
+    model.train(was_training)
+    recon, kl = (totals / len(images)).tolist()
+    return {"bound": recon + kl, "recon": recon, "kl": kl}
+
+
+class StopFlag:
+    """SIGINT/SIGTERM handler: the first signal asks the loop to stop after this step; a second exits at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class RunState:
+    """Where the loop is: saved in resume.safetensors."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # next batch index within `epoch`
+    wall_time: float = 0.0
+    last_test: dict[str, float] | None = None
+
+
+def _rng_state(bin_gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state(), "binarize": bin_gen.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(state: dict[str, torch.Tensor], bin_gen: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    bin_gen.set_state(state["binarize"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(batch index, image indices) of one epoch, from batch `start`; the last batch may be short."""
+    order = epoch_order(n, seed, epoch)
+    for b in range(start, math.ceil(n / batch_size)):
+        yield b, order[b * batch_size : (b + 1) * batch_size]
+
+
+def train(
+    config: DrawConfig,
+    settings: TrainSettings,
+    run_dir: Path,
+    reporter: Reporter,
+    resume: bool = False,
+    on_epoch_end: Callable[[DRAW, Path, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train a DRAW model into run_dir; returns the training summary stored in the checkpoint."""
+    device = pick_device(settings.device)
+    torch.set_num_threads(settings.threads or default_threads())
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    dataset = data.open_dataset(settings.dataset)
+    data_dir = Path(settings.data_dir) if settings.data_dir else None
+    train_images = data.load_images(dataset, "train", data_dir, config.image_shape)
+    test_set = data.fixed_test_set(data.load_images(dataset, "test", data_dir, config.image_shape), settings.binarize)
+
+    torch.manual_seed(settings.seed)
+    model = DRAW(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    bin_gen = torch.Generator().manual_seed(settings.seed + 1)
+    state = RunState()
+    if resume:
+        weights, _ = checkpoint.load_model(run_dir / checkpoint.CHECKPOINT_NAME, device)
+        model.load_state_dict(weights.state_dict())
+        rng, saved = checkpoint.load_resume(run_dir / checkpoint.RESUME_NAME, optimizer)
+        _restore_rng(rng, bin_gen, device)
+        state = RunState(**saved)
+    else:
+        (run_dir / "run.json").write_text(
+            json.dumps({"config": config.to_dict(), "settings": asdict(settings)}, indent=2, sort_keys=True)
+        )
+
+    n = len(train_images)
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    total = settings.total_steps(steps_per_epoch)
+    metrics_path = run_dir / "metrics.jsonl"
+
+    def log(record: dict[str, Any]) -> None:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def summary() -> dict[str, Any]:
+        return {
+            "steps": state.step,
+            "epochs": state.step / steps_per_epoch,
+            "wall_time_s": round(state.wall_time, 3),
+            "last_test": state.last_test,
+            "dataset": settings.dataset,
+            "binarize": settings.binarize,
+            "batch_size": settings.batch_size,
+            "lr": settings.lr,
+            "seed": settings.seed,
+            "device": device.type,
+        }
+
+    def save() -> None:
+        checkpoint.save_checkpoint(run_dir / checkpoint.CHECKPOINT_NAME, model, summary())
+        checkpoint.save_resume(run_dir / checkpoint.RESUME_NAME, optimizer, _rng_state(bin_gen, device), asdict(state))
+
+    reporter.start(total=total, done=state.step, device=str(device), threads=torch.get_num_threads(), params=sum(p.numel() for p in model.parameters()))
+    model.train()
+    with StopFlag() as stop:
+        while state.step < total:
+            epoch_sums = torch.zeros(3, dtype=torch.float64)
+            epoch_images = 0
+            reporter.epoch_start(state.epoch, steps_in_epoch=min(steps_per_epoch - state.batch, total - state.step))
+            for b, idx in batches(n, settings.batch_size, settings.seed, state.epoch, state.batch):
+                tick = time.perf_counter()
+                x = data.binarize(train_images[idx], settings.binarize, bin_gen).to(device, non_blocking=True)
+                out = model(x)
+                loss = out.loss.mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
+                optimizer.step()
+                sums = torch.stack([loss.detach() * len(idx), out.recon.detach().sum(), out.kl.detach().sum()]).double().cpu()
+                state.wall_time += time.perf_counter() - tick
+                epoch_sums += sums
+                epoch_images += len(idx)
+                state.step += 1
+                state.batch = b + 1
+                means = (sums / len(idx)).tolist()
+                reporter.step(state.step, loss=means[0], recon=means[1], kl=means[2], images=len(idx))
+                if state.step % METRICS_EVERY == 0:
+                    log({"event": "train", "step": state.step, "epoch": state.epoch, "loss": means[0], "recon": means[1],
+                         "kl": means[2], "wall_time_s": round(state.wall_time, 3)})  # fmt: skip
+                if stop.signal is not None or state.step >= total:
+                    break
+            epoch_done = state.batch >= steps_per_epoch
+            if stop.signal is not None and not epoch_done:
+                save()
+                reporter.interrupted(state.step, run_dir)
+                raise Interrupted(f"interrupted at step {state.step}; resume with: drawcli train --resume {run_dir}")
+            train_means = (epoch_sums / max(epoch_images, 1)).tolist()
+            state.last_test = evaluate(model, test_set, device)
+            record = {"event": "epoch", "step": state.step, "epochs": round(state.step / steps_per_epoch, 4),
+                      "train_loss": train_means[0], "train_recon": train_means[1], "train_kl": train_means[2],
+                      "test_bound": state.last_test["bound"], "test_recon": state.last_test["recon"],
+                      "test_kl": state.last_test["kl"], "wall_time_s": round(state.wall_time, 3)}  # fmt: skip
+            if epoch_done:
+                state.epoch += 1
+                state.batch = 0
+            log(record)
+            save()
+            reporter.epoch_end(record)
+            if on_epoch_end is not None and (epoch_done or state.step >= total):
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    on_epoch_end(model, run_dir, state.epoch)
+            if stop.signal is not None:
+                reporter.interrupted(state.step, run_dir)
+                raise Interrupted(f"interrupted at step {state.step}; resume with: drawcli train --resume {run_dir}")
+    final = summary()
+    reporter.finish(final, run_dir)
+    return final
