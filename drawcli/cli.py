@@ -170,11 +170,16 @@ def train(
         if (run_dir / "checkpoint.safetensors").exists():
             fail(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out", code=2)
 
-    def write_samples(model: Any, run_dir: Path, epoch: int) -> None:
-        if settings.sample_every and epoch % settings.sample_every == 0 or epoch == 0:
-            path = run_dir / "samples" / f"epoch-{epoch:04d}.gif"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _draw_samples(model, path, None, n=settings.sample_count, seed=settings.seed, fps=8, scale=2, boxes=False)
+    def write_samples(model: Any, state: Any) -> None:
+        if state.batch:  # a run that ends mid-epoch
+            name = f"step-{state.step:07d}.gif"
+        elif state.epoch % settings.sample_every == 0:
+            name = f"epoch-{state.epoch:04d}.gif"
+        else:
+            return
+        (run_dir / "samples").mkdir(exist_ok=True)
+        _draw_samples(model, run_dir / "samples" / name, None, n=settings.sample_count, seed=settings.seed,
+                      fps=8, scale=2, boxes=False)  # fmt: skip
 
     try:
         training.train(config, settings, run_dir, make_reporter(err, quiet), resume=resume is not None,

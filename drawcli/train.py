@@ -171,9 +171,13 @@ def train(
     run_dir: Path,
     reporter: Reporter,
     resume: bool = False,
-    on_epoch_end: Callable[[DRAW, Path, int], None] | None = None,
+    on_epoch_end: Callable[[DRAW, RunState], None] | None = None,
 ) -> dict[str, Any]:
-    """Train a DRAW model into run_dir; returns the training summary stored in the checkpoint."""
+    """Train a DRAW model into run_dir; returns the training summary stored in the checkpoint.
+
+    `on_epoch_end(model, state)` runs after each epoch and at the end of a run that stops
+    mid-epoch (state.batch > 0 then), with the RNG forked so it cannot change training.
+    """
     device = pick_device(settings.device)
     torch.set_num_threads(settings.threads or default_threads())
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +278,7 @@ def train(
             reporter.epoch_end(record)
             if on_epoch_end is not None and (epoch_done or state.step >= total):
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    on_epoch_end(model, run_dir, state.epoch)
+                    on_epoch_end(model, state)
             if stop.signal is not None:
                 reporter.interrupted(state.step, run_dir)
                 raise Interrupted(f"interrupted at step {state.step}; resume with: drawcli train --resume {run_dir}")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import drawcli_filterbank as fb
+from drawcli.config import DrawConfig
 from drawcli.contract import Window
 
 F64 = torch.float64
@@ -114,8 +115,6 @@ def test_full_size_read_with_unit_stride_is_the_identity() -> None:
 
 def test_reader_decoding_identity_window_returns_image_and_error() -> None:
     """Raw (0, 0, -10, 0, 0) on 5x5 with N = 5 decodes to the identity window: r = [x, x_hat] exactly."""
-    from drawcli.config import DrawConfig
-
     cfg = DrawConfig(channels=1, height=5, width=5, read_size=5, write_size=5, dec_size=5)
     reader = fb.FilterbankReader(cfg).double()
     with torch.no_grad():
@@ -157,8 +156,6 @@ RAW_ROWS = [[0.2, -0.4, 0.3, -0.5, 0.1], [-0.6, 0.5, -0.2, 0.4, -0.3]]
 
 def test_filterbank_reader_is_gamma_times_both_patches() -> None:
     """Reader output = gamma [F_y x F_x^T, F_y x_hat F_x^T] flattened, per batch row (eq. 27)."""
-    from drawcli.config import DrawConfig
-
     channels, height, width, n = 2, 5, 7, 3
     cfg = DrawConfig(channels=channels, height=height, width=width, read_size=n, write_size=n, dec_size=5)
     reader = fb.FilterbankReader(cfg).double()
@@ -185,8 +182,6 @@ def test_filterbank_reader_is_gamma_times_both_patches() -> None:
 
 def test_filterbank_writer_is_patch_spread_over_gamma() -> None:
     """Writer output = (1 / gamma) F_y^T w F_x with w the patch Linear's output (eqs. 28-29)."""
-    from drawcli.config import DrawConfig
-
     channels, height, width, n = 2, 5, 7, 3
     cfg = DrawConfig(channels=channels, height=height, width=width, read_size=n, write_size=n, dec_size=5)
     writer = fb.FilterbankWriter(cfg).double()
@@ -220,8 +215,6 @@ EXTREME_ROWS = [
 
 def test_extreme_window_parameters_stay_finite_through_reader_and_writer() -> None:
     """Raw params of +-1e4 / +-50 (float32): filters, outputs and all gradients are finite."""
-    from drawcli.config import DrawConfig
-
     cfg = DrawConfig(channels=2, height=6, width=9, read_size=3, write_size=4, dec_size=5)
     reader, writer = fb.FilterbankReader(cfg), fb.FilterbankWriter(cfg)
     with torch.no_grad():

@@ -1,0 +1,39 @@
+"""Tiny data written to tmp_path: idx files in MNIST's format and image folders."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import torch
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def idx_bytes(images: torch.Tensor) -> bytes:
+    """uint8 (N, H, W) -> the bytes of an idx3-ubyte file."""
+    n, h, w = images.shape
+    header = (0x0803).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in (n, h, w))
+    return header + images.contiguous().numpy().tobytes()
+
+
+def write_idx_dataset(folder: Path, n_train: int = 64, n_test: int = 16, size: int = 28, gz: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Write MNIST-style idx files of random blobs (and labels) into folder; return the images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = (torch.rand(n, size, size, generator=gen) * 255).to(torch.uint8)
+        labels = bytes((0x0801).to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(n))
+        img_name, lbl_name = IDX_NAMES[split]
+        for name, payload in ((img_name, idx_bytes(images)), (lbl_name, labels)):
+            if gz:
+                with gzip.open(folder / f"{name}.gz", "wb") as f:
+                    f.write(payload)
+            else:
+                (folder / name).write_bytes(payload)
+        out[split] = images
+    return out
