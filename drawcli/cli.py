@@ -23,7 +23,7 @@ from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError, DrawcliError
 
 DEFAULT_RUNS = Path("runs")
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
@@ -93,6 +93,40 @@ def _positive_float(value: float) -> float:
     return value
 
 
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    """["init=torch", "k=3"] -> {"init": "torch", "k": 3}: values are JSON when they parse, else strings."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"component options are KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _preset_option(name: str | None) -> str | None:
+    from drawcli import presets
+
+    if name is not None and name not in presets.PRESETS:
+        raise typer.BadParameter(f"unknown preset {name!r}; presets: {', '.join(presets.PRESETS)}")
+    return name
+
+
+def _apply_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
+    """The command's parameters with the preset's values filled in where not given explicitly."""
+    from drawcli import presets
+
+    params = dict(ctx.params)
+    if name is not None:
+        for key, value in presets.get(name).options.items():
+            if not _from_command_line(ctx, key):
+                params[key] = value
+    return params
+
+
 class Binarize(str, Enum):
     stochastic = "stochastic"
     threshold = "threshold"
@@ -125,6 +159,9 @@ def train(
     z_size: Annotated[int, Positive(help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
     read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
     write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
+    reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the reader (VALUE parsed as JSON when it can be); repeatable.", rich_help_panel=ARCH)] = None,
+    writer_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the writer; repeatable.", rich_help_panel=ARCH)] = None,
+    sampler_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the sampler; repeatable.", rich_help_panel=ARCH)] = None,
     channels: Annotated[Optional[int], Positive(help="Image channels (1 or 3); default: the data set's.", rich_help_panel=ARCH)] = None,
     height: Annotated[Optional[int], Positive(help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     width: Annotated[Optional[int], Positive(help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
@@ -136,10 +173,13 @@ def train(
     batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = 64,
     lr: Annotated[float, typer.Option(callback=_positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = 1e-3,
     clip: Annotated[float, typer.Option(callback=_positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = 10.0,
+    beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = 0.9,
+    kl_warmup: Annotated[int, typer.Option(min=0, help="Steps over which the KL weight of the training objective rises to 1 (the reported bound always has full KL).", rich_help_panel=TRAINING)] = 0,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = 0,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device.auto,
     threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory where it stopped.", rich_help_panel=TRAINING)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win.", callback=_preset_option, rich_help_panel=ARCH)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<date-time>).", rich_help_panel=OUTPUT)] = None,
     sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF every N epochs; 0 turns them off.", rich_help_panel=OUTPUT)] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
@@ -151,19 +191,23 @@ def train(
     if resume is not None:
         config, settings, run_dir = _resume_setup(ctx, resume, epochs, steps, threads, device.value)
     else:
-        native = data.open_dataset(dataset).image_shape or (1, 28, 28)
-        shape = (channels or native[0], height or native[1], width or native[2])
+        p = _apply_preset(ctx, preset)
+        native = data.open_dataset(p["dataset"]).image_shape or (1, 28, 28)
         try:
             config = DrawConfig(
-                channels=shape[0], height=shape[1], width=shape[2], glimpses=glimpses,
-                enc_size=enc_size or rnn_size, dec_size=dec_size or rnn_size, z_size=z_size,
-                read_size=read_size, write_size=write_size, reader=reader, writer=writer, sampler=sampler,
+                channels=p["channels"] or native[0], height=p["height"] or native[1], width=p["width"] or native[2],
+                glimpses=p["glimpses"], enc_size=p["enc_size"] or p["rnn_size"], dec_size=p["dec_size"] or p["rnn_size"],
+                z_size=p["z_size"], read_size=p["read_size"], write_size=p["write_size"],
+                reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
+                reader_options=_options(p["reader_option"]), writer_options=_options(p["writer_option"]),
+                sampler_options=_options(p["sampler_option"]),
             )  # fmt: skip
         except ConfigError as exc:
             fail(str(exc), code=2)
         settings = training.TrainSettings(
-            dataset=dataset, data_dir=str(data_dir) if data_dir else None, binarize=binarize.value,
+            dataset=p["dataset"], data_dir=str(data_dir) if data_dir else None, binarize=binarize.value,
             epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, clip=clip, seed=seed,
+            beta1=p["beta1"], kl_warmup=p["kl_warmup"],
             device=device.value, threads=threads, sample_every=sample_every,
         )  # fmt: skip
         run_dir = out_dir or DEFAULT_RUNS / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -296,6 +340,144 @@ def inspect(
         print(json.dumps(report, indent=2))
     else:
         print_report(report, out)
+
+
+def _test_images(
+    info: Any, dataset: str | None, data_dir: Path | None, split: str, binarize: str | None, limit: int | None = None
+) -> tuple[Any, str]:
+    """The split binarized with the fixed test seed, and a sentence saying how it was binarized."""
+    from drawcli import data
+
+    name = dataset or info.training.get("dataset") or "mnist"
+    folder = data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
+    mode = binarize or info.training.get("binarize") or "stochastic"
+    images = data.load_images(data.open_dataset(name), split, folder, info.config.image_shape)[:limit]
+    how = (
+        f"{name} {split} split, {len(images)} images, binarized "
+        + (f"stochastically once with the fixed seed {data.TEST_BINARIZATION_SEED}" if mode == "stochastic" else "by threshold (pixel > 0.5)")
+    )
+    return data.binarize_fixed(images, mode), how
+
+
+@app.command()
+@handles_errors
+def evaluate(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Data set (default: the one it was trained on).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")] = None,
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    binarize: Annotated[Optional[Binarize], typer.Option(help="Binarization (default: the training run's).")] = None,
+    samples: Annotated[int, typer.Option(min=0, max=100000, help="K posterior samples for the importance-weighted bound; 0 skips it.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 250,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N images.")] = None,
+    device: Annotated[Device, typer.Option(help="auto takes CUDA when present.")] = Device.auto,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: half the cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """The variational bound (and with --samples K the importance-weighted bound) in nats per image."""
+    import torch
+    from rich.progress import Progress
+
+    from drawcli import checkpoint
+    from drawcli import evaluate as evaluation
+    from drawcli.train import default_threads, pick_device
+
+    torch.set_num_threads(threads or default_threads())
+    target = pick_device(device.value)
+    model, info = checkpoint.load_model(checkpoint_path, target)
+    images, how = _test_images(info, dataset, data_dir, split, binarize.value if binarize else None, limit)
+    start = time.perf_counter()
+    with Progress(console=err, disable=as_json or not err.is_terminal, transient=True) as progress:
+        task = progress.add_task("evaluating", total=len(images))
+        result = evaluation.per_image(model, images, target, batch_size, samples, lambda n: progress.advance(task, n))
+    report = {"checkpoint": str(info.path), "data": how, "samples": samples, **evaluation.summarize(result),
+              "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"[bold]{info.path}[/bold]: {how}")
+    out.print(f"bound        {report['bound']:.2f} ± {report['bound_se']:.2f} nats  (recon {report['recon']:.2f}, KL {report['kl']:.2f})")
+    if samples:
+        out.print(f"IW bound K={samples:<4d}{report['iw_bound']:.2f} ± {report['iw_bound_se']:.2f} nats  ({report['iw_gain']:.2f} tighter)")
+    per_glimpse = report["kl_per_glimpse"]
+    out.print("KL per glimpse: " + " ".join(f"{v:.1f}" for v in per_glimpse))
+    out.print(f"{report['images']} images in {report['seconds']:.1f} s")
+
+
+@app.command()
+@handles_errors
+def reconstruct(
+    checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")],
+    gif: Annotated[Path, typer.Option(help="GIF: originals with the read window (green) beside the canvas with the write window (red).")] = Path("reconstruction.gif"),
+    png: Annotated[Optional[Path], typer.Option(help="Also write the final frame as a PNG.")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to reconstruct.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed choosing the images and the posterior noise.")] = 0,
+    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="Frames per second (the last frame is held 2 s).")] = 8.0,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 3,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set (default: the one it was trained on).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")] = None,
+    device: Annotated[Device, typer.Option(help="auto takes CUDA when present.")] = Device.auto,
+) -> None:
+    """Reconstruct test images glimpse by glimpse, with the attention windows drawn (the paper's Figure 1)."""
+    import torch
+
+    from drawcli import checkpoint, render
+    from drawcli.train import pick_device
+
+    target = pick_device(device.value)
+    model, info = checkpoint.load_model(checkpoint_path, target)
+    model.eval()
+    images, _ = _test_images(info, dataset, data_dir, "test", None)
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    x = images[pick].to(target)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        result = model(x, record=True)
+    frames = []
+    for t in range(info.config.glimpses):
+        read = result.read_windows[t] if result.read_windows else None
+        write = result.write_windows[t] if result.write_windows else None
+        left = render.frame(x, scale, read, render.READ_COLOUR)
+        right = render.frame(result.canvases[t], scale, write, render.WRITE_COLOUR)
+        frames.append(render.side_by_side(left, right))
+    render.write_gif(gif, frames, fps=fps)
+    if png is not None:
+        render.write_png(png, frames[-1])
+    bound = result.loss.mean().item()
+    out.print(f"wrote {gif}: {len(x)} test images, {len(frames)} frames, bound {bound:.2f} nats on these images")
+
+
+@app.command()
+@handles_errors
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run directories (or metrics.jsonl files) to draw together.")],
+    png: Annotated[Path, typer.Option(help="Output PNG (1000 x 400 pixels).")] = Path("curves.png"),
+    ymax: Annotated[Optional[float], typer.Option(help="Upper limit of the nats axis (the first steps are far above the rest).")] = None,
+) -> None:
+    """Draw learning curves: training loss and test bound against steps and wall time."""
+    from drawcli.atomic import atomic_path
+    from drawcli.plot import plot_curves, read_metrics
+
+    runs = {path.name if path.is_dir() else path.parent.name: read_metrics(path) for path in run_dirs}
+    floor = min(r.get("test_bound", r.get("loss", 0.0)) for records in runs.values() for r in records)
+    with atomic_path(png) as tmp:
+        plot_curves(runs, tmp, (floor * 0.9, ymax) if ymax else None)
+    out.print(f"wrote {png}")
+
+
+@app.command("presets")
+def list_presets() -> None:
+    """List the named settings `drawcli train --preset` accepts."""
+    from drawcli import presets
+
+    table = Table(title="presets")
+    table.add_column("name")
+    table.add_column("description")
+    table.add_column("options")
+    for name, preset in presets.PRESETS.items():
+        options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.options.items())
+        table.add_row(name, preset.description, options)
+    out.print(table)
 
 
 @app.command()

@@ -80,6 +80,13 @@ class Sampler(nn.Module, ABC):
     def prior(self, n: int, device: torch.device) -> torch.Tensor:
         """Draw n latents from the prior: (n, z_size)."""
 
+    def log_prob(self, z: torch.Tensor, h_enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log Q(z | h_enc), log P(z)), each (B,) in nats: what importance-weighted bounds need.
+
+        Optional: a sampler without it still trains and samples; `evaluate --samples` says so.
+        """
+        raise NotImplementedError(f"sampler {type(self).__name__} does not provide log-densities")
+
 
 class Dataset(ABC):
     """A source of images as a uint8 tensor (N, C, H, W); grey levels 0..255.

@@ -45,7 +45,7 @@ def binarize(images: torch.Tensor, mode: str, generator: torch.Generator | None 
     raise ValueError(f"unknown binarization {mode!r}; expected one of {BINARIZE_MODES}")
 
 
-def fixed_test_set(images: torch.Tensor, mode: str) -> torch.Tensor:
+def binarize_fixed(images: torch.Tensor, mode: str) -> torch.Tensor:
     """The test split binarized once with a fixed seed, whatever the training seed."""
     generator = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
     return binarize(images, mode, generator)

@@ -28,6 +28,7 @@ class DrawOutput:
     canvases: torch.Tensor | None = None  # (T, B, C, H, W) probabilities after each glimpse
     read_windows: list[Window] | None = None  # T windows, attention readers only
     write_windows: list[Window] | None = None  # T windows, attention writers only
+    log_ratio: torch.Tensor | None = None  # (B,) sum_t log P(z_t) - log Q(z_t | x), if asked
 
     @property
     def loss(self) -> torch.Tensor:
@@ -63,19 +64,27 @@ class DRAW(nn.Module):
         self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
         self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
 
-    def forward(self, x: torch.Tensor, record: bool = False) -> DrawOutput:
-        """x: (B, C, H, W) binary pixels -> per-image nats; `record` keeps canvases and windows."""
+    def forward(self, x: torch.Tensor, record: bool = False, densities: bool = False) -> DrawOutput:
+        """x: (B, C, H, W) binary pixels -> per-image nats.
+
+        `record` keeps canvases and windows; `densities` also returns log P(z) - log Q(z | x) of
+        the sampled latents, so that -recon + log_ratio is one importance weight log w.
+        """
         cfg = self.config
         batch = x.shape[0]
         h_enc = c_enc = x.new_zeros(batch, cfg.enc_size)
         h_dec = c_dec = x.new_zeros(batch, cfg.dec_size)
         canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
         kls, canvases, read_windows, write_windows = [], [], [], []
+        log_ratio = x.new_zeros(batch) if densities else None
         for _ in range(cfg.glimpses):
             x_hat = x - torch.sigmoid(canvas)  # eq. 3
             r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
             h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
             z, kl = self.sampler(h_enc)  # eq. 6
+            if log_ratio is not None:
+                log_q, log_p = self.sampler.log_prob(z, h_enc)
+                log_ratio = log_ratio + log_p - log_q
             h_dec, c_dec = self.decoder(z, (h_dec, c_dec))  # eq. 7
             update, write_window = self.writer(h_dec)
             canvas = canvas + update  # eq. 8
@@ -86,7 +95,7 @@ class DRAW(nn.Module):
                 write_windows.append(write_window)
         # eq. 9: Bernoulli negative log-likelihood of x under sigmoid(c_T), summed over pixels
         recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").flatten(1).sum(dim=1)
-        out = DrawOutput(recon=recon, kl=torch.stack(kls, dim=1))
+        out = DrawOutput(recon=recon, kl=torch.stack(kls, dim=1), log_ratio=log_ratio)
         if record:
             out.canvases = torch.stack(canvases)
             out.read_windows = _windows_or_none(read_windows)

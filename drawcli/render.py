@@ -15,7 +15,10 @@ from drawcli.contract import Window
 
 GRID_PADDING = 2
 HOLD_LAST_SECONDS = 2.0
-BOX_COLOUR = (255, 40, 40)
+WRITE_COLOUR = (255, 40, 40)  # red, as in the paper's figures
+READ_COLOUR = (40, 220, 40)  # green
+BOX_COLOUR = WRITE_COLOUR
+SIDE_BY_SIDE_GAP = 6
 
 
 def grid_columns(n: int) -> int:
@@ -37,7 +40,9 @@ def window_boxes(window: Window, scale: int, height: int, width: int) -> torch.T
     return boxes.clamp(min=torch.zeros(4), max=limits.float())
 
 
-def frame(images: torch.Tensor, scale: int = 1, window: Window | None = None) -> np.ndarray:
+def frame(
+    images: torch.Tensor, scale: int = 1, window: Window | None = None, colour: tuple[int, int, int] = BOX_COLOUR
+) -> np.ndarray:
     """Probabilities (n, C, H, W) -> one RGB grid frame (rows, cols, 3) uint8, boxes optional."""
     n, channels, height, width = images.shape
     pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
@@ -47,7 +52,7 @@ def frame(images: torch.Tensor, scale: int = 1, window: Window | None = None) ->
         pixels = pixels.expand(-1, 3, -1, -1)
     if window is not None:
         boxes = window_boxes(window, scale, height, width)
-        pixels = torch.stack([draw_bounding_boxes(img, boxes[i : i + 1], colors=BOX_COLOUR) for i, img in enumerate(pixels)])
+        pixels = torch.stack([draw_bounding_boxes(img, boxes[i : i + 1], colors=colour) for i, img in enumerate(pixels)])
     grid = make_grid(pixels, nrow=grid_columns(n), padding=GRID_PADDING, pad_value=0)
     return grid.permute(1, 2, 0).contiguous().numpy()
 
@@ -55,6 +60,12 @@ def frame(images: torch.Tensor, scale: int = 1, window: Window | None = None) ->
 def canvas_frames(canvases: torch.Tensor, scale: int = 1, windows: list[Window] | None = None) -> list[np.ndarray]:
     """(T, n, C, H, W) probabilities -> T grid frames, with each step's window drawn if given."""
     return [frame(canvases[t], scale, windows[t] if windows else None) for t in range(len(canvases))]
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = SIDE_BY_SIDE_GAP) -> np.ndarray:
+    """Two frames of equal height joined horizontally with a black gap."""
+    spacer = np.zeros((left.shape[0], gap, 3), dtype=np.uint8)
+    return np.concatenate([left, spacer, right], axis=1)
 
 
 def write_gif(path: Path, frames: list[np.ndarray], fps: float = 8.0) -> None:

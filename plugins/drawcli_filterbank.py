@@ -7,6 +7,7 @@ An N x N grid of Gaussian filters, placed by five numbers decoded from h_dec, ex
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -50,6 +51,29 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
     return fx, fy
 
 
+WINDOW_INITS = ("cover", "torch")
+
+
+def window_layer(config: DrawConfig, size: int, init: str) -> nn.Linear:
+    """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`.
+
+    "torch" keeps PyTorch's default (near-zero) bias: sigma = 1 pixel and, for N = 2, the
+    filters sit on the image's corners, which are blank in MNIST, so the read sees nothing
+    and training plateaus. "cover" starts with the N x N grid tiling the image: stride
+    max(A, B) / N and sigma half the stride, so every filter averages its own tile.
+    """
+    if init not in WINDOW_INITS:
+        raise ValueError(f"unknown window init {init!r}; expected one of {WINDOW_INITS}")
+    layer = nn.Linear(config.dec_size, 5)
+    if init == "cover":
+        side = max(config.height, config.width)
+        delta = side / size
+        delta_tilde = delta * max(size - 1, 1) / (side - 1) if side > 1 else 1.0
+        with torch.no_grad():
+            layer.bias.copy_(torch.tensor([0.0, 0.0, 2 * math.log(delta / 2), math.log(delta_tilde), 0.0]))
+    return layer
+
+
 def read_patch(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
     """F_y x F_x^T on every channel (eq. 27 without gamma): (B, C, H, W) -> (B, C, N, N)."""
     b, c, h, w = images.shape
@@ -72,14 +96,14 @@ def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torc
 class FilterbankReader(Reader):
     """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
 
-    def __init__(self, config: DrawConfig, **options: Any) -> None:
+    def __init__(self, config: DrawConfig, init: str = "cover", **options: Any) -> None:
         super().__init__(config, **options)
         if options:
             raise TypeError(f"unknown option(s) {sorted(options)}")
         self.size = config.read_size
         self.height, self.width = config.height, config.width
         self.out_size = 2 * config.channels * self.size**2
-        self.window = nn.Linear(config.dec_size, 5)  # eq. 21
+        self.window = window_layer(config, self.size, init)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
         window = decode_window(self.window(h_dec), self.height, self.width, self.size)
@@ -91,13 +115,13 @@ class FilterbankReader(Reader):
 class FilterbankWriter(Writer):
     """write(h_dec) = (1 / gamma^) F^_y^T w F^_x with w = W(h_dec) an N x N patch (eqs. 28-29)."""
 
-    def __init__(self, config: DrawConfig, **options: Any) -> None:
+    def __init__(self, config: DrawConfig, init: str = "cover", **options: Any) -> None:
         super().__init__(config, **options)
         if options:
             raise TypeError(f"unknown option(s) {sorted(options)}")
         self.size = config.write_size
         self.channels, self.height, self.width = config.image_shape
-        self.window = nn.Linear(config.dec_size, 5)
+        self.window = window_layer(config, self.size, init)
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:

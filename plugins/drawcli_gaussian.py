@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -31,3 +32,10 @@ class GaussianSampler(Sampler):
 
     def prior(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.z_size, device=device)
+
+    def log_prob(self, z: torch.Tensor, h_enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_sigma = self.posterior(h_enc).chunk(2, dim=1)
+        half_log_2pi = 0.5 * math.log(2 * math.pi)
+        log_q = (-0.5 * ((z - mu) * torch.exp(-log_sigma)) ** 2 - log_sigma - half_log_2pi).sum(dim=1)
+        log_p = (-0.5 * z**2 - half_log_2pi).sum(dim=1)
+        return log_q, log_p

@@ -137,9 +137,9 @@ def test_fixed_test_set_is_independent_of_global_seed() -> None:
     """The test split's binarization is the same whatever the torch seed."""
     images = torch.randint(0, 256, (8, 1, 5, 5), dtype=torch.uint8)
     torch.manual_seed(1)
-    a = data.fixed_test_set(images, "stochastic")
+    a = data.binarize_fixed(images, "stochastic")
     torch.manual_seed(2)
-    b = data.fixed_test_set(images, "stochastic")
+    b = data.binarize_fixed(images, "stochastic")
     assert torch.equal(a, b)
 
 

@@ -1,0 +1,61 @@
+"""Learning curves from a run's metrics.jsonl: training loss and test bound against steps and time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from drawcli.errors import DrawcliError
+
+FIGSIZE = (10.0, 4.0)  # inches; at DPI 100 the PNG is 1000 x 400 pixels
+DPI = 100
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Every well-formed JSON line of a metrics log (a torn last line is skipped)."""
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise DrawcliError(f"cannot read metrics log {path}: {exc.strerror or exc}") from None
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), (int, float)):
+            records.append(record)
+    if not records:
+        raise DrawcliError(f"{path} holds no metrics yet")
+    return records
+
+
+def plot_curves(runs: dict[str, list[dict[str, Any]]], out: Path, ylim: tuple[float, float] | None = None) -> None:
+    """One PNG, two panels (nats against steps, and against wall time), one colour per run."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DrawcliError("plotting needs matplotlib: pip install 'drawcli[plot]'") from None
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI)
+    for colour, (label, records) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, runs.items()):
+        train = [r for r in records if r.get("event") == "train"]
+        test = [r for r in records if r.get("event") == "epoch"]
+        for ax, x_key in zip(axes, ("step", "wall_time_s")):
+            ax.plot([r[x_key] for r in train], [r["loss"] for r in train], color=colour, alpha=0.4, label=f"{label} train loss")
+            ax.plot([r[x_key] for r in test], [r["test_bound"] for r in test], "o-", color=colour, label=f"{label} test bound")
+    for ax, xlabel in zip(axes, ("step", "wall time (s)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("nats per image")
+        ax.grid(alpha=0.3)
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)

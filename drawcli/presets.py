@@ -1,0 +1,53 @@
+"""Named settings from the paper (Gregor et al. 2015, table 2 and section 4).
+
+A preset fills architecture and training options; any option given explicitly on the
+command line wins over the preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from drawcli.errors import DrawcliError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Option values by `drawcli train` parameter name, with a one-line description."""
+
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "paper-mnist": Preset(
+        "MNIST with attention: 64 glimpses, LSTM 256, z 100, read 2x2, write 5x5 (paper: 80.97 nats)",
+        {"dataset": "mnist", "reader": "filterbank", "writer": "filterbank", "glimpses": 64,
+         "rnn_size": 256, "z_size": 100, "read_size": 2, "write_size": 5},
+    ),
+    "paper-mnist-noattn": Preset(
+        "MNIST without attention: 64 glimpses, LSTM 256, z 100 (paper: 87.40 nats)",
+        {"dataset": "mnist", "reader": "no-attention", "writer": "no-attention", "glimpses": 64,
+         "rnn_size": 256, "z_size": 100},
+    ),
+    "paper-svhn": Preset(
+        "SVHN 32x32 colour: 32 glimpses, LSTM 800, z 100, read 12x12, write 12x12 "
+        "(needs the images as a folder: --data-dir)",
+        {"dataset": "folder", "channels": 3, "height": 32, "width": 32, "reader": "filterbank",
+         "writer": "filterbank", "glimpses": 32, "rnn_size": 800, "z_size": 100, "read_size": 12, "write_size": 12},
+    ),
+    "paper-cifar10": Preset(
+        "CIFAR-10 32x32 colour: 64 glimpses, LSTM 400, z 200, read 5x5, write 5x5 "
+        "(needs the images as a folder: --data-dir)",
+        {"dataset": "folder", "channels": 3, "height": 32, "width": 32, "reader": "filterbank",
+         "writer": "filterbank", "glimpses": 64, "rnn_size": 400, "z_size": 200, "read_size": 5, "write_size": 5},
+    ),
+}  # fmt: skip
+
+
+def get(name: str) -> Preset:
+    """The preset called `name`; unknown names list the known ones."""
+    if name not in PRESETS:
+        raise DrawcliError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
