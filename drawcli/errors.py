@@ -21,3 +21,7 @@ class CheckpointError(DrawcliError):
 
 class DataError(DrawcliError):
     """A data set that cannot be found or read."""
+
+
+class WriteError(DrawcliError):
+    """A file that cannot be written (read-only folder, full disk); the previous file is kept."""

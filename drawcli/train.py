@@ -23,6 +23,7 @@ from drawcli import checkpoint, data
 from drawcli import evaluate as evaluation
 from drawcli.config import DrawConfig
 from drawcli.errors import DrawcliError
+from drawcli.metrics import MetricsLog
 from drawcli.model import DRAW
 from drawcli.progress import Reporter
 
@@ -203,11 +204,7 @@ def train(
     n = len(train_images)
     steps_per_epoch = math.ceil(n / settings.batch_size)
     total = settings.total_steps(steps_per_epoch)
-    metrics_path = run_dir / "metrics.jsonl"
-
-    def log(record: dict[str, Any]) -> None:
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    log = MetricsLog(run_dir).write
 
     def summary() -> dict[str, Any]:
         return {

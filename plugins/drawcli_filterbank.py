@@ -51,26 +51,31 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
     return fx, fy
 
 
-WINDOW_INITS = ("cover", "torch")
+WINDOW_INITS = ("cover", "cover-unscaled", "torch")
 
 
-def window_layer(config: DrawConfig, size: int, init: str) -> nn.Linear:
+def window_layer(config: DrawConfig, size: int, init: str, write: bool) -> nn.Linear:
     """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`.
 
     "torch" keeps PyTorch's default (near-zero) bias: sigma = 1 pixel and, for N = 2, the
     filters sit on the image's corners, which are blank in MNIST, so the read sees nothing
-    and training plateaus. "cover" starts with the N x N grid tiling the image: stride
-    max(A, B) / N and sigma half the stride, so every filter averages its own tile.
+    and training plateaus. "cover-unscaled" starts with the N x N grid tiling the image:
+    stride max(A, B) / N and sigma half the stride, so every filter averages its own tile.
+    "cover" also sets a write's gamma to 1 / (2 pi sigma^2): with normalised filters a patch
+    value w spreads over about 2 pi sigma^2 pixels, so 1/gamma restores a change of about w
+    logits at the blob's centre, the scale a no-attention writer starts with.
     """
     if init not in WINDOW_INITS:
         raise ValueError(f"unknown window init {init!r}; expected one of {WINDOW_INITS}")
     layer = nn.Linear(config.dec_size, 5)
-    if init == "cover":
+    if init != "torch":
         side = max(config.height, config.width)
         delta = side / size
         delta_tilde = delta * max(size - 1, 1) / (side - 1) if side > 1 else 1.0
+        sigma2 = (delta / 2) ** 2
+        log_gamma = -math.log(2 * math.pi * sigma2) if write and init == "cover" else 0.0
         with torch.no_grad():
-            layer.bias.copy_(torch.tensor([0.0, 0.0, 2 * math.log(delta / 2), math.log(delta_tilde), 0.0]))
+            layer.bias.copy_(torch.tensor([0.0, 0.0, math.log(sigma2), math.log(delta_tilde), log_gamma]))
     return layer
 
 
@@ -103,7 +108,7 @@ class FilterbankReader(Reader):
         self.size = config.read_size
         self.height, self.width = config.height, config.width
         self.out_size = 2 * config.channels * self.size**2
-        self.window = window_layer(config, self.size, init)
+        self.window = window_layer(config, self.size, init, write=False)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
         window = decode_window(self.window(h_dec), self.height, self.width, self.size)
@@ -121,7 +126,7 @@ class FilterbankWriter(Writer):
             raise TypeError(f"unknown option(s) {sorted(options)}")
         self.size = config.write_size
         self.channels, self.height, self.width = config.image_shape
-        self.window = window_layer(config, self.size, init)
+        self.window = window_layer(config, self.size, init, write=True)
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:

@@ -160,3 +160,29 @@ def test_plot_writes_png_of_documented_size(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "c.png") as image:
         assert image.size == (1000, 400)
+
+
+def test_metrics_mirrored_to_tensorboard_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a SummaryWriter importable, every numeric metric also goes to RUN_DIR/tensorboard."""
+    import sys
+    import types
+
+    calls: list[tuple] = []
+
+    class FakeWriter:
+        def __init__(self, log_dir: str) -> None:
+            calls.append(("dir", log_dir))
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    from drawcli.metrics import MetricsLog
+
+    log = MetricsLog(tmp_path)
+    log.write({"event": "epoch", "step": 10, "test_bound": 99.5, "epochs": 1.0})
+    assert calls == [("dir", str(tmp_path / "tensorboard")), ("epoch/test_bound", 99.5, 10)]
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"event": "epoch", "step": 10, "test_bound": 99.5, "epochs": 1.0}
