@@ -64,21 +64,29 @@ class Writer(nn.Module, ABC):
 class Sampler(nn.Module, ABC):
     """The approximate posterior Q(z_t | h_enc_t) and the prior P(z_t).
 
-    Subclasses set `z_size`, the width of the latent vector the decoder receives.
+    Subclasses set `z_size`, the width of the latent vector the decoder receives, and may set
+    `noise_size` (default z_size), the width of the standard-normal noise they consume per
+    glimpse. The model draws that noise for all glimpses at once, or takes it from the
+    caller, so a result is a function of (weights, images, noise): that is what makes
+    data-parallel runs match single-process ones image for image.
     """
 
     z_size: int
+
+    @property
+    def noise_size(self) -> int:
+        return self.z_size
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()
 
     @abstractmethod
-    def forward(self, h_enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h_enc: (B, enc_size) -> z: (B, z_size) sampled from Q, KL(Q || P): (B,) in nats."""
+    def forward(self, h_enc: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_enc: (B, enc_size), noise: (B, noise_size) ~ N(0, I) -> z: (B, z_size) from Q, KL(Q || P): (B,) nats."""
 
     @abstractmethod
-    def prior(self, n: int, device: torch.device) -> torch.Tensor:
-        """Draw n latents from the prior: (n, z_size)."""
+    def prior(self, noise: torch.Tensor) -> torch.Tensor:
+        """noise: (n, noise_size) ~ N(0, I) -> n latents from the prior: (n, z_size)."""
 
     def log_prob(self, z: torch.Tensor, h_enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log Q(z | h_enc), log P(z)), each (B,) in nats: what importance-weighted bounds need.

@@ -64,24 +64,34 @@ class DRAW(nn.Module):
         self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
         self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
 
-    def forward(self, x: torch.Tensor, record: bool = False, densities: bool = False) -> DrawOutput:
+    def noise(self, n: int, device: torch.device | None = None) -> torch.Tensor:
+        """Standard-normal noise for every glimpse of n images: (T, n, noise_size), one draw."""
+        device = device or next(self.parameters()).device
+        return torch.randn(self.config.glimpses, n, self.sampler.noise_size, device=device)
+
+    def forward(
+        self, x: torch.Tensor, record: bool = False, densities: bool = False, noise: torch.Tensor | None = None
+    ) -> DrawOutput:
         """x: (B, C, H, W) binary pixels -> per-image nats.
 
-        `record` keeps canvases and windows; `densities` also returns log P(z) - log Q(z | x) of
-        the sampled latents, so that -recon + log_ratio is one importance weight log w.
+        `noise` (T, B, noise_size) is drawn here when not given. `record` keeps canvases and
+        windows; `densities` also returns log P(z) - log Q(z | x) of the sampled latents, so
+        that -recon + log_ratio is one importance weight log w.
         """
         cfg = self.config
         batch = x.shape[0]
+        if noise is None:
+            noise = self.noise(batch, x.device)
         h_enc = c_enc = x.new_zeros(batch, cfg.enc_size)
         h_dec = c_dec = x.new_zeros(batch, cfg.dec_size)
         canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
-        for _ in range(cfg.glimpses):
+        for t in range(cfg.glimpses):
             x_hat = x - torch.sigmoid(canvas)  # eq. 3
             r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
             h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
-            z, kl = self.sampler(h_enc)  # eq. 6
+            z, kl = self.sampler(h_enc, noise[t])  # eq. 6
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
                 log_ratio = log_ratio + log_p - log_q
@@ -103,15 +113,17 @@ class DRAW(nn.Module):
         return out
 
     @torch.no_grad()
-    def generate(self, n: int) -> Generation:
+    def generate(self, n: int, noise: torch.Tensor | None = None) -> Generation:
         """Draw n images from the prior (section 2.3); seed with torch.manual_seed for repeatability."""
         cfg = self.config
         device = next(self.parameters()).device
+        if noise is None:
+            noise = self.noise(n, device)
         h_dec = c_dec = torch.zeros(n, cfg.dec_size, device=device)
         canvas = torch.zeros(n, *cfg.image_shape, device=device)
         canvases, windows = [], []
-        for _ in range(cfg.glimpses):
-            z = self.sampler.prior(n, device)
+        for t in range(cfg.glimpses):
+            z = self.sampler.prior(noise[t])
             h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
             update, window = self.writer(h_dec)
             canvas = canvas + update

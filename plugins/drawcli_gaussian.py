@@ -22,16 +22,16 @@ class GaussianSampler(Sampler):
         self.z_size = config.z_size
         self.posterior = nn.Linear(config.enc_size, 2 * config.z_size)  # [mu, log sigma]
 
-    def forward(self, h_enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h_enc: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_sigma = self.posterior(h_enc).chunk(2, dim=1)
         sigma = torch.exp(log_sigma)
-        z = mu + sigma * torch.randn_like(mu)  # reparameterisation
+        z = mu + sigma * noise  # reparameterisation
         # eq. 11: KL(N(mu, sigma) || N(0, 1)) = 0.5 sum_j (mu^2 + sigma^2 - log sigma^2 - 1)
         kl = 0.5 * (mu**2 + sigma**2 - 2 * log_sigma - 1).sum(dim=1)
         return z, kl
 
-    def prior(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.randn(n, self.z_size, device=device)
+    def prior(self, noise: torch.Tensor) -> torch.Tensor:
+        return noise
 
     def log_prob(self, z: torch.Tensor, h_enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_sigma = self.posterior(h_enc).chunk(2, dim=1)

@@ -72,17 +72,17 @@ def test_writer_output_shape(name: str, shape: str) -> None:
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", names_of("sampler"))
 def test_sampler_output_shape(name: str, shape: str) -> None:
-    """sampler(h_enc) -> z (B, z_size), kl (B,) >= 0; prior(n) -> (n, z_size); all finite."""
+    """sampler(h_enc, noise) -> z (B, z_size), kl (B,) >= 0; prior(noise) -> (n, z_size); all finite."""
     cfg = config(shape)
     torch.manual_seed(0)
     sampler = registry.build("sampler", name, cfg)
     assert isinstance(sampler, Sampler)
-    z, kl = sampler(torch.randn(BATCH, cfg.enc_size))
+    z, kl = sampler(torch.randn(BATCH, cfg.enc_size), torch.randn(BATCH, sampler.noise_size))
     assert z.shape == (BATCH, sampler.z_size)
     assert kl.shape == (BATCH,)
     assert torch.isfinite(z).all() and torch.isfinite(kl).all()
     assert (kl >= 0).all()
-    prior = sampler.prior(7, torch.device("cpu"))
+    prior = sampler.prior(torch.randn(7, sampler.noise_size))
     assert prior.shape == (7, sampler.z_size)
     assert torch.isfinite(prior).all()
 
