@@ -3,17 +3,22 @@
 The reference the benchmark measures drawcli against: plain per-glimpse PyTorch, two
 nn.LSTMCell, Gaussian filterbanks rebuilt with exp and normalisation at every glimpse, bmm for
 read and write. It shares drawcli's conventions (1-based pixel grid, raw window parameters
-clamped to [-10, 10], latent noise drawn as one randn of (B, z) per glimpse after mu and
-log sigma), so that with copied weights and the same seed both compute the same loss.
+clamped to [-10, 10]), so that with copied weights and the same latent noise (passed in as
+`noise`, shape (T, B, z)) both compute the same loss. Without `noise` it draws one randn of
+(B, z) per glimpse, as a plain implementation would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from drawcli.config import DrawConfig
 
 
 class BaselineDRAW(nn.Module):
@@ -47,7 +52,7 @@ class BaselineDRAW(nn.Module):
             self.write_window = nn.Linear(dec_size, 5)
             self.write_patch = nn.Linear(dec_size, channels * write_size**2)  # eq. 28
         else:
-            self.write = nn.Linear(dec_size, pixels)  # eq. 18
+            self.write_canvas = nn.Linear(dec_size, pixels)  # eq. 18
 
     # Attention (section 3.2)
 
@@ -86,11 +91,11 @@ class BaselineDRAW(nn.Module):
             patches.append(torch.bmm(torch.bmm(fy, img), fx.transpose(1, 2)).reshape(b, -1))
         return gamma[:, None] * torch.cat(patches, dim=1)
 
-    def write(self, h_dec: torch.Tensor) -> torch.Tensor:  # type: ignore[no-redef]
+    def write(self, h_dec: torch.Tensor) -> torch.Tensor:
         """eq. 29: (1 / gamma) F_y^T w F_x; or a linear map onto the canvas (eq. 18)."""
         b = h_dec.shape[0]
         if not self.attention:
-            return self._modules["write"](h_dec).view(b, self.channels, self.height, self.width)
+            return self.write_canvas(h_dec).view(b, self.channels, self.height, self.width)
         fx, fy, gamma = self.filterbank(self.write_window(h_dec), self.write_size)
         fx, fy = self._per_channel(fx), self._per_channel(fy)
         w = self.write_patch(h_dec).view(b * self.channels, self.write_size, self.write_size)
@@ -99,52 +104,52 @@ class BaselineDRAW(nn.Module):
 
     # The network (section 2)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H, W) binary -> (reconstruction nats (B,), KL nats (B,)); eqs. 3-12."""
         b = x.shape[0]
         h_enc = c_enc = x.new_zeros(b, self.enc_size)
         h_dec = c_dec = x.new_zeros(b, self.dec_size)
         canvas = torch.zeros_like(x)
         kl = x.new_zeros(b)
-        for _ in range(self.glimpses):
+        for t in range(self.glimpses):
             x_hat = x - torch.sigmoid(canvas)
             r = self.read(x, x_hat, h_dec)
             h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))
             mu, logsigma = self.mu(h_enc), self.logsigma(h_enc)
             sigma = torch.exp(logsigma)
-            z = mu + sigma * torch.randn(b, self.z_size, dtype=x.dtype, device=x.device)
+            eps = torch.randn(b, self.z_size, dtype=x.dtype, device=x.device) if noise is None else noise[t]
+            z = mu + sigma * eps
             kl = kl + 0.5 * (mu**2 + sigma**2 - 2 * logsigma - 1).sum(dim=1)
             h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
             canvas = canvas + self.write(h_dec)
         recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").flatten(1).sum(dim=1)
         return recon, kl
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The batch mean of the negative variational bound, in nats."""
-        recon, kl = self(x)
+        recon, kl = self(x, noise)
         return (recon + kl).mean()
 
     @torch.no_grad()
-    def generate(self, n: int) -> torch.Tensor:
+    def generate(self, n: int, noise: torch.Tensor | None = None) -> torch.Tensor:
         """n images drawn from the prior: (n, C, H, W) probabilities of the final canvas."""
         p = next(self.parameters())
         h_dec = c_dec = p.new_zeros(n, self.dec_size)
         canvas = p.new_zeros(n, self.channels, self.height, self.width)
-        for _ in range(self.glimpses):
-            z = torch.randn(n, self.z_size, dtype=p.dtype, device=p.device)
+        for t in range(self.glimpses):
+            z = torch.randn(n, self.z_size, dtype=p.dtype, device=p.device) if noise is None else noise[t]
             h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
             canvas = canvas + self.write(h_dec)
         return torch.sigmoid(canvas)
 
 
-def baseline_like(config: object) -> BaselineDRAW:
-    """A baseline with the sizes of a drawcli DrawConfig (attention when its reader is not 'none')."""
+def baseline_like(config: DrawConfig) -> BaselineDRAW:
+    """A baseline with the sizes of a drawcli DrawConfig (attention unless its reader is 'none')."""
     c = config
-    attention = getattr(c, "reader") not in ("none", "no-attention")
     return BaselineDRAW(
-        channels=c.channels, height=c.height, width=c.width, glimpses=c.glimpses,  # type: ignore[attr-defined]
-        enc_size=c.enc_size, dec_size=c.dec_size, z_size=c.z_size,  # type: ignore[attr-defined]
-        read_size=c.read_size, write_size=c.write_size, attention=attention,  # type: ignore[attr-defined]
+        channels=c.channels, height=c.height, width=c.width, glimpses=c.glimpses, enc_size=c.enc_size,
+        dec_size=c.dec_size, z_size=c.z_size, read_size=c.read_size, write_size=c.write_size,
+        attention=c.reader not in ("none", "no-attention"),
     )  # fmt: skip
 
 
@@ -153,7 +158,7 @@ _NAME_MAP = {
     "reader.window": "read_window",
     "writer.window": "write_window",
     "writer.patch": "write_patch",
-    "writer.canvas": "write",
+    "writer.canvas": "write_canvas",
     "encoder": "encoder",
     "decoder": "decoder",
 }

@@ -3,10 +3,13 @@
 No pickle anywhere: weights and optimizer state are tensors, everything else is JSON in the
 safetensors header. The header is parsed here with size limits and validated before any
 model is built, so `inspect` works on a checkpoint whose plugins are not installed.
+safetensors has no checksum, so the metadata carries the SHA-256 of the tensor data: a flipped
+bit in the weights is reported instead of loading silently.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -20,16 +23,19 @@ from safetensors.torch import save as st_save
 from drawcli import __version__, registry
 from drawcli.atomic import atomic_write_bytes
 from drawcli.config import DrawConfig
-from drawcli.errors import CheckpointError, ConfigError
+from drawcli.errors import CheckpointError, ConfigError, DrawcliError, PluginError
 
 FORMAT = "drawcli-checkpoint/1"
 RESUME_FORMAT = "drawcli-resume/1"
 CHECKPOINT_NAME = "checkpoint.safetensors"
 RESUME_NAME = "resume.safetensors"
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+CHECKSUM_KEY = "data_sha256"
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
           "U8": torch.uint8, "BOOL": torch.bool}  # fmt: skip
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+COMPONENT_KINDS = ("reader", "writer", "sampler")
 
 
 @dataclass
@@ -98,7 +104,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # also over-long integers and absurd nesting
         raise CheckpointError(f"{path} is not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is not a safetensors file (header is not an object)")
@@ -110,7 +116,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
     for name, entry in header.items():
         try:
             dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-            ok = dtype in DTYPES and all(isinstance(s, int) and s >= 0 for s in shape)
+            ok = dtype in DTYPES and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
             ok = ok and isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_size
         except (TypeError, KeyError, ValueError):
             ok = False
@@ -127,7 +133,7 @@ def _json_field(metadata: dict[str, str], key: str, path: Path) -> Any:
         raise CheckpointError(f"{path} has no drawcli metadata field {key!r}")
     try:
         return json.loads(metadata[key])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise CheckpointError(f"{path}: metadata field {key!r} is not valid JSON") from None
 
 
@@ -139,12 +145,16 @@ def read_info(path: Path) -> CheckpointInfo:
         raise CheckpointError(f"{path} is a safetensors file but not a drawcli checkpoint (no {FORMAT!r} metadata)")
     try:
         config = DrawConfig.from_dict(_json_field(metadata, "config", path))
-    except (ConfigError, TypeError) as exc:
+    except (ConfigError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: invalid config in metadata: {exc}") from None
     components = _json_field(metadata, "components", path)
     training = _json_field(metadata, "training", path)
     if not isinstance(components, dict) or not isinstance(training, dict):
         raise CheckpointError(f"{path}: metadata fields 'components' and 'training' must be JSON objects")
+    for kind in COMPONENT_KINDS:
+        entry = components.get(kind, {})
+        if not isinstance(entry, dict) or not all(v is None or isinstance(v, str) for v in entry.values()):
+            raise CheckpointError(f"{path}: metadata 'components' entry {kind!r} must map names to strings")
     return CheckpointInfo(
         path=path,
         file_size=size,
@@ -159,7 +169,7 @@ def read_info(path: Path) -> CheckpointInfo:
 def component_provenance(config: DrawConfig) -> dict[str, dict[str, Any]]:
     """For each component: the name asked for, its canonical name, and who provides it."""
     out = {}
-    for kind in ("reader", "writer", "sampler"):
+    for kind in COMPONENT_KINDS:
         name = getattr(config, kind)
         spec = registry.resolve(kind, name)
         out[kind] = {"name": spec.name, "requested": name, "value": spec.value,
@@ -178,37 +188,100 @@ def save_checkpoint(path: Path, model: torch.nn.Module, training: dict[str, Any]
         "components": json.dumps(component_provenance(config), sort_keys=True),
         "training": json.dumps(training, sort_keys=True),
     }
-    atomic_write_bytes(Path(path), st_save(tensors, metadata=metadata))
+    atomic_write_bytes(Path(path), _serialize(tensors, metadata))
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _data_digest(blob: bytes | memoryview) -> str:
+    """SHA-256 of a safetensors file's data section (everything after the header)."""
+    (header_len,) = struct.unpack("<Q", blob[:8])
+    return hashlib.sha256(memoryview(blob)[8 + header_len :]).hexdigest()
+
+
+def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes with the data checksum in the metadata.
+
+    The data layout does not depend on the metadata, so the draft's data section is the final one.
+    """
+    draft = st_save(tensors, metadata=metadata)
+    return st_save(tensors, metadata={**metadata, CHECKSUM_KEY: _data_digest(draft)})
+
+
+def _load_tensors(path: Path, metadata: dict[str, str]) -> dict[str, torch.Tensor]:
     try:
-        return st_load(path.read_bytes())
+        raw = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    expected = metadata.get(CHECKSUM_KEY)
+    if expected is not None and (len(raw) < 8 or _data_digest(raw) != expected):
+        raise CheckpointError(f"{path} is corrupt: its tensor data does not match the checksum in its header")
+    try:
+        return st_load(raw)
     except Exception as exc:  # safetensors raises its own error type for corrupt files
         raise CheckpointError(f"{path} is corrupt: {exc}") from None
 
 
+def _require_installed(info: CheckpointInfo) -> None:
+    """A missing plugin is named with the distribution that provided it when the checkpoint was saved."""
+    for kind in COMPONENT_KINDS:
+        name = getattr(info.config, kind)
+        if name in registry.names(kind):
+            continue
+        recorded = info.components.get(kind) or {}
+        dist, version = recorded.get("distribution"), recorded.get("version")
+        if not dist:
+            raise PluginError(
+                f"{kind} {name!r} is not installed and the checkpoint does not say which distribution "
+                f"provided it; installed {kind}s: {', '.join(registry.names(kind)) or 'none'}"
+            )
+        provided = f"{dist} {version}" if version else dist
+        raise PluginError(f"{kind} {name!r} is not installed; it was provided by the distribution {provided!r}: pip install {dist}")
+
+
+def _expected_tensors(config: DrawConfig) -> dict[str, tuple[list[int], str]]:
+    """{name: (shape, dtype)} of the model's state dict, built on the meta device (no memory used)."""
+    from drawcli.model import DRAW
+
+    try:
+        with torch.device("meta"):
+            model = DRAW(config)
+    except DrawcliError:
+        raise
+    except Exception:  # a plugin that cannot run on the meta device: build it for real
+        model = DRAW(config)
+    return {k: (list(v.shape), DTYPE_NAMES.get(v.dtype, str(v.dtype))) for k, v in model.state_dict().items()}
+
+
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointInfo]:
-    """Rebuild the model from a checkpoint alone (config from metadata, weights from tensors)."""
+    """Rebuild the model from a checkpoint alone (config from metadata, weights from tensors).
+
+    Shapes and dtypes are checked against the config before the model is allocated, so a header
+    naming huge sizes costs nothing; the weights are checked against the header's checksum.
+    """
     from drawcli.model import DRAW
 
     info = read_info(path)
-    model = DRAW(info.config)
-    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-    found = {k: v.shape for k, v in info.tensors.items()}
+    _require_installed(info)
+    expected = _expected_tensors(info.config)
+    found = {k: (v.shape, v.dtype) for k, v in info.tensors.items()}
     if expected != found:
         missing = sorted(set(expected) - set(found))
         extra = sorted(set(found) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        common = set(expected) & set(found)
+        wrong = sorted(k for k in common if expected[k][0] != found[k][0])
+        dtype = sorted(k for k in common if expected[k][1] != found[k][1])
         detail = "; ".join(
             f"{label}: {', '.join(names[:5])}"
-            for label, names in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+            for label, names in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong), ("wrong dtype", dtype))
             if names
         )
         raise CheckpointError(f"{info.path}: tensors do not match the config ({detail})")
-    model.load_state_dict(_load_tensors(info.path))
+    _, metadata, _ = read_header(info.path)
+    tensors = _load_tensors(info.path, metadata)
+    model = DRAW(info.config)
+    try:
+        model.load_state_dict(tensors)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{info.path}: weights do not fit the model: {exc}") from None
     return model.to(device), info
 
 
@@ -224,7 +297,7 @@ def save_resume(path: Path, optimizer: torch.optim.Optimizer, rng: dict[str, tor
         "param_groups": json.dumps(opt["param_groups"]),
         "state": json.dumps(state, sort_keys=True),
     }
-    atomic_write_bytes(Path(path), st_save(tensors, metadata=metadata))
+    atomic_write_bytes(Path(path), _serialize(tensors, metadata))
 
 
 def load_resume(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -233,21 +306,26 @@ def load_resume(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str,
     _, metadata, _ = read_header(path)
     if metadata.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path} is not a drawcli resume file")
-    tensors = _load_tensors(path)
+    tensors = _load_tensors(path, metadata)
     state: dict[int, dict[str, torch.Tensor]] = {}
     rng = {}
     for key, value in tensors.items():
-        kind, rest = key.split(".", 1)
+        kind, _, rest = key.partition(".")
+        index, _, slot = rest.partition(".")
         if kind == "rng":
             rng[rest] = value
-        elif kind == "optim":
-            index, slot = rest.split(".", 1)
+        elif kind == "optim" and index.isdigit() and slot:
             state.setdefault(int(index), {})[slot] = value
+        else:
+            raise CheckpointError(f"{path}: unexpected tensor {key!r} in a resume file")
     try:
         optimizer.load_state_dict({"state": state, "param_groups": _json_field(metadata, "param_groups", path)})
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: optimizer state does not match the model: {exc}") from None
-    return rng, _json_field(metadata, "state", path)
+    loop = _json_field(metadata, "state", path)
+    if not isinstance(loop, dict):
+        raise CheckpointError(f"{path}: metadata field 'state' must be a JSON object")
+    return rng, loop
 
 
 __all__ = [

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Callable, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from drawcli import __version__, registry
@@ -41,7 +42,8 @@ _debug = {"on": False}
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """The one exit path for user errors: one line on stderr, no traceback."""
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    # The message may quote a file's contents or a path: its brackets are text, not rich markup.
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -58,6 +60,10 @@ def handles_errors(fn: F) -> F:
             if isinstance(exc, OSError) and exc.filename:
                 fail(f"{exc.strerror or exc}: {exc.filename}")
             fail(str(exc), code=2 if isinstance(exc, ConfigError) else 1)
+        except KeyboardInterrupt:
+            if _debug["on"]:
+                raise
+            fail("interrupted", code=130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -186,8 +192,11 @@ def train(
 ) -> None:
     """Train a DRAW model and save a safetensors checkpoint in a run directory."""
     from drawcli import data, train as training
-    from drawcli.progress import make_reporter
+    from drawcli.atomic import check_writable_dir
+    from drawcli import distributed
+    from drawcli.progress import SilentReporter, make_reporter
 
+    dist_ctx, dist_device = distributed.init(device.value)  # a no-op unless launched by torchrun
     if resume is not None:
         config, settings, run_dir = _resume_setup(ctx, resume, epochs, steps, threads, device.value)
     else:
@@ -211,6 +220,7 @@ def train(
             device=device.value, threads=threads, sample_every=sample_every,
         )  # fmt: skip
         run_dir = out_dir or DEFAULT_RUNS / datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(distributed.broadcast_text(str(run_dir), dist_ctx))  # rank 0's clock names the run
         if (run_dir / "checkpoint.safetensors").exists():
             fail(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out", code=2)
 
@@ -225,11 +235,26 @@ def train(
         _draw_samples(model, run_dir / "samples" / name, None, n=settings.sample_count, seed=settings.seed,
                       fps=8, scale=2, boxes=False)  # fmt: skip
 
+    check_writable_dir(run_dir)  # fail now, not after the first epoch
+    reporter = make_reporter(err, quiet) if dist_ctx.is_main else SilentReporter(err)
     try:
-        training.train(config, settings, run_dir, make_reporter(err, quiet), resume=resume is not None,
-                       on_epoch_end=write_samples if settings.sample_every else None)  # fmt: skip
+        training.train(config, settings, run_dir, reporter, resume=resume is not None,
+                       on_epoch_end=write_samples if settings.sample_every else None,
+                       dist_ctx=dist_ctx, device=dist_device)  # fmt: skip
     except training.Interrupted as exc:
+        reporter.close()
         fail(str(exc), code=130)
+    except KeyboardInterrupt:  # a second Ctrl-C: StopFlag gives up waiting for the step to end
+        reporter.close()
+        if _debug["on"]:
+            raise
+        if (run_dir / "checkpoint.safetensors").is_file():
+            fail(f"stopped at once by a second interrupt; the last saved checkpoint in {run_dir} is intact; "
+                 f"resume with: drawcli train --resume {run_dir}", code=130)  # fmt: skip
+        fail(f"stopped at once by a second interrupt, before any checkpoint was saved in {run_dir}", code=130)
+    finally:
+        reporter.close()
+        distributed.close(dist_ctx)
 
 
 def _resume_setup(ctx: typer.Context, run_dir: Path, epochs: int | None, steps: int | None, threads: int | None, device: str) -> tuple[DrawConfig, Any, Path]:
@@ -308,6 +333,7 @@ def sample(
 ) -> None:
     """Draw images from the prior and write a GIF of the canvases evolving glimpse by glimpse."""
     from drawcli import checkpoint
+    from drawcli.atomic import check_writable_file
     from drawcli.train import pick_device
 
     if checkpoint_path is None:
@@ -315,6 +341,9 @@ def sample(
         err.print(f"using the newest run: {checkpoint_path}")
     if gif is None and png is None:
         gif = Path("samples.gif")
+    for target in (gif, png):
+        if target is not None:
+            check_writable_file(target)  # before the model is loaded and run
     model, info = checkpoint.load_model(checkpoint_path, pick_device(device.value))
     model.eval()
     if boxes and info.config.writer in registry.resolve("writer", "no-attention").names:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drawcli.atomic import append_line
+
 SCALARS = ("loss", "recon", "kl", "train_loss", "test_bound", "test_recon", "test_kl")
 
 
@@ -22,8 +24,7 @@ class MetricsLog:
         self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))  # a full disk raises WriteError naming the file
         if self._tb is not None:
             for key in SCALARS:
                 if key in record:

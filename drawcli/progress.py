@@ -60,6 +60,13 @@ class Reporter:
     def interrupted(self, step: int, run_dir: Path) -> None:
         self.console.print(f"stopped after step {step}; checkpoint saved in {run_dir}")
 
+    def warn(self, message: str) -> None:
+        """A problem training survives (e.g. one skipped non-finite step)."""
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    def close(self) -> None:
+        """Stop any live display; safe to call more than once, and after `finish`."""
+
     def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
         test = summary.get("last_test") or {}
         bound = f"{test['bound']:.2f} nats" if test else "not measured"
@@ -107,9 +114,31 @@ class RichReporter(Reporter):
         self.progress.stop()
         super().interrupted(step, run_dir)
 
+    def close(self) -> None:
+        self.progress.stop()  # idempotent
+
     def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
         self.progress.stop()
         super().finish(summary, run_dir)
+
+
+class SilentReporter(Reporter):
+    """For ranks other than 0 in a torchrun job: only rank 0 reports."""
+
+    def start(self, total: int, done: int, device: str, threads: int, params: int) -> None:
+        self.total = total
+
+    def step(self, step: int, loss: float, recon: float, kl: float, images: int) -> None:
+        pass
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        pass
+
+    def interrupted(self, step: int, run_dir: Path) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
+        pass
 
 
 def make_reporter(console: Console, quiet: bool) -> Reporter:

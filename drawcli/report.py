@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 
 from drawcli import registry
@@ -49,17 +50,22 @@ def _human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _plain(value: Any) -> str:
+    """A value from an untrusted checkpoint, shown literally (its brackets are not rich markup)."""
+    return escape(str(value))
+
+
 def render_report(report: dict[str, Any]) -> Group:
     """The report as rich tables: config, components, parameters, training, tensors."""
     head = Table.grid(padding=(0, 2))
-    head.add_row("file", f"{report['path']} ({_human_bytes(report['file_size_bytes'])})")
-    head.add_row("written by", f"drawcli {report['drawcli_version']}")
+    head.add_row("file", f"{_plain(report['path'])} ({_human_bytes(report['file_size_bytes'])})")
+    head.add_row("written by", f"drawcli {_plain(report['drawcli_version'])}")
 
     config = Table(title="architecture", title_justify="left")
     config.add_column("field")
     config.add_column("value", justify="right")
     for key, value in report["config"].items():
-        config.add_row(key, str(value))
+        config.add_row(key, _plain(value))
 
     comps = Table(title="components", title_justify="left")
     for col in ("kind", "name", "provided by", "installed here", "parameters"):
@@ -67,7 +73,7 @@ def render_report(report: dict[str, Any]) -> Group:
     for kind, c in report["components"].items():
         dist = f"{c.get('distribution') or '?'} {c.get('version') or ''}".strip()
         here = f"yes ({c.get('installed_distribution')} {c.get('installed_version')})" if c["installed"] else "[red]no[/red]"
-        comps.add_row(kind, c["name"], dist, here, f"{c['parameters']:,}")
+        comps.add_row(kind, _plain(c["name"]), _plain(dist), here, f"{c['parameters']:,}")
     per_part = report["parameters"]["per_part"]
     for part in ("encoder", "decoder"):
         comps.add_row(part, "LSTMCell", "drawcli core", "", f"{per_part.get(part, 0):,}")
@@ -78,16 +84,17 @@ def render_report(report: dict[str, Any]) -> Group:
     training.add_column("value", justify="right")
     for key, value in report["training"].items():
         if key == "last_test" and isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.2f}" for k, v in value.items() if isinstance(v, (int, float)))
+            # ints stay exact: a JSON integer too large for a float would not format as one
+            value = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items() if isinstance(v, (int, float)))
         elif isinstance(value, float):
             value = f"{value:.4g}"
-        training.add_row(key, str(value))
+        training.add_row(_plain(key), _plain(value))
 
     tensors = Table(title="tensors", title_justify="left")
     for col in ("name", "dtype", "shape"):
         tensors.add_column(col)
     for name, t in report["tensors"].items():
-        tensors.add_row(name, t["dtype"], "x".join(map(str, t["shape"])) or "scalar")
+        tensors.add_row(_plain(name), t["dtype"], "x".join(map(str, t["shape"])) or "scalar")
     return Group(head, config, comps, training, tensors)
 
 

@@ -19,16 +19,18 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from drawcli import checkpoint, data
+from drawcli import checkpoint, data, distributed
 from drawcli import evaluate as evaluation
 from drawcli.config import DrawConfig
-from drawcli.errors import DrawcliError
+from drawcli.atomic import atomic_write_bytes
+from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.metrics import MetricsLog
 from drawcli.model import DRAW
 from drawcli.progress import Reporter
 
 EVAL_BATCH_SIZE = 500
 METRICS_EVERY = 50  # steps between training-metric lines in metrics.jsonl
+MAX_NONFINITE = 3  # non-finite steps in a row (each skipped) before training stops
 
 
 @dataclass
@@ -61,6 +63,10 @@ class TrainSettings:
 
 class Interrupted(DrawcliError):
     """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint."""
+
+
+class Diverged(DrawcliError):
+    """The loss or gradient stayed non-finite; training stopped without saving over the last good checkpoint."""
 
 
 def default_threads() -> int:
@@ -98,12 +104,12 @@ def held_out_bound(model: DRAW, images: torch.Tensor, device: torch.device) -> d
 
 
 def kl_annealed(out: Any, step: int, warmup: int) -> torch.Tensor:
-    """recon + beta KL with beta rising linearly from 1/warmup to 1 over the first `warmup` steps.
+    """Per image recon + beta KL, beta rising linearly from 1/warmup to 1 over `warmup` steps.
 
     Only the gradient sees beta < 1; the loss that is logged and evaluated is the true bound.
     """
     beta = (step + 1) / warmup
-    return (out.recon + beta * out.kl.sum(dim=1)).mean()
+    return out.recon + beta * out.kl.sum(dim=1)
 
 
 class StopFlag:
@@ -170,13 +176,17 @@ def train(
     reporter: Reporter,
     resume: bool = False,
     on_epoch_end: Callable[[DRAW, RunState], None] | None = None,
+    dist_ctx: distributed.Dist | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Train a DRAW model into run_dir; returns the training summary stored in the checkpoint.
 
     `on_epoch_end(model, state)` runs after each epoch and at the end of a run that stops
     mid-epoch (state.batch > 0 then), with the RNG forked so it cannot change training.
+    Under torchrun pass the job's `dist_ctx` and `device`: only rank 0 writes anything.
     """
-    device = pick_device(settings.device)
+    ctx = dist_ctx or distributed.Dist()
+    device = device or pick_device(settings.device)
     torch.set_num_threads(settings.threads or default_threads())
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -185,26 +195,36 @@ def train(
     train_images = data.load_images(dataset, "train", data_dir, config.image_shape)
     test_set = data.binarize_fixed(data.load_images(dataset, "test", data_dir, config.image_shape), settings.binarize)
 
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)  # the same on every rank: identical weights, noise, binarization
     model = DRAW(config).to(device)
+    net = distributed.wrap(model, ctx, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
     bin_gen = torch.Generator().manual_seed(settings.seed + 1)
     state = RunState()
     if resume:
-        weights, _ = checkpoint.load_model(run_dir / checkpoint.CHECKPOINT_NAME, device)
+        weights, info = checkpoint.load_model(run_dir / checkpoint.CHECKPOINT_NAME, device)
         model.load_state_dict(weights.state_dict())
         rng, saved = checkpoint.load_resume(run_dir / checkpoint.RESUME_NAME, optimizer)
-        _restore_rng(rng, bin_gen, device)
-        state = RunState(**saved)
-    else:
-        (run_dir / "run.json").write_text(
-            json.dumps({"config": config.to_dict(), "settings": asdict(settings)}, indent=2, sort_keys=True)
+        try:
+            _restore_rng(rng, bin_gen, device)
+            state = RunState(**saved)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{run_dir / checkpoint.RESUME_NAME} holds no usable loop state: {exc}") from None
+        if info.training.get("steps") != state.step:  # a save cut short between the two files
+            raise CheckpointError(
+                f"{run_dir}: the checkpoint (step {info.training.get('steps')}) and the resume state "
+                f"(step {state.step}) disagree, so the run cannot continue exactly"
+            )
+    elif ctx.is_main:
+        atomic_write_bytes(
+            run_dir / "run.json",
+            json.dumps({"config": config.to_dict(), "settings": asdict(settings)}, indent=2, sort_keys=True).encode(),
         )
 
     n = len(train_images)
     steps_per_epoch = math.ceil(n / settings.batch_size)
     total = settings.total_steps(steps_per_epoch)
-    log = MetricsLog(run_dir).write
+    log = MetricsLog(run_dir).write if ctx.is_main else (lambda record: None)
 
     def summary() -> dict[str, Any]:
         return {
@@ -220,11 +240,35 @@ def train(
             "kl_warmup": settings.kl_warmup,
             "seed": settings.seed,
             "device": device.type,
+            "world_size": ctx.world_size,
         }
 
+    saved_step = state.step if resume else None
+    nonfinite = 0  # non-finite steps in a row
+
     def save() -> None:
-        checkpoint.save_checkpoint(run_dir / checkpoint.CHECKPOINT_NAME, model, summary())
-        checkpoint.save_resume(run_dir / checkpoint.RESUME_NAME, optimizer, _rng_state(bin_gen, device), asdict(state))
+        nonlocal saved_step
+        if ctx.is_main:
+            checkpoint.save_checkpoint(run_dir / checkpoint.CHECKPOINT_NAME, model, summary())
+            checkpoint.save_resume(run_dir / checkpoint.RESUME_NAME, optimizer, _rng_state(bin_gen, device), asdict(state))
+        saved_step = state.step
+
+    def skip_nonfinite(loss_value: float, grad_norm: float) -> None:
+        if nonfinite < MAX_NONFINITE:
+            reporter.warn(f"step {state.step}: loss {loss_value}, gradient norm {grad_norm}; the step was not applied")
+            return
+        kept = (f"the last good checkpoint (step {saved_step}) is unchanged in {run_dir}" if saved_step is not None
+                else "no checkpoint had been saved yet")  # fmt: skip
+        raise Diverged(
+            f"training stopped at step {state.step}: the loss or gradient was not finite for {MAX_NONFINITE} steps "
+            f"in a row (steps {state.step - MAX_NONFINITE + 1}-{state.step}, none applied); {kept}; "
+            f"try a lower --lr or a smaller --clip"
+        )
+
+    def interrupted() -> Interrupted:
+        save()
+        reporter.interrupted(state.step, run_dir)
+        return Interrupted(f"interrupted at step {state.step}; resume with: drawcli train --resume {run_dir}")
 
     reporter.start(total=total, done=state.step, device=str(device), threads=torch.get_num_threads(), params=sum(p.numel() for p in model.parameters()))
     model.train()
@@ -232,53 +276,69 @@ def train(
         while state.step < total:
             epoch_sums = torch.zeros(3, dtype=torch.float64)
             epoch_images = 0
+            stopping = False
             reporter.epoch_start(state.epoch, steps_in_epoch=min(steps_per_epoch - state.batch, total - state.step))
             for b, idx in batches(n, settings.batch_size, settings.seed, state.epoch, state.batch):
                 tick = time.perf_counter()
-                x = data.binarize(train_images[idx], settings.binarize, bin_gen).to(device, non_blocking=True)
-                out = model(x)
-                loss = out.loss.mean()  # the bound, always reported at full KL weight
-                objective = loss if state.step >= settings.kl_warmup else kl_annealed(out, state.step, settings.kl_warmup)
+                # The global batch, its binarization and its noise, identical on every rank; then this rank's shard.
+                x = data.binarize(train_images[idx], settings.binarize, bin_gen)
+                noise = model.noise(len(idx), device)
+                x = distributed.shard(x, ctx).to(device, non_blocking=True)
+                out = net(x, noise=distributed.shard(noise, ctx, dim=1))
+                per_image = out.loss if state.step >= settings.kl_warmup else kl_annealed(out, state.step, settings.kl_warmup)
                 optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
-                optimizer.step()
-                sums = torch.stack([loss.detach() * len(idx), out.recon.detach().sum(), out.kl.detach().sum()]).double().cpu()
+                (per_image.sum() * distributed.objective_scale(len(idx), ctx)).backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
+                # One small reduction per step carries the metrics, every rank's stop request and the
+                # objective and gradient norm: a NaN or inf on any rank survives the sum, so all ranks skip together.
+                flag = torch.tensor(float(stop.signal is not None), device=device)
+                sums = torch.stack([out.loss.detach().sum(), out.recon.detach().sum(), out.kl.detach().sum(), flag,
+                                    per_image.detach().sum(), grad_norm.to(device)])  # fmt: skip
+                sums = distributed.all_sum(sums, ctx).double().cpu()
+                stopping = bool(sums[3] > 0)
+                finite = bool(torch.isfinite(sums).all())
+                if finite:
+                    optimizer.step()
                 state.wall_time += time.perf_counter() - tick
-                epoch_sums += sums
-                epoch_images += len(idx)
                 state.step += 1
                 state.batch = b + 1
-                means = (sums / len(idx)).tolist()
+                if finite:
+                    nonfinite = 0
+                    epoch_sums += sums[:3]
+                    epoch_images += len(idx)
+                else:
+                    nonfinite += 1
+                    skip_nonfinite(sums[0].item() / len(idx), sums[5].item() / ctx.world_size)
+                means = (sums[:3] / len(idx)).tolist()
                 reporter.step(state.step, loss=means[0], recon=means[1], kl=means[2], images=len(idx))
-                if state.step % METRICS_EVERY == 0:
+                if finite and state.step % METRICS_EVERY == 0:
                     log({"event": "train", "step": state.step, "epoch": state.epoch, "loss": means[0], "recon": means[1],
                          "kl": means[2], "wall_time_s": round(state.wall_time, 3)})  # fmt: skip
-                if stop.signal is not None or state.step >= total:
+                if stopping or state.step >= total:
                     break
             epoch_done = state.batch >= steps_per_epoch
-            if stop.signal is not None and not epoch_done:
-                save()
-                reporter.interrupted(state.step, run_dir)
-                raise Interrupted(f"interrupted at step {state.step}; resume with: drawcli train --resume {run_dir}")
+            if stopping and not epoch_done:
+                raise interrupted()
             train_means = (epoch_sums / max(epoch_images, 1)).tolist()
-            state.last_test = held_out_bound(model, test_set, device)
-            record = {"event": "epoch", "step": state.step, "epochs": round(state.step / steps_per_epoch, 4),
-                      "train_loss": train_means[0], "train_recon": train_means[1], "train_kl": train_means[2],
-                      "test_bound": state.last_test["bound"], "test_recon": state.last_test["recon"],
-                      "test_kl": state.last_test["kl"], "wall_time_s": round(state.wall_time, 3)}  # fmt: skip
+            if ctx.is_main:
+                state.last_test = held_out_bound(model, test_set, device)
             if epoch_done:
                 state.epoch += 1
                 state.batch = 0
-            log(record)
-            save()
-            reporter.epoch_end(record)
-            if on_epoch_end is not None and (epoch_done or state.step >= total):
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    on_epoch_end(model, state)
-            if stop.signal is not None:
-                reporter.interrupted(state.step, run_dir)
-                raise Interrupted(f"interrupted at step {state.step}; resume with: drawcli train --resume {run_dir}")
+            if ctx.is_main:
+                record = {"event": "epoch", "step": state.step, "epochs": round(state.step / steps_per_epoch, 4),
+                          "train_loss": train_means[0], "train_recon": train_means[1], "train_kl": train_means[2],
+                          "test_bound": state.last_test["bound"], "test_recon": state.last_test["recon"],
+                          "test_kl": state.last_test["kl"], "wall_time_s": round(state.wall_time, 3)}  # fmt: skip
+                log(record)
+                save()
+                reporter.epoch_end(record)
+                if on_epoch_end is not None and (epoch_done or state.step >= total):
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        on_epoch_end(model, state)
+            if stopping:
+                raise interrupted()
+    distributed.check_identical(model, ctx)
     final = summary()
     reporter.finish(final, run_dir)
     return final

@@ -1,0 +1,128 @@
+"""Data-parallel training under torchrun, with PyTorch's own DistributedDataParallel.
+
+Every rank builds the same global batch, the same binarization and the same latent noise
+from identically seeded generators, then keeps its own contiguous shard. Results are thus a
+function of (seed, step, position in the global batch) and not of the number of ranks: a
+run on 2 ranks takes the same steps as a single process with the same global batch, up to
+floating-point summation order. `--batch-size` is the global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from drawcli.errors import DrawcliError
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job; the default is a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes checkpoints, GIFs, metrics and progress."""
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """torchrun (and torch.distributed.run) sets these for every worker."""
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def init(device_name: str) -> tuple[Dist, torch.device | None]:
+    """Join the process group when launched by torchrun (NCCL on CUDA, Gloo on the CPU).
+
+    Returns the job description and, under torchrun, the device this rank must use
+    (cuda:LOCAL_RANK or the CPU); None means "let the caller choose".
+    """
+    if not launched_by_torchrun():
+        return Dist(), None
+    ctx = Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    if device_name == "cuda" and not use_cuda:
+        raise DrawcliError("--device cuda was asked for, but no CUDA device is available here")
+    if use_cuda:
+        torch.cuda.set_device(ctx.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return ctx, torch.device("cuda", ctx.local_rank) if use_cuda else torch.device("cpu")
+
+
+def close(ctx: Dist) -> None:
+    if ctx.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(tensor: torch.Tensor, ctx: Dist, dim: int = 0) -> torch.Tensor:
+    """This rank's contiguous part of a global-batch tensor (parts differ by at most one row)."""
+    if not ctx.active:
+        return tensor
+    return torch.tensor_split(tensor, ctx.world_size, dim=dim)[ctx.rank]
+
+
+def wrap(model: nn.Module, ctx: Dist, device: torch.device) -> nn.Module:
+    """DDP around the model when the job has several ranks; the bare model otherwise."""
+    if not ctx.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def objective_scale(global_batch: int, ctx: Dist) -> float:
+    """Factor turning a rank's summed per-image loss into its share of the global mean.
+
+    DDP averages gradients over ranks, so each rank's sum is multiplied by world / B: the
+    average of the ranks' gradients is then the gradient of sum_over_all / B exactly, even
+    when the last batch does not split evenly.
+    """
+    return ctx.world_size / global_batch
+
+
+def all_sum(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
+    """Sum a small tensor over ranks (in place); a no-op for a single process."""
+    if ctx.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_text(text: str, ctx: Dist, limit: int = 4096) -> str:
+    """Rank 0's string on every rank (e.g. a run directory named after rank 0's clock)."""
+    if not ctx.active:
+        return text
+    buffer = torch.zeros(limit, dtype=torch.uint8)
+    if ctx.is_main:
+        raw = text.encode()[:limit]
+        buffer[: len(raw)] = torch.tensor(list(raw), dtype=torch.uint8)
+    dist.broadcast(buffer, src=0)
+    return bytes(buffer[buffer != 0].tolist()).decode()
+
+
+def check_identical(model: nn.Module, ctx: Dist) -> None:
+    """Fail loudly if the ranks' weights differ (DDP should make them bit-identical)."""
+    if not ctx.active:
+        return
+    flat = torch.cat([p.detach().float().flatten() for p in model.parameters()]).cpu()
+    gathered = [torch.empty_like(flat) for _ in range(ctx.world_size)]
+    if dist.get_backend() == "nccl":
+        device_flat = flat.cuda()
+        device_gathered = [g.cuda() for g in gathered]
+        dist.all_gather(device_gathered, device_flat)
+        gathered = [g.cpu() for g in device_gathered]
+    else:
+        dist.all_gather(gathered, flat)
+    if not all(torch.equal(gathered[0], g) for g in gathered[1:]):
+        raise DrawcliError("the ranks' weights differ after training; this is a bug, please report it")

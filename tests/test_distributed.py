@@ -1,0 +1,101 @@
+"""Data-parallel training: 2 Gloo processes on the CPU match one process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from helpers import write_idx_dataset
+from safetensors.torch import load_file, save_file
+
+from drawcli import checkpoint, distributed
+from drawcli.config import DrawConfig
+from drawcli.model import DRAW
+
+CONFIG = dict(glimpses=3, enc_size=16, dec_size=16, z_size=4, read_size=2, write_size=3, height=8, width=8)
+TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1", "--device", "cpu"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def global_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """5 images (an uneven split over 2 ranks) and their noise for every glimpse."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.bernoulli(torch.full((5, 1, 8, 8), 0.4), generator=gen)
+    noise = torch.randn(3, 5, 4, generator=gen)
+    return x, noise
+
+
+def gradients(model: DRAW, net: torch.nn.Module, ctx: distributed.Dist) -> dict[str, torch.Tensor]:
+    """One training step's gradient, computed exactly as drawcli.train does it."""
+    x, noise = global_batch()
+    out = net(distributed.shard(x, ctx), noise=distributed.shard(noise, ctx, dim=1))
+    (out.loss.sum() * distributed.objective_scale(len(x), ctx)).backward()
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    ctx = distributed.Dist(rank=rank, world_size=world, local_rank=rank)
+    torch.manual_seed(0)
+    model = DRAW(DrawConfig(**CONFIG))
+    grads = gradients(model, distributed.wrap(model, ctx, torch.device("cpu")), ctx)
+    save_file(grads, f"{out}/rank{rank}.safetensors")
+    dist.destroy_process_group()
+
+
+def test_two_rank_gradient_equals_single_process(tmp_path: Path) -> None:
+    """Global batch of 5 split 3 + 2 over 2 ranks: DDP's averaged gradient is the single-process one."""
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    model = DRAW(DrawConfig(**CONFIG))
+    expected = gradients(model, model, distributed.Dist())
+    for rank in (0, 1):
+        got = load_file(tmp_path / f"rank{rank}.safetensors")
+        for name, grad in expected.items():
+            torch.testing.assert_close(got[name], grad, rtol=1e-5, atol=1e-6, msg=f"rank {rank}: {name}")
+
+
+def test_shard_and_scale() -> None:
+    """Shards are contiguous and cover the batch; the scale makes rank sums average to the mean."""
+    t = torch.arange(5)
+    parts = [distributed.shard(t, distributed.Dist(rank=r, world_size=2)).tolist() for r in (0, 1)]
+    assert parts == [[0, 1, 2], [3, 4]]
+    assert distributed.objective_scale(5, distributed.Dist(world_size=2)) == pytest.approx(2 / 5)
+    assert distributed.shard(t, distributed.Dist()) is t
+
+
+def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m drawcli train` finishes, writes one checkpoint without a DDP
+    prefix that loads in a single process, and ends where a single-process run ends."""
+    write_idx_dataset(tmp_path / "data", n_train=40, n_test=8)
+    common = [*TINY, "--data-dir", str(tmp_path / "data"), "--steps", "4", "--quiet", "--sample-every", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "drawcli", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("training for 4 steps") == 1  # only rank 0 reports
+    single = subprocess.run([sys.executable, "-m", "drawcli", "train", *common, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    model, info = checkpoint.load_model(tmp_path / "ddp")
+    assert info.training["world_size"] == 2
+    assert not any(name.startswith("module.") for name in info.tensors)
+    reference, _ = checkpoint.load_model(tmp_path / "one")
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)

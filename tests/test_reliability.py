@@ -1,0 +1,451 @@
+"""Nothing lost, nothing crashes: bad input, failed writes, non-finite steps, interrupts.
+
+Every bad input ends with exit code 1 or 2 and one `error:` line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+from helpers import write_idx_dataset
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from drawcli import checkpoint, cli
+from drawcli.atomic import atomic_write_bytes
+from drawcli.cli import app
+from drawcli.errors import WriteError
+from drawcli.model import DRAW
+from drawcli.train import StopFlag
+
+runner = CliRunner()
+TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.fixture(autouse=True)
+def no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--debug` sets module state in cli; every test starts without it."""
+    monkeypatch.setitem(cli._debug, "on", False)
+
+
+def invoke(*args: Any):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def error_line(result: Any, code: int = 1) -> str:
+    """The exit code is `code`, and stderr ends with exactly one `error:` line and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    write_idx_dataset(folder, n_train=48, n_test=20)  # 3 steps per epoch at batch size 16
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-step (one-epoch) run; tests work on copies."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = invoke("train", *TINY, "--data-dir", data_dir, "--out", run, "--steps", "3", "--quiet", "--sample-every", "0")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {name: (run / name).read_bytes() for name in ("checkpoint.safetensors", "resume.safetensors")}
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob(".*") if ".tmp" in p.name]
+
+
+def rewrite_metadata(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the decoded metadata of a checkpoint in place (tensors, hence their checksum, unchanged)."""
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    decoded = {k: json.loads(v) if k in ("config", "components", "training") else v for k, v in metadata.items()}
+    change(decoded)
+    save_file(tensors, str(path), metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()})
+
+
+def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 1 << bit
+    path.write_bytes(bytes(raw))
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def _header_len(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[:8], "little")
+
+
+BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing file": (lambda ck: ck.parent / "missing.safetensors", "missing.safetensors does not exist"),
+    "directory without checkpoint": (lambda ck: ck.parent / "samples", "is a directory without checkpoint.safetensors"),
+    "not safetensors": (
+        lambda ck: (ck.write_text("a plain text file, long enough to have an 8-byte prefix\n"), ck)[1],
+        "is not a safetensors file (header length",
+    ),
+    "truncated in the data": (
+        lambda ck: (ck.write_bytes(ck.read_bytes()[:-100]), ck)[1],
+        "has a malformed entry for tensor",
+    ),
+    "truncated in the header": (
+        lambda ck: (ck.write_bytes(ck.read_bytes()[:200]), ck)[1],
+        "is not a safetensors file (header length",
+    ),
+    "bit flip in the header": (lambda ck: (flip_bit(ck, 8), ck)[1], "is not a safetensors file (header is not JSON)"),
+    "foreign safetensors": (
+        lambda ck: (save_file({"w": torch.zeros(2)}, str(ck), metadata={"producer": "other"}), ck)[1],
+        "is a safetensors file but not a drawcli checkpoint",
+    ),
+    "unknown config field": (
+        lambda ck: (rewrite_metadata(ck, lambda m: m["config"].update(colour=True)), ck)[1],
+        "invalid config in metadata: unknown config field(s): colour",
+    ),
+    "config field of the wrong type": (
+        lambda ck: (rewrite_metadata(ck, lambda m: m["config"].update(glimpses="3")), ck)[1],
+        "config field 'glimpses' must be an integer, got '3'",
+    ),
+    "absurd glimpses": (
+        lambda ck: (rewrite_metadata(ck, lambda m: m["config"].update(glimpses=10**9)), ck)[1],
+        "config field 'glimpses' is 1000000000, above the limit of 1024",
+    ),
+    "metadata that is not JSON": (
+        lambda ck: (rewrite_metadata(ck, lambda m: m.update(training="{not json")), ck)[1],
+        "metadata field 'training' is not valid JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES, ids=list(BAD_FILES))
+@pytest.mark.parametrize("command", ["inspect", "sample"])
+def test_bad_checkpoint_files(case: str, command: str, run: Path, tmp_path: Path) -> None:
+    """inspect and sample both refuse each bad file with one line naming the problem."""
+    (run / "samples").mkdir(exist_ok=True)
+    make, message = BAD_FILES[case]
+    path = make(run / "checkpoint.safetensors")
+    extra = ["--gif", tmp_path / "s.gif", "--n", "1"] if command == "sample" else []
+    line = error_line(invoke(command, path, *extra))
+    assert message in line
+    assert not (tmp_path / "s.gif").exists()
+
+
+def test_bit_flip_in_the_data_is_caught_by_the_checksum(run: Path, tmp_path: Path) -> None:
+    """A flipped bit in the weights: inspect (header only) still works, loading names the corruption."""
+    path = run / "checkpoint.safetensors"
+    flip_bit(path, path.stat().st_size - 3, bit=5)
+    assert invoke("inspect", path, "--json").exit_code == 0
+    line = error_line(invoke("sample", path, "--gif", tmp_path / "s.gif"))
+    assert line == f"error: {path} is corrupt: its tensor data does not match the checksum in its header"
+
+
+def test_tensors_that_do_not_match_the_config(run: Path, tmp_path: Path) -> None:
+    """A config whose z size disagrees with the stored tensors names the tensors."""
+    path = run / "checkpoint.safetensors"
+    rewrite_metadata(path, lambda m: m["config"].update(z_size=5))
+    line = error_line(invoke("sample", path, "--gif", tmp_path / "s.gif"))
+    assert line.startswith(f"error: {path}: tensors do not match the config (wrong shape: decoder.weight_ih")
+
+
+def test_wrong_dtype_with_the_right_size(run: Path) -> None:
+    """F32 relabelled I32 has the same byte count; the dtype check still refuses it."""
+    path = run / "checkpoint.safetensors"
+    tensors = load_file(path)
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    tensors["encoder.bias_ih"] = tensors["encoder.bias_ih"].view(torch.int32)
+    save_file(tensors, str(path), metadata={k: v for k, v in metadata.items() if k != checkpoint.CHECKSUM_KEY})
+    with pytest.raises(checkpoint.CheckpointError, match=r"wrong dtype: encoder\.bias_ih"):
+        checkpoint.load_model(path)
+
+
+def test_plugin_that_is_not_installed(run: Path, tmp_path: Path) -> None:
+    """inspect still reports the checkpoint (installed: false); sample names the distribution to install."""
+    path = run / "checkpoint.safetensors"
+
+    def foreign_reader(m: dict[str, Any]) -> None:
+        m["config"]["reader"] = "foo"
+        m["components"]["reader"].update(name="foo", requested="foo", distribution="bar", version="1.0", value="bar:Foo")
+
+    rewrite_metadata(path, foreign_reader)
+    result = invoke("inspect", path, "--json")
+    assert result.exit_code == 0, result.output
+    reader = json.loads(result.stdout)["components"]["reader"]
+    assert reader["installed"] is False and reader["distribution"] == "bar" and reader["name"] == "foo"
+    assert invoke("inspect", path).exit_code == 0
+    line = error_line(invoke("sample", path, "--gif", tmp_path / "s.gif"))
+    assert line == "error: reader 'foo' is not installed; it was provided by the distribution 'bar 1.0': pip install bar"
+
+
+def test_markup_in_a_checkpoint_is_shown_as_text(run: Path) -> None:
+    """Brackets in untrusted metadata are neither rich markup nor a crash."""
+    path = run / "checkpoint.safetensors"
+    rewrite_metadata(path, lambda m: m["training"].update(note="[/red] [bold]x", last_test={"bound": 10**400}))
+    result = invoke("inspect", path)
+    assert result.exit_code == 0, result.output
+    assert "[/red] [bold]x" in result.stdout
+
+
+def test_empty_and_unreadable_image_folders(tmp_path: Path) -> None:
+    """--dataset folder with no images, or with a broken image, is one line naming the folder or file."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = error_line(invoke("train", *TINY, "--dataset", "folder", "--data-dir", empty, "--out", tmp_path / "r", "--steps", "1"))
+    assert line.startswith("error: no images (") and f"for split 'train' under {empty}" in line
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    line = error_line(invoke("train", *TINY, "--dataset", "folder", "--data-dir", broken, "--out", tmp_path / "r", "--steps", "1"))
+    assert line.startswith(f"error: cannot read image {broken / 'a.png'}")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--glimpses", "0"], "Invalid value for '--glimpses'"),
+        (["--rnn-size", "-3"], "Invalid value for '--rnn-size'"),
+        (["--z-size", "0"], "Invalid value for '--z-size'"),
+        (["--height", "0"], "Invalid value for '--height'"),
+        (["--batch-size", "0"], "Invalid value for '--batch-size'"),
+        (["--steps", "-1"], "Invalid value for '--steps'"),
+        (["--write-size", "29"], "write size 29 is larger than the image (28x28)"),
+        (["--height", "4", "--width", "4"], "write size 5 is larger than the image (4x4)"),
+    ],
+)
+def test_invalid_option_values(args: list[str], message: str, data_dir: Path, tmp_path: Path) -> None:
+    """Out-of-range values are usage errors (exit 2) that name the option, before anything is written."""
+    result = invoke("train", *TINY, "--data-dir", data_dir, "--out", tmp_path / "run", "--steps", "1", *args)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_out_directory_fails_before_training(data_dir: Path, tmp_path: Path) -> None:
+    """--out under a regular file cannot be created (even as root): one line, before any data is read."""
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "run"
+    line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", out, "--steps", "1"))
+    assert line in (f"error: cannot write to {out}: Not a directory", f"error: cannot write to {out}: File exists")
+
+
+def test_unwritable_sample_outputs(run: Path, tmp_path: Path) -> None:
+    """sample checks its output paths before loading the model."""
+    gif = tmp_path / "nowhere" / "s.gif"
+    assert error_line(invoke("sample", run, "--gif", gif)) == f"error: cannot write {gif}: {gif.parent} does not exist"
+    (tmp_path / "file").write_text("")
+    png = tmp_path / "file" / "s.png"
+    assert error_line(invoke("sample", run, "--png", png)) == f"error: cannot write {png}: {png.parent} is not a folder"
+    assert error_line(invoke("sample", run, "--gif", tmp_path)) == f"error: cannot write {tmp_path}: it is a directory"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """`drawcli --debug inspect MISSING` lets the exception through (a real process prints the traceback)."""
+    missing = tmp_path / "missing.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "drawcli", "--debug", "inspect", str(missing)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert f"drawcli.errors.CheckpointError: {missing} does not exist" in proc.stderr
+    result = invoke("inspect", missing)
+    assert error_line(result) == f"error: {missing} does not exist"
+
+
+# --- failed writes --------------------------------------------------------------------------------
+
+
+def fail_replace(monkeypatch: pytest.MonkeyPatch, name: str, exc: BaseException) -> None:
+    """os.replace raises `exc` when the destination is called `name` (the final rename of an atomic write)."""
+    real = os.replace
+
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(dst).name == name:
+            raise exc
+        real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk at the rename, or a second Ctrl-C mid-write, leaves the old bytes and no temp file."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    fail_replace(monkeypatch, "f.bin", ENOSPC)
+    with pytest.raises(WriteError, match=r"^cannot write .*f\.bin: No space left on device \(the previous version"):
+        atomic_write_bytes(path, b"new")
+    fail_replace(monkeypatch, "f.bin", KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"old" and no_temp_files(tmp_path)
+
+
+def test_full_disk_at_checkpoint_keeps_the_previous_one(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while saving the epoch's checkpoint: one line naming it; both files keep their old bytes."""
+    before = snapshot(run)
+    with monkeypatch.context() as m:
+        fail_replace(m, "checkpoint.safetensors", ENOSPC)
+        line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"))
+    ckpt = run / "checkpoint.safetensors"
+    assert line == f"error: cannot write {ckpt}: No space left on device (the previous version, if any, is unchanged)"
+    assert snapshot(run) == before and no_temp_files(run)
+    assert invoke("train", "--resume", run, "--steps", "6", "--quiet").exit_code == 0  # the run goes on
+
+
+def test_half_saved_pair_is_refused_on_resume(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoint written but resume state not: resuming says the two disagree instead of continuing inexactly."""
+    with monkeypatch.context() as m:
+        fail_replace(m, "resume.safetensors", ENOSPC)
+        line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"))
+    assert "resume.safetensors: No space left" in line
+    line = error_line(invoke("train", "--resume", run, "--steps", "9", "--quiet"))
+    assert line == f"error: {run}: the checkpoint (step 6) and the resume state (step 3) disagree, so the run cannot continue exactly"
+
+
+def test_unwritable_metrics_log(run: Path) -> None:
+    """metrics.jsonl that cannot be appended to (here a directory is in the way) is one line naming it."""
+    before = snapshot(run)
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()
+    line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"))
+    assert line == f"error: cannot write {run / 'metrics.jsonl'}: Is a directory"
+    assert snapshot(run) == before
+
+
+def test_unwritable_sample_gif_during_training(data_dir: Path, tmp_path: Path) -> None:
+    """The epoch's sample GIF cannot replace a directory: one line naming it; the checkpoint is saved."""
+    run = tmp_path / "run"
+    (run / "samples" / "epoch-0001.gif").mkdir(parents=True)
+    line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", run, "--steps", "3", "--quiet"))
+    assert line.startswith(f"error: cannot write {run / 'samples' / 'epoch-0001.gif'}: Is a directory")
+    assert checkpoint.load_model(run)[1].training["steps"] == 3
+
+
+# --- non-finite steps -----------------------------------------------------------------------------
+
+
+def test_nonfinite_loss_stops_after_three_steps(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NaN losses are skipped with a warning; the third in a row stops training, the checkpoint untouched."""
+    before = snapshot(run)
+    forward = DRAW.forward
+
+    def nan_forward(self: DRAW, *args: Any, **kwargs: Any) -> Any:
+        out = forward(self, *args, **kwargs)
+        out.recon = out.recon * float("nan")
+        return out
+
+    monkeypatch.setattr(DRAW, "forward", nan_forward)
+    result = invoke("train", "--resume", run, "--steps", "12", "--quiet")
+    line = error_line(result)
+    assert line == (
+        "error: training stopped at step 6: the loss or gradient was not finite for 3 steps in a row (steps 4-6, "
+        f"none applied); the last good checkpoint (step 3) is unchanged in {run}; try a lower --lr or a smaller --clip"
+    )
+    assert "warning: step 4: loss nan, gradient norm nan; the step was not applied" in result.stderr
+    assert "warning: step 5:" in result.stderr
+    assert snapshot(run) == before
+
+
+def test_one_nonfinite_gradient_is_skipped(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinite gradient norm at step 2 skips that update only: 4 steps run, Adam applied 3."""
+    clip = torch.nn.utils.clip_grad_norm_
+    calls = []
+
+    def clip_inf_once(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(1)
+        norm = clip(*args, **kwargs)
+        return norm * float("inf") if len(calls) == 2 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_inf_once)
+    run = tmp_path / "run"
+    result = invoke("train", *TINY, "--data-dir", data_dir, "--out", run, "--steps", "4", "--quiet", "--sample-every", "0")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"warning: step 2: loss [0-9.]+, gradient norm inf; the step was not applied", result.stderr)
+    assert checkpoint.read_info(run).training["steps"] == 4
+    adam_steps = {v.item() for k, v in load_file(run / "resume.safetensors").items() if k.endswith(".step")}
+    assert adam_steps == {3.0}
+
+
+# --- interrupts -----------------------------------------------------------------------------------
+
+
+def test_second_interrupt_exits_130_in_one_line(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The KeyboardInterrupt of a second Ctrl-C is one line with exit 130, the checkpoint as it was."""
+    before = snapshot(run)
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("drawcli.train.train", interrupted)
+    line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"), code=130)
+    assert line == (f"error: stopped at once by a second interrupt; the last saved checkpoint in {run} is intact; "
+                    f"resume with: drawcli train --resume {run}")  # fmt: skip
+    assert snapshot(run) == before
+
+
+def test_stop_flag_second_signal_raises() -> None:
+    """The first signal only sets the flag; the second raises KeyboardInterrupt at once."""
+    flag = StopFlag()
+    flag._handle(signal.SIGINT, None)
+    assert flag.signal == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        flag._handle(signal.SIGINT, None)
+
+
+def test_sigint_during_real_training(tmp_path: Path) -> None:
+    """SIGINT to a `drawcli train` process: exit 130, a resume hint, a loadable checkpoint, a resumable run."""
+    data = tmp_path / "data"
+    write_idx_dataset(data, n_train=480, n_test=20)  # 30 steps per epoch: the signal usually lands mid-epoch
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "drawcli", "train", *TINY, "--data-dir", str(data), "--out", str(run),
+               "--steps", "1000000", "--quiet", "--sample-every", "0"]  # fmt: skip
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 60
+            while "training for" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "training for" in log.read_text(), log.read_text()
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert code == 130, text
+    match = re.search(rf"error: interrupted at step (\d+); resume with: drawcli train --resume {re.escape(str(run))}$", text.rstrip())
+    assert match, text
+    step = int(match.group(1))
+    model, info = checkpoint.load_model(run)
+    assert info.training["steps"] == step >= 1 and isinstance(model, DRAW)
+    result = invoke("train", "--resume", run, "--steps", step + 2, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.read_info(run).training["steps"] == step + 2
