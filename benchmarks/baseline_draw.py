@@ -71,11 +71,13 @@ class BaselineDRAW(nn.Module):
 
     @staticmethod
     def _axis(mu: torch.Tensor, sigma2: torch.Tensor, length: int) -> torch.Tensor:
+        """Filters (B, n, length) centred on mu (B, n), each row normalised to sum 1."""
         a = torch.arange(1, length + 1, dtype=mu.dtype, device=mu.device)
         f = torch.exp(-((a[None, None, :] - mu[:, :, None]) ** 2) / (2 * sigma2[:, None, None]))
         return f / f.sum(dim=2, keepdim=True).clamp_min(1e-30)
 
     def _per_channel(self, f: torch.Tensor) -> torch.Tensor:
+        """One filterbank per image -> one per (image, channel), matching (B * C, ...) views."""
         return f.repeat_interleave(self.channels, dim=0) if self.channels > 1 else f
 
     def read(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,6 +40,7 @@ from baseline_draw import baseline_like  # noqa: E402
 NO_ATTENTION = ("none", "no-attention")
 LR, BETAS, CLIP = 1e-3, (0.9, 0.999), 10.0  # drawcli train's defaults
 ISSUE_GLIMPSE_MFLOP, ISSUE_TRAIN_MFLOP = 1.9, 370.0  # the issue's estimates, attention setting
+LSTM_INNER, LSTM_COLS = 520, 1024  # the encoder's [r, h_dec, h_enc] x 4 gates at the paper setting
 
 
 # FLOP count
@@ -122,18 +123,28 @@ def measure(fn: Callable[[], Any], reps: int, warmup: int, min_time: float, sync
 
 
 def peak_memory_mib(device: torch.device) -> tuple[float, float | None]:
-    """(this process's peak RSS from getrusage maxrss, CUDA max_memory_allocated or None), in MiB."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_mib = rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+    """(this process's peak RSS, CUDA max_memory_allocated or None), in MiB.
+
+    The RSS peak is /proc's VmHWM where there is one: getrusage's ru_maxrss survives execve, so
+    in a child started by vfork it reports the parent's peak when that is higher.
+    """
+    rss_mib = _proc_status_mib("VmHWM:")
+    if rss_mib is None:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_mib = rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
     cuda = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return rss_mib, cuda
 
 
 def current_rss_mib() -> float | None:
     """The resident set now (Linux /proc), in MiB."""
+    return _proc_status_mib("VmRSS:")
+
+
+def _proc_status_mib(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -211,7 +222,7 @@ class Result:
     train_s: list[float]  # seconds per training step, one per repetition
     sample_s: list[float]  # seconds per generate(batch), one per repetition
     peak_rss_mib: float | None = None  # of a fresh process: imports, model, 2 training steps, 1 generation
-    rss_growth_mib: float | None = None  # that peak above the RSS once the model and batch exist
+    rss_growth_mib: float | None = None  # that peak above the RSS after a warm-up step at batch 1
     cuda_peak_mib: float | None = None
     train_ips: float = field(init=False)
     sample_ips: float = field(init=False)
@@ -258,11 +269,18 @@ def measure_memory(name: str, attention: bool, batch: int, device: torch.device,
 
 
 def memory_child(name: str, setting: str, batch: int, device: torch.device) -> None:
-    """Two training steps and one generation in this (fresh) process; print the peak memory as JSON."""
+    """Print as JSON the peak memory of two training steps and one generation in this fresh process.
+
+    A training step and a generation at batch 1 come first, so that the growth over the RSS
+    before the real batch leaves out one-time costs (library code and buffers touched lazily).
+    """
     cfg = DrawConfig() if setting == "attention" else DrawConfig(reader="none", writer="none")
     torch.manual_seed(0)
     subject = SUBJECTS[name](cfg, device)
     x = torch.bernoulli(torch.full((batch, *cfg.image_shape), 0.13)).to(device)
+    train_step(subject, x[:1])()
+    subject.sample(1)
+    synchronizer(device)()
     start = current_rss_mib()
     step = train_step(subject, x)
     for _ in range(2):
@@ -385,7 +403,7 @@ def report(
     print_table(
         "Throughput, images/s (medians); limit = matmul-bound training rate at the LSTM shape of that batch",
         ["setting, batch", "ours train", "base train", "ours/base", "limit", "ours/limit",
-         "ours sample", "base sample", "ours sample/train", "peak RSS MiB (+training) ours / base"],
+         "ours sample", "base sample", "ours sample/train", "peak RSS MiB (+over batch 1) ours / base"],
         rows,
         plain,
     )  # fmt: skip
@@ -405,7 +423,7 @@ def _mib(peak: float | None, growth: float | None) -> str:
 
 
 def _lstm_shape(rows: int) -> str:
-    return f"{rows} x 520 x 1024"
+    return f"{rows} x {LSTM_INNER} x {LSTM_COLS}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 reps, 1 warm-up, batch 64 only")
     parser.add_argument("--only", choices=["attention", "no-attention"], help="measure one setting only")
-    parser.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of one drawcli step (first batch, first setting)")
+    parser.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of drawcli training steps (first batch, first setting)")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of rich")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
@@ -448,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         configs = {k: v for k, v in configs.items() if (v.reader not in NO_ATTENTION) == (args.only == "attention")}
 
-    shapes = {_lstm_shape(r): (r, 520, 1024) for r in sorted({64, 128, 256, *args.batches})}
+    shapes = {_lstm_shape(r): (r, LSTM_INNER, LSTM_COLS) for r in sorted({64, 128, 256, *args.batches})}
     shapes["2048 x 2048 x 2048"] = (2048, 2048, 2048)
     rates = {k: matmul_gflops(*s, device, args.reps, args.warmup, args.min_time) for k, s in shapes.items()}
 
@@ -479,8 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def profile_step(cfg: DrawConfig, batch: int, device: torch.device, rows: int = 30) -> None:
-    """Print the top operators (by self time) of one drawcli training step, after two warm-up steps."""
+def profile_step(cfg: DrawConfig, batch: int, device: torch.device, rows: int = 30, steps: int = 3) -> None:
+    """Print the top operators (by self time) of drawcli training steps, after two warm-up steps."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
@@ -490,11 +508,22 @@ def profile_step(cfg: DrawConfig, batch: int, device: torch.device, rows: int = 
         step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        step()
+        for _ in range(steps):
+            step()
         synchronizer(device)()
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"\ntorch.profiler, one drawcli training step, batch {batch}, {cfg.reader}/{cfg.writer}:")
-    print(prof.key_averages().table(sort_by=sort, row_limit=rows))
+    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    print(f"\ntorch.profiler, {steps} drawcli training steps, batch {batch}, {cfg.reader}/{cfg.writer}:")
+    print(events.table(sort_by=sort, row_limit=rows))
+    total = sum(getattr(e, sort) for e in events)
+    matmul = sum(getattr(e, sort) for e in events if e.key in _MATMUL_OPS)
+    calls = sum(e.count for e in events if e.key.startswith("aten::"))
+    print(f"per step: matmul kernels ({', '.join(sorted(_MATMUL_OPS))}) {matmul / steps / 1e3:.1f} ms of "
+          f"{total / steps / 1e3:.1f} ms self time ({matmul / max(total, 1):.0%}); {calls // steps} aten op calls, "
+          f"nested ones included")  # fmt: skip
+
+
+_MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm"}
 
 
 if __name__ == "__main__":

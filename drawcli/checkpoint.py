@@ -155,6 +155,9 @@ def read_info(path: Path) -> CheckpointInfo:
         entry = components.get(kind, {})
         if not isinstance(entry, dict) or not all(v is None or isinstance(v, str) for v in entry.values()):
             raise CheckpointError(f"{path}: metadata 'components' entry {kind!r} must map names to strings")
+    for key in ("dataset", "data_dir", "binarize"):  # evaluate and reconstruct read these
+        if not (training.get(key) is None or isinstance(training[key], str)):
+            raise CheckpointError(f"{path}: metadata 'training' field {key!r} must be a string or null")
     return CheckpointInfo(
         path=path,
         file_size=size,

@@ -137,6 +137,9 @@ class SilentReporter(Reporter):
     def interrupted(self, step: int, run_dir: Path) -> None:
         pass
 
+    def warn(self, message: str) -> None:
+        pass
+
     def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
         pass
 

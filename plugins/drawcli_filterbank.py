@@ -59,11 +59,15 @@ def window_layer(config: DrawConfig, size: int, init: str, write: bool) -> nn.Li
 
     "torch" keeps PyTorch's default (near-zero) bias: sigma = 1 pixel and, for N = 2, the
     filters sit on the image's corners, which are blank in MNIST, so the read sees nothing
-    and training plateaus. "cover-unscaled" starts with the N x N grid tiling the image:
-    stride max(A, B) / N and sigma half the stride, so every filter averages its own tile.
-    "cover" also sets a write's gamma to 1 / (2 pi sigma^2): with normalised filters a patch
-    value w spreads over about 2 pi sigma^2 pixels, so 1/gamma restores a change of about w
-    logits at the blob's centre, the scale a no-attention writer starts with.
+    and training plateaus near 200 nats. "cover-unscaled" starts with the N x N grid tiling
+    the image: stride max(A, B) / N and sigma half the stride. "cover" (the default) also
+    sets gamma to the scales a no-attention reader and writer start with, instead of ones
+    hundreds of times smaller. A normalised 2-D Gaussian spreads unit weight over an area of
+    about a = 2 pi sigma^2 pixels. The write starts with gamma = 1 / a, so a patch value w
+    moves its blob's centre by about w logits, like one output of a full linear writer. The
+    read starts with gamma = sqrt(a): a full reader feeds the encoder a pixels with
+    independent weights, whose sum grows like sqrt(a) times one pixel's contribution, while
+    a filter feeds their average through a single weight.
     """
     if init not in WINDOW_INITS:
         raise ValueError(f"unknown window init {init!r}; expected one of {WINDOW_INITS}")
@@ -73,7 +77,8 @@ def window_layer(config: DrawConfig, size: int, init: str, write: bool) -> nn.Li
         delta = side / size
         delta_tilde = delta * max(size - 1, 1) / (side - 1) if side > 1 else 1.0
         sigma2 = (delta / 2) ** 2
-        log_gamma = -math.log(2 * math.pi * sigma2) if write and init == "cover" else 0.0
+        log_area = math.log(2 * math.pi * sigma2) if init == "cover" else 0.0
+        log_gamma = -log_area if write else log_area / 2
         with torch.no_grad():
             layer.bias.copy_(torch.tensor([0.0, 0.0, math.log(sigma2), math.log(delta_tilde), log_gamma]))
     return layer

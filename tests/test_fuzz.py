@@ -3,8 +3,12 @@
 A seeded loop (no extra dependency): truncations, bit flips in the header and the data, and
 edits of the header JSON (dtypes, shapes, offsets, metadata values, config fields, component
 entries, over-long integers, deep nesting), one to three stacked per iteration. Each damaged
-file goes through checkpoint.read_info and checkpoint.load_model; every fifth also through
+file goes through checkpoint.read_info and checkpoint.load_model; every second also through
 `drawcli inspect` (alternately --json), which must exit 0 or 1 without a traceback.
+
+Before the fixes that came with this test, 4000 iterations of it found: RecursionError (deeply
+nested JSON), ValueError (integers over 4300 digits), TypeError/ValueError from component
+entries that are not objects, and rich MarkupError from brackets in metadata.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from drawcli.errors import DrawcliError
 from drawcli.model import DRAW
 
 ITERATIONS = 300
-SECONDS = 20.0  # whichever comes first; 300 iterations take about 3 s here
+SECONDS = 20.0  # whichever comes first; 300 iterations take 4-8 s on a shared 2-core machine
 SEED = 20150216
 BIG_INT = "9" * 5000  # longer than Python's int-parsing limit: json raises ValueError, not JSONDecodeError
 DEEP = "[" * 5000 + "]" * 5000  # deeper than the recursion limit
@@ -136,7 +140,9 @@ def valid(tmp_path: Path, tiny_config: Callable[..., Any]) -> bytes:
 def test_fuzzed_checkpoints_only_raise_clean_errors(valid: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """300 iterations or 20 s: read_info and load_model raise DrawcliError or succeed; inspect exits 0 or 1.
 
-    Measured: 300 iterations in about 3 s on a shared 2-core machine (60 through the CLI).
+    Measured: 300 iterations in 7.9 s on a shared 2-core machine, 150 of them also through the CLI:
+    236 refused by read_info, 62 by load_model, 2 still loaded (edits of the version string, the
+    training summary or a component's provenance: informational fields the loader need not trust).
     """
     monkeypatch.setitem(cli._debug, "on", False)
     runner = CliRunner()
@@ -162,8 +168,8 @@ def test_fuzzed_checkpoints_only_raise_clean_errors(valid: bytes, tmp_path: Path
             outcomes[f"{stage} refused"] += 1
         except Exception as exc:  # the bug this test looks for
             crashes.append(f"iteration {iterations} {applied} {stage}: {type(exc).__name__}: {exc}"[:300])
-        if iterations % 5 == 0:
-            args = ["inspect", str(path)] + (["--json"] if iterations % 10 == 0 else [])
+        if iterations % 2 == 0:
+            args = ["inspect", str(path)] + (["--json"] if iterations % 4 == 0 else [])
             result = runner.invoke(app, args)
             if result.exit_code not in (0, 1) or "Traceback" in result.output or not (
                 result.exception is None or isinstance(result.exception, SystemExit)

@@ -104,10 +104,6 @@ def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
 # --- bad input ------------------------------------------------------------------------------------
 
 
-def _header_len(path: Path) -> int:
-    return int.from_bytes(path.read_bytes()[:8], "little")
-
-
 BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing file": (lambda ck: ck.parent / "missing.safetensors", "missing.safetensors does not exist"),
     "directory without checkpoint": (lambda ck: ck.parent / "samples", "is a directory without checkpoint.safetensors"),
@@ -139,6 +135,14 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "absurd glimpses": (
         lambda ck: (rewrite_metadata(ck, lambda m: m["config"].update(glimpses=10**9)), ck)[1],
         "config field 'glimpses' is 1000000000, above the limit of 1024",
+    ),
+    "component entry that is not an object": (
+        lambda ck: (rewrite_metadata(ck, lambda m: m["components"].update(reader="filterbank")), ck)[1],
+        "metadata 'components' entry 'reader' must map names to strings",
+    ),
+    "training summary of the wrong type": (
+        lambda ck: (rewrite_metadata(ck, lambda m: m["training"].update(data_dir=["/etc"])), ck)[1],
+        "metadata 'training' field 'data_dir' must be a string or null",
     ),
     "metadata that is not JSON": (
         lambda ck: (rewrite_metadata(ck, lambda m: m.update(training="{not json")), ck)[1],
