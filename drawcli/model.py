@@ -44,6 +44,22 @@ class Generation:
     write_windows: list[Window] | None  # T windows, attention writers only
 
 
+def fused_lstm(cell: nn.LSTMCell) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, b) with W = [W_ih | W_hh] (4H, in + H) and b = b_ih + b_hh, built once per forward.
+
+    One GEMM of [x, h] against W replaces the cell's two, in the forward and the backward
+    alike; autograd routes the gradient back to the cell's own parameters.
+    """
+    return torch.cat([cell.weight_ih, cell.weight_hh], dim=1), cell.bias_ih + cell.bias_hh
+
+
+def lstm_step(xh: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step on the concatenated [x, h] (B, in + H): torch's LSTMCell, gate order i, f, g, o."""
+    i, f, g, o = torch.addmm(bias, xh, weight.t()).chunk(4, dim=1)  # (B, H) each
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 def _component(kind: str, name: str, base: type, config: DrawConfig, options: dict) -> nn.Module:
     module = registry.build(kind, name, config, **options)
     if not isinstance(module, base):
@@ -85,17 +101,18 @@ class DRAW(nn.Module):
         h_enc = c_enc = x.new_zeros(batch, cfg.enc_size)
         h_dec = c_dec = x.new_zeros(batch, cfg.dec_size)
         canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
+        enc, dec = fused_lstm(self.encoder), fused_lstm(self.decoder)
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
         for t in range(cfg.glimpses):
             x_hat = x - torch.sigmoid(canvas)  # eq. 3
             r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
-            h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
+            h_enc, c_enc = lstm_step(torch.cat([r, h_dec, h_enc], dim=1), c_enc, *enc)  # eq. 5
             z, kl = self.sampler(h_enc, noise[t])  # eq. 6
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
                 log_ratio = log_ratio + log_p - log_q
-            h_dec, c_dec = self.decoder(z, (h_dec, c_dec))  # eq. 7
+            h_dec, c_dec = lstm_step(torch.cat([z, h_dec], dim=1), c_dec, *dec)  # eq. 7
             update, write_window = self.writer(h_dec)
             canvas = canvas + update  # eq. 8
             kls.append(kl)
@@ -121,10 +138,11 @@ class DRAW(nn.Module):
             noise = self.noise(n, device)
         h_dec = c_dec = torch.zeros(n, cfg.dec_size, device=device)
         canvas = torch.zeros(n, *cfg.image_shape, device=device)
+        dec = fused_lstm(self.decoder)
         canvases, windows = [], []
         for t in range(cfg.glimpses):
             z = self.sampler.prior(noise[t])
-            h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
+            h_dec, c_dec = lstm_step(torch.cat([z, h_dec], dim=1), c_dec, *dec)
             update, window = self.writer(h_dec)
             canvas = canvas + update
             canvases.append(torch.sigmoid(canvas))
