@@ -8,6 +8,7 @@ c_t = c_{t-1} + write(h_dec_t). Loss (eqs. 9-12): -log Bernoulli(x | sigmoid(c_T
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +80,29 @@ class DRAW(nn.Module):
         self.sampler: Sampler = _component("sampler", config.sampler, Sampler, config, config.sampler_options)
         self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
         self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
+        self._compiled: Any = None
+
+    def _glimpse(
+        self, x: torch.Tensor, canvas: torch.Tensor, h_enc: torch.Tensor, c_enc: torch.Tensor, h_dec: torch.Tensor,
+        c_dec: torch.Tensor, noise: torch.Tensor, enc_w: torch.Tensor, enc_b: torch.Tensor, dec_w: torch.Tensor,
+        dec_b: torch.Tensor,
+    ) -> tuple[Any, ...]:
+        """One glimpse, eqs. 3-8: the unit `compile_glimpses` hands to torch.compile."""
+        x_hat = x - torch.sigmoid(canvas)  # eq. 3
+        r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
+        h_enc, c_enc = lstm_step(torch.cat([r, h_dec, h_enc], dim=1), c_enc, enc_w, enc_b)  # eq. 5
+        z, kl = self.sampler(h_enc, noise)  # eq. 6
+        h_dec, c_dec = lstm_step(torch.cat([z, h_dec], dim=1), c_dec, dec_w, dec_b)  # eq. 7
+        update, write_window = self.writer(h_dec)
+        return canvas + update, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window  # eq. 8
+
+    def compile_glimpses(self) -> None:
+        """Use torch.compile for the glimpse of training forwards (fuses DRAW's many small ops).
+
+        One glimpse is compiled, not the 64-step loop, so compile time stays bounded; a new
+        batch shape (the epoch's short last batch) compiles once more. Evaluation stays eager.
+        """
+        self._compiled = torch.compile(self._glimpse)
 
     def noise(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """Standard-normal noise for every glimpse of n images: (T, n, noise_size), one draw."""
@@ -104,17 +128,14 @@ class DRAW(nn.Module):
         enc, dec = fused_lstm(self.encoder), fused_lstm(self.decoder)
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
+        step = self._compiled if self._compiled is not None and self.training and not densities else self._glimpse
         for t in range(cfg.glimpses):
-            x_hat = x - torch.sigmoid(canvas)  # eq. 3
-            r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
-            h_enc, c_enc = lstm_step(torch.cat([r, h_dec, h_enc], dim=1), c_enc, *enc)  # eq. 5
-            z, kl = self.sampler(h_enc, noise[t])  # eq. 6
+            canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(
+                x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t], *enc, *dec
+            )
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
                 log_ratio = log_ratio + log_p - log_q
-            h_dec, c_dec = lstm_step(torch.cat([z, h_dec], dim=1), c_dec, *dec)  # eq. 7
-            update, write_window = self.writer(h_dec)
-            canvas = canvas + update  # eq. 8
             kls.append(kl)
             if record:
                 canvases.append(torch.sigmoid(canvas))

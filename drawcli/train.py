@@ -50,6 +50,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    compile: bool = False
     sample_every: int = 1
     sample_count: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
@@ -197,6 +198,8 @@ def train(
 
     torch.manual_seed(settings.seed)  # the same on every rank: identical weights, noise, binarization
     model = DRAW(config).to(device)
+    if settings.compile:
+        model.compile_glimpses()
     net = distributed.wrap(model, ctx, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
     bin_gen = torch.Generator().manual_seed(settings.seed + 1)
@@ -272,6 +275,7 @@ def train(
 
     reporter.start(total=total, done=state.step, device=str(device), threads=torch.get_num_threads(), params=sum(p.numel() for p in model.parameters()))
     model.train()
+    compile_reported = False
     with StopFlag() as stop:
         while state.step < total:
             epoch_sums = torch.zeros(3, dtype=torch.float64)
@@ -299,7 +303,12 @@ def train(
                 finite = bool(torch.isfinite(sums).all())
                 if finite:
                     optimizer.step()
-                state.wall_time += time.perf_counter() - tick
+                seconds = time.perf_counter() - tick
+                state.wall_time += seconds
+                if settings.compile and not compile_reported:
+                    compile_reported = True
+                    reporter.warn(f"first step took {seconds:.1f} s, most of it compiling the glimpse")
+                    log({"event": "compile", "step": state.step + 1, "seconds": round(seconds, 3)})
                 state.step += 1
                 state.batch = b + 1
                 if finite:

@@ -31,21 +31,25 @@ def decode_window(params: torch.Tensor, height: int, width: int, size: int) -> W
 
 
 def filters(centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, size: int, length: int) -> torch.Tensor:
-    """One axis's filterbank (B, N, length) for centres g and stride delta, each row summing to 1.
+    """Filterbanks (..., N, length) for centres g (...) and strides delta (...), rows summing to 1.
 
     mu^i = g + (i - N/2 - 0.5) delta for i = 1..N (eqs. 19-20); F[i, a] proportional to
     exp(-(a - mu^i)^2 / (2 sigma^2)) (eqs. 25-26). Normalising with a softmax is the same
     division by the row sum, computed stably: a row can never sum to zero.
     """
-    i = torch.arange(1, size + 1, dtype=centre.dtype, device=centre.device)
+    offsets = torch.arange(1, size + 1, dtype=centre.dtype, device=centre.device) - (size / 2 + 0.5)
     a = torch.arange(1, length + 1, dtype=centre.dtype, device=centre.device)
-    mu = centre[:, None] + (i - size / 2 - 0.5) * delta[:, None]  # (B, N)
-    logits = -((a - mu[:, :, None]) ** 2) / (2 * sigma2[:, None, None])  # (B, N, length)
+    mu = centre[..., None] + offsets * delta[..., None]  # (..., N)
+    logits = (a - mu[..., None]).square() * (-0.5 / sigma2)[..., None, None]  # (..., N, length)
     return torch.softmax(logits, dim=-1)
 
 
 def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(F_x (B, N, W), F_y (B, N, H)) for a decoded window."""
+    if height == width:  # both axes in one pass: half the small ops per glimpse
+        centres = torch.stack([window.gx, window.gy], dim=1)  # (B, 2)
+        both = filters(centres, window.delta[:, None], window.sigma2[:, None], window.size, width)
+        return both[:, 0], both[:, 1]
     fx = filters(window.gx, window.delta, window.sigma2, window.size, width)
     fy = filters(window.gy, window.delta, window.sigma2, window.size, height)
     return fx, fy
