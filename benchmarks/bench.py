@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 reps, 1 warm-up, batch 64 only")
     parser.add_argument("--only", choices=["attention", "no-attention"], help="measure one setting only")
     parser.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of drawcli training steps (first batch, first setting)")
+    parser.add_argument("--compile", action="store_true", help="also measure drawcli with --compile (torch.compile of the glimpse), compile time apart")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of rich")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
@@ -482,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     env["wall_s"] = round(time.perf_counter() - started, 1)
     print(f"wall {env['wall_s']} s; load average at the end {env['load_average_end']}")
 
+    compiled = compile_section(configs, args.batches, device, args) if args.compile else None
     if args.profile:
         profile_step(next(iter(configs.values())), args.batches[0], device)
     if args.json:
@@ -490,11 +492,44 @@ def main(argv: list[str] | None = None) -> int:
             "flops": {label: {"glimpse_forward": glimpse_flops(c), "train_per_image": train_flops(c)} for label, c in configs.items()},
             "matmul_gflops": rates,
             "summary": summary,
+            "compiled": compiled,
             "results": [asdict(r) for r in results],
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def compile_section(configs: dict[str, DrawConfig], batches: list[int], device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """drawcli training with the compiled glimpse against eager drawcli, interleaved; compile time apart."""
+    sync = synchronizer(device)
+    rows, out = [], []
+    for label, cfg in configs.items():
+        for batch in batches:
+            x = torch.bernoulli(torch.full((batch, *cfg.image_shape), 0.13)).to(device)
+            torch.manual_seed(0)
+            eager = drawcli_subject(cfg, device)
+            torch.manual_seed(0)
+            compiled = drawcli_subject(cfg, device)
+            compiled.model.compile_glimpses()
+            step = train_step(compiled, x)
+            start = time.perf_counter()
+            step()  # compiles forward and backward
+            sync()
+            compile_s = time.perf_counter() - start
+            timers = {"eager": Timer(train_step(eager, x), sync), "compiled": Timer(step, sync)}
+            for timer in timers.values():
+                timer.warm(args.warmup, args.min_time)
+            for _ in range(args.reps):
+                for timer in timers.values():
+                    timer.rep()
+            ips = {k: batch / statistics.median(t.times) for k, t in timers.items()}
+            out.append({"setting": label, "batch": batch, "compile_s": compile_s, **{f"{k}_ips": v for k, v in ips.items()}})
+            rows.append([f"{label}, {batch}", f"{ips['eager']:.1f}", f"{ips['compiled']:.1f}",
+                         f"{ips['compiled'] / ips['eager']:.2f}x", f"{compile_s:.0f} s"])  # fmt: skip
+    print_table("torch.compile of the glimpse (drawcli train --compile), training images/s",
+                ["setting, batch", "eager", "compiled", "compiled/eager", "compile time"], rows, args.plain)
+    return out
 
 
 def profile_step(cfg: DrawConfig, batch: int, device: torch.device, rows: int = 30, steps: int = 3) -> None:

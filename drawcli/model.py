@@ -45,22 +45,6 @@ class Generation:
     write_windows: list[Window] | None  # T windows, attention writers only
 
 
-def fused_lstm(cell: nn.LSTMCell) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W, b) with W = [W_ih | W_hh] (4H, in + H) and b = b_ih + b_hh, built once per forward.
-
-    One GEMM of [x, h] against W replaces the cell's two, in the forward and the backward
-    alike; autograd routes the gradient back to the cell's own parameters.
-    """
-    return torch.cat([cell.weight_ih, cell.weight_hh], dim=1), cell.bias_ih + cell.bias_hh
-
-
-def lstm_step(xh: torch.Tensor, c: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step on the concatenated [x, h] (B, in + H): torch's LSTMCell, gate order i, f, g, o."""
-    i, f, g, o = torch.addmm(bias, xh, weight.t()).chunk(4, dim=1)  # (B, H) each
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
 def _component(kind: str, name: str, base: type, config: DrawConfig, options: dict) -> nn.Module:
     module = registry.build(kind, name, config, **options)
     if not isinstance(module, base):
@@ -84,15 +68,14 @@ class DRAW(nn.Module):
 
     def _glimpse(
         self, x: torch.Tensor, canvas: torch.Tensor, h_enc: torch.Tensor, c_enc: torch.Tensor, h_dec: torch.Tensor,
-        c_dec: torch.Tensor, noise: torch.Tensor, enc_w: torch.Tensor, enc_b: torch.Tensor, dec_w: torch.Tensor,
-        dec_b: torch.Tensor,
+        c_dec: torch.Tensor, noise: torch.Tensor,
     ) -> tuple[Any, ...]:
         """One glimpse, eqs. 3-8: the unit `compile_glimpses` hands to torch.compile."""
         x_hat = x - torch.sigmoid(canvas)  # eq. 3
         r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
-        h_enc, c_enc = lstm_step(torch.cat([r, h_dec, h_enc], dim=1), c_enc, enc_w, enc_b)  # eq. 5
+        h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
         z, kl = self.sampler(h_enc, noise)  # eq. 6
-        h_dec, c_dec = lstm_step(torch.cat([z, h_dec], dim=1), c_dec, dec_w, dec_b)  # eq. 7
+        h_dec, c_dec = self.decoder(z, (h_dec, c_dec))  # eq. 7
         update, write_window = self.writer(h_dec)
         return canvas + update, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window  # eq. 8
 
@@ -125,13 +108,12 @@ class DRAW(nn.Module):
         h_enc = c_enc = x.new_zeros(batch, cfg.enc_size)
         h_dec = c_dec = x.new_zeros(batch, cfg.dec_size)
         canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
-        enc, dec = fused_lstm(self.encoder), fused_lstm(self.decoder)
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
         step = self._compiled if self._compiled is not None and self.training and not densities else self._glimpse
         for t in range(cfg.glimpses):
             canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(
-                x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t], *enc, *dec
+                x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t]
             )
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
@@ -159,11 +141,10 @@ class DRAW(nn.Module):
             noise = self.noise(n, device)
         h_dec = c_dec = torch.zeros(n, cfg.dec_size, device=device)
         canvas = torch.zeros(n, *cfg.image_shape, device=device)
-        dec = fused_lstm(self.decoder)
         canvases, windows = [], []
         for t in range(cfg.glimpses):
             z = self.sampler.prior(noise[t])
-            h_dec, c_dec = lstm_step(torch.cat([z, h_dec], dim=1), c_dec, *dec)
+            h_dec, c_dec = self.decoder(z, (h_dec, c_dec))
             update, window = self.writer(h_dec)
             canvas = canvas + update
             canvases.append(torch.sigmoid(canvas))
