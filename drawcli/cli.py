@@ -1,4 +1,4 @@
-"""The `drawcli` command line: train, sample, inspect, plugins.
+"""The `drawcli` command line: train, sample, inspect, evaluate, reconstruct, plot, presets, plugins.
 
 Results go to stdout, progress and errors to stderr; a user's mistake ends in one line on
 stderr and a non-zero exit, never a traceback (`--debug` shows it).
