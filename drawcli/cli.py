@@ -244,6 +244,8 @@ def train(
                        dist_ctx=dist_ctx, device=dist_device)  # fmt: skip
     except training.Interrupted as exc:
         reporter.close()
+        if not dist_ctx.is_main:  # rank 0 tells the user how to resume
+            raise typer.Exit(130) from None
         fail(str(exc), code=130)
     except KeyboardInterrupt:  # a second Ctrl-C: StopFlag gives up waiting for the step to end
         reporter.close()
