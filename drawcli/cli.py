@@ -138,6 +138,11 @@ class Binarize(str, Enum):
     threshold = "threshold"
 
 
+class Amp(str, Enum):
+    off = "off"
+    bf16 = "bf16"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -184,6 +189,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = 0,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device.auto,
     threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,
+    amp: Annotated[Amp, typer.Option(help="bf16: run the forward in bfloat16 autocast (fast on recent GPUs); the loss, KL and reported bound stay float32.", rich_help_panel=TRAINING)] = Amp.off,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the glimpse (faster steps after a compile of about a minute per batch shape).", rich_help_panel=TRAINING)] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory where it stopped.", rich_help_panel=TRAINING)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win.", callback=_preset_option, rich_help_panel=ARCH)] = None,
@@ -217,7 +223,7 @@ def train(
         settings = training.TrainSettings(
             dataset=p["dataset"], data_dir=str(data_dir) if data_dir else None, binarize=binarize.value,
             epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, clip=clip, seed=seed,
-            beta1=p["beta1"], kl_warmup=p["kl_warmup"],
+            beta1=p["beta1"], kl_warmup=p["kl_warmup"], amp=amp.value,
             device=device.value, threads=threads, sample_every=sample_every, compile=compile_model,
         )  # fmt: skip
         run_dir = out_dir or DEFAULT_RUNS / datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -31,6 +31,8 @@ from drawcli.progress import Reporter
 EVAL_BATCH_SIZE = 500
 METRICS_EVERY = 50  # steps between training-metric lines in metrics.jsonl
 MAX_NONFINITE = 3  # non-finite steps in a row (each skipped) before training stops
+SYNC_EVERY_CUDA = 25  # steps between host reads of the metrics on CUDA (each read waits for the GPU)
+AMP_MODES = ("off", "bf16")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TrainSettings:
     clip: float = 10.0
     beta1: float = 0.9
     kl_warmup: int = 0
+    amp: str = "off"  # "bf16": autocast the forward to bfloat16; the loss, KL and canvas stay float32
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -91,6 +94,21 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise DrawcliError("--device cuda was asked for, but no CUDA device is available here")
     return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.Adam:
+    """Adam, fused (one kernel for all parameters) on CPU and CUDA, where it can also skip a step on-device."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999), fused=fused or None)
+
+
+def optimizer_step(optimizer: torch.optim.Adam, finite: torch.Tensor) -> None:
+    """Apply the step only if `finite` (a 0-dim bool tensor); fused Adam decides on the device, without a sync."""
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = (~finite).float()  # read by fused Adam: skips the update and the step count
+        optimizer.step()
+    elif bool(finite):
+        optimizer.step()
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -187,6 +205,8 @@ def train(
     Under torchrun pass the job's `dist_ctx` and `device`: only rank 0 writes anything.
     """
     ctx = dist_ctx or distributed.Dist()
+    if settings.amp not in AMP_MODES:
+        raise DrawcliError(f"unknown --amp {settings.amp!r}; expected one of {', '.join(AMP_MODES)}")
     device = device or pick_device(settings.device)
     torch.set_num_threads(settings.threads or default_threads())
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,8 +221,11 @@ def train(
     if settings.compile:
         model.compile_glimpses()
     net = distributed.wrap(model, ctx, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
-    bin_gen = torch.Generator().manual_seed(settings.seed + 1)
+    optimizer = make_optimizer(model, settings, device)
+    if device.type == "cuda":  # the whole training set on the GPU, binarized there: no copies per step
+        train_images = train_images.to(device)
+    bin_gen = torch.Generator(device=train_images.device).manual_seed(settings.seed + 1)
+    sync_every = SYNC_EVERY_CUDA if device.type == "cuda" else 1
     state = RunState()
     if resume:
         weights, info = checkpoint.load_model(run_dir / checkpoint.CHECKPOINT_NAME, device)
@@ -256,15 +279,15 @@ def train(
             checkpoint.save_resume(run_dir / checkpoint.RESUME_NAME, optimizer, _rng_state(bin_gen, device), asdict(state))
         saved_step = state.step
 
-    def skip_nonfinite(loss_value: float, grad_norm: float) -> None:
+    def skip_nonfinite(step: int, loss_value: float, grad_norm: float) -> None:
         if nonfinite < MAX_NONFINITE:
-            reporter.warn(f"step {state.step}: loss {loss_value}, gradient norm {grad_norm}; the step was not applied")
+            reporter.warn(f"step {step}: loss {loss_value}, gradient norm {grad_norm}; the step was not applied")
             return
         kept = (f"the last good checkpoint (step {saved_step}) is unchanged in {run_dir}" if saved_step is not None
                 else "no checkpoint had been saved yet")  # fmt: skip
         raise Diverged(
-            f"training stopped at step {state.step}: the loss or gradient was not finite for {MAX_NONFINITE} steps "
-            f"in a row (steps {state.step - MAX_NONFINITE + 1}-{state.step}, none applied); {kept}; "
+            f"training stopped at step {step}: the loss or gradient was not finite for {MAX_NONFINITE} steps "
+            f"in a row (steps {step - MAX_NONFINITE + 1}-{step}, none applied); {kept}; "
             f"try a lower --lr or a smaller --clip"
         )
 
@@ -282,13 +305,15 @@ def train(
             epoch_images = 0
             stopping = False
             reporter.epoch_start(state.epoch, steps_in_epoch=min(steps_per_epoch - state.batch, total - state.step))
+            pending: list[tuple[int, int, torch.Tensor]] = []  # (step, images, metrics) not yet read on the host
             for b, idx in batches(n, settings.batch_size, settings.seed, state.epoch, state.batch):
                 tick = time.perf_counter()
                 # The global batch, its binarization and its noise, identical on every rank; then this rank's shard.
-                x = data.binarize(train_images[idx], settings.binarize, bin_gen)
+                x = data.binarize(train_images[idx.to(train_images.device)], settings.binarize, bin_gen)
                 noise = model.noise(len(idx), device)
                 x = distributed.shard(x, ctx).to(device, non_blocking=True)
-                out = net(x, noise=distributed.shard(noise, ctx, dim=1))
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.amp == "bf16"):
+                    out = net(x, noise=distributed.shard(noise, ctx, dim=1))
                 per_image = out.loss if state.step >= settings.kl_warmup else kl_annealed(out, state.step, settings.kl_warmup)
                 optimizer.zero_grad(set_to_none=True)
                 (per_image.sum() * distributed.objective_scale(len(idx), ctx)).backward()
@@ -297,12 +322,9 @@ def train(
                 # objective and gradient norm: a NaN or inf on any rank survives the sum, so all ranks skip together.
                 flag = torch.tensor(float(stop.signal is not None), device=device)
                 sums = torch.stack([out.loss.detach().sum(), out.recon.detach().sum(), out.kl.detach().sum(), flag,
-                                    per_image.detach().sum(), grad_norm.to(device)])  # fmt: skip
-                sums = distributed.all_sum(sums, ctx).double().cpu()
-                stopping = bool(sums[3] > 0)
-                finite = bool(torch.isfinite(sums).all())
-                if finite:
-                    optimizer.step()
+                                    per_image.detach().sum(), grad_norm.to(device)]).float()  # fmt: skip
+                sums = distributed.all_sum(sums, ctx)
+                optimizer_step(optimizer, torch.isfinite(sums).all())
                 seconds = time.perf_counter() - tick
                 state.wall_time += seconds
                 if settings.compile and not compile_reported:
@@ -311,18 +333,25 @@ def train(
                     log({"event": "compile", "step": state.step + 1, "seconds": round(seconds, 3)})
                 state.step += 1
                 state.batch = b + 1
-                if finite:
-                    nonfinite = 0
-                    epoch_sums += sums[:3]
-                    epoch_images += len(idx)
-                else:
-                    nonfinite += 1
-                    skip_nonfinite(sums[0].item() / len(idx), sums[5].item() / ctx.world_size)
-                means = (sums[:3] / len(idx)).tolist()
-                reporter.step(state.step, loss=means[0], recon=means[1], kl=means[2], images=len(idx))
-                if finite and state.step % METRICS_EVERY == 0:
-                    log({"event": "train", "step": state.step, "epoch": state.epoch, "loss": means[0], "recon": means[1],
-                         "kl": means[2], "wall_time_s": round(state.wall_time, 3)})  # fmt: skip
+                pending.append((state.step, len(idx), sums))
+                if len(pending) < sync_every and state.step < total and state.batch < steps_per_epoch:
+                    continue  # on CUDA, the host reads the metrics every few steps, not after each one
+                rows = torch.stack([row for _, _, row in pending]).double().cpu().tolist()
+                for (step, images, _), row in zip(pending, rows):
+                    stopping = stopping or row[3] > 0
+                    if all(math.isfinite(v) for v in row):
+                        nonfinite = 0
+                        epoch_sums += torch.tensor(row[:3], dtype=torch.float64)
+                        epoch_images += images
+                    else:
+                        nonfinite += 1
+                        skip_nonfinite(step, row[0] / images, row[5] / ctx.world_size)
+                    means = [v / images for v in row[:3]]
+                    reporter.step(step, loss=means[0], recon=means[1], kl=means[2], images=images)
+                    if math.isfinite(row[0]) and step % METRICS_EVERY == 0:
+                        log({"event": "train", "step": step, "epoch": state.epoch, "loss": means[0], "recon": means[1],
+                             "kl": means[2], "wall_time_s": round(state.wall_time, 3)})  # fmt: skip
+                pending.clear()
                 if stopping or state.step >= total:
                     break
             epoch_done = state.batch >= steps_per_epoch

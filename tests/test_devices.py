@@ -1,0 +1,110 @@
+"""Device paths: bf16 autocast (checked on the CPU too) and CUDA training (skipped without CUDA)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from helpers import write_idx_dataset
+from typer.testing import CliRunner
+
+from drawcli import checkpoint
+from drawcli.cli import app
+from drawcli.config import DrawConfig
+from drawcli.model import DRAW
+from drawcli.train import make_optimizer, optimizer_step, TrainSettings
+
+runner = CliRunner()
+TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1", "--quiet",
+        "--sample-every", "0"]  # fmt: skip
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    write_idx_dataset(tmp_path / "data", n_train=48, n_test=20)
+    return tmp_path / "data"
+
+
+def _bound_under(model: DRAW, x: torch.Tensor, noise: torch.Tensor, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x, noise=noise)
+    return out.recon, out.kl
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_bf16_autocast_keeps_the_loss_in_float32(tiny_config: Callable[..., DrawConfig], device: str) -> None:
+    torch.manual_seed(0)
+    model = DRAW(tiny_config(glimpses=4)).to(device)
+    x = (torch.rand(8, 1, 8, 8, device=device) > 0.5).float()
+    noise = model.noise(8)
+    recon32, kl32 = _bound_under(model, x, noise, amp=False)
+    recon16, kl16 = _bound_under(model, x, noise, amp=True)
+    assert recon16.dtype == kl16.dtype == torch.float32
+    # bf16 keeps 8 bits of mantissa: the bound moves by well under 1%, not by rounding the sum itself
+    torch.testing.assert_close(recon16, recon32, rtol=1e-2, atol=0.0)
+    torch.testing.assert_close(kl16.sum(1), kl32.sum(1), rtol=5e-2, atol=5e-2)
+    (recon16.mean() + kl16.sum(1).mean()).backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_train_with_amp_on_the_cpu(idx_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--steps", "3",
+                                 "--amp", "bf16", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "run.json").read_text())["settings"]["amp"] == "bf16"
+    assert 0 < checkpoint.read_info(run).training["last_test"]["bound"] < 1e4
+
+
+def test_bad_amp_value_exits_2(idx_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(tmp_path / "r"), "--amp", "fp8"])
+    assert result.exit_code == 2
+    assert "'fp8' is not one of 'off', 'bf16'" in result.output
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_fused_adam_skips_a_nonfinite_step_on_the_device(device: str) -> None:
+    layer = torch.nn.Linear(3, 2).to(device)
+    optimizer = make_optimizer(layer, TrainSettings(), torch.device(device))
+    assert optimizer.defaults["fused"]
+    before = [p.detach().clone() for p in layer.parameters()]
+    layer(torch.ones(1, 3, device=device)).sum().backward()
+    optimizer_step(optimizer, torch.tensor(False, device=device))
+    assert all(torch.equal(p, q) for p, q in zip(layer.parameters(), before))
+    optimizer_step(optimizer, torch.tensor(True, device=device))
+    assert not torch.equal(layer.weight, before[0])
+    assert {s["step"].item() for s in optimizer.state.values()} == {1.0}
+
+
+@cuda
+def test_cuda_forward_matches_the_cpu(tiny_config: Callable[..., DrawConfig]) -> None:
+    torch.manual_seed(0)
+    model = DRAW(tiny_config(glimpses=4))
+    x = (torch.rand(8, 1, 8, 8) > 0.5).float()
+    noise = model.noise(8)
+    cpu = model(x, noise=noise)
+    gpu = model.to("cuda")(x.cuda(), noise=noise.cuda())
+    torch.testing.assert_close(gpu.recon.cpu(), cpu.recon, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gpu.kl.cpu(), cpu.kl, rtol=1e-4, atol=1e-4)
+
+
+@cuda
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_train_on_cuda_and_load_on_the_cpu(idx_dir: Path, tmp_path: Path, amp: str) -> None:
+    """30 steps cross a host sync point (every 25 steps on CUDA) and the epoch end; the run resumes."""
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--batch-size", "2", "--device", "cuda",
+            "--amp", amp]  # fmt: skip
+    result = runner.invoke(app, [*args, "--steps", "30"])
+    assert result.exit_code == 0, result.output
+    info = checkpoint.read_info(run)
+    assert info.training["device"] == "cuda" and info.training["steps"] == 30
+    model, _ = checkpoint.load_model(run / checkpoint.CHECKPOINT_NAME, torch.device("cpu"))
+    assert all(p.device.type == "cpu" and torch.isfinite(p).all() for p in model.parameters())
+    result = runner.invoke(app, ["train", "--resume", str(run), "--steps", "40", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert checkpoint.read_info(run).training["steps"] == 40
