@@ -66,6 +66,7 @@ class DRAW(nn.Module):
         self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
         self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
         self._compiled: Any = None
+        self.unroll_lstm = True  # training forwards use drawcli.lstm.UnrolledLSTM; benchmarks turn it off to compare
 
     def _glimpse(
         self, x: torch.Tensor, canvas: torch.Tensor, h_enc: torch.Tensor, c_enc: torch.Tensor, h_dec: torch.Tensor,
@@ -120,7 +121,7 @@ class DRAW(nn.Module):
         log_ratio = x.new_zeros(batch) if densities else None
         step = self._compiled if self._compiled is not None and self.training and not densities else self._glimpse
         cells: tuple[Any, ...] = ()
-        if (step is self._glimpse and torch.is_grad_enabled() and self.encoder.weight_ih.requires_grad
+        if (step is self._glimpse and self.unroll_lstm and torch.is_grad_enabled() and self.encoder.weight_ih.requires_grad
                 and not torch.is_autocast_enabled(x.device.type)):
             cells = (UnrolledLSTM(self.encoder), UnrolledLSTM(self.decoder))  # fewer nodes, batched weight grads
         for t in range(cfg.glimpses):

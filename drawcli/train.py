@@ -181,9 +181,10 @@ def _restore_rng(state: dict[str, torch.Tensor], bin_gen: torch.Generator, devic
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def batches(n: int, batch_size: int, seed: int, epoch: int, start: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """(batch index, image indices) of one epoch, from batch `start`; the last batch may be short."""
-    order = epoch_order(n, seed, epoch)
+def batches(n: int, batch_size: int, seed: int, epoch: int, start: int,
+            device: torch.device | None = None) -> Iterator[tuple[int, torch.Tensor]]:  # fmt: skip
+    """(batch index, image indices on `device`) of one epoch, from batch `start`; the last batch may be short."""
+    order = epoch_order(n, seed, epoch).to(device or "cpu")  # one copy per epoch, none per step
     for b in range(start, math.ceil(n / batch_size)):
         yield b, order[b * batch_size : (b + 1) * batch_size]
 
@@ -226,6 +227,7 @@ def train(
         train_images = train_images.to(device)
     bin_gen = torch.Generator(device=train_images.device).manual_seed(settings.seed + 1)
     sync_every = SYNC_EVERY_CUDA if device.type == "cuda" else 1
+    stop_flag = torch.zeros((), device=device)
     state = RunState()
     if resume:
         weights, info = checkpoint.load_model(run_dir / checkpoint.CHECKPOINT_NAME, device)
@@ -306,10 +308,10 @@ def train(
             stopping = False
             reporter.epoch_start(state.epoch, steps_in_epoch=min(steps_per_epoch - state.batch, total - state.step))
             pending: list[tuple[int, int, torch.Tensor]] = []  # (step, images, metrics) not yet read on the host
-            for b, idx in batches(n, settings.batch_size, settings.seed, state.epoch, state.batch):
+            for b, idx in batches(n, settings.batch_size, settings.seed, state.epoch, state.batch, train_images.device):
                 tick = time.perf_counter()
                 # The global batch, its binarization and its noise, identical on every rank; then this rank's shard.
-                x = data.binarize(train_images[idx.to(train_images.device)], settings.binarize, bin_gen)
+                x = data.binarize(train_images[idx], settings.binarize, bin_gen)
                 noise = model.noise(len(idx), device)
                 x = distributed.shard(x, ctx).to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.amp == "bf16"):
@@ -320,8 +322,9 @@ def train(
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
                 # One small reduction per step carries the metrics, every rank's stop request and the
                 # objective and gradient norm: a NaN or inf on any rank survives the sum, so all ranks skip together.
-                flag = torch.tensor(float(stop.signal is not None), device=device)
-                sums = torch.stack([out.loss.detach().sum(), out.recon.detach().sum(), out.kl.detach().sum(), flag,
+                if stop.signal is not None:
+                    stop_flag.fill_(1.0)  # a device-side write: making a new tensor from the host would sync
+                sums = torch.stack([out.loss.detach().sum(), out.recon.detach().sum(), out.kl.detach().sum(), stop_flag,
                                     per_image.detach().sum(), grad_norm.to(device)]).float()  # fmt: skip
                 sums = distributed.all_sum(sums, ctx)
                 optimizer_step(optimizer, torch.isfinite(sums).all())

@@ -108,3 +108,24 @@ def test_train_on_cuda_and_load_on_the_cpu(idx_dir: Path, tmp_path: Path, amp: s
     result = runner.invoke(app, ["train", "--resume", str(run), "--steps", "40", "--quiet"])
     assert result.exit_code == 0, result.output
     assert checkpoint.read_info(run).training["steps"] == 40
+
+
+@cuda
+def test_cuda_hot_loop_does_not_wait_for_the_gpu_each_step(idx_dir: Path, tmp_path: Path) -> None:
+    """25 more steps add one host read (the metrics every 25 steps), not 25: counted by CUDA's sync debug mode."""
+    import warnings
+
+    def synchronizations(steps: int, out: Path) -> int:
+        args = ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(out), "--batch-size", "1", "--device", "cuda"]
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = runner.invoke(app, [*args, "--steps", str(steps)])
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert result.exit_code == 0, result.output
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    extra = synchronizations(30, tmp_path / "a") - synchronizations(5, tmp_path / "b")
+    assert extra <= 3, f"{extra} more host synchronizations for 25 more steps"
