@@ -460,8 +460,12 @@ def reconstruct(
     import torch
 
     from drawcli import checkpoint, render
+    from drawcli.atomic import check_writable_file
     from drawcli.train import pick_device
 
+    for target_file in (gif, png):
+        if target_file is not None:
+            check_writable_file(target_file)  # before the model is loaded and run
     target = pick_device(device.value)
     model, info = checkpoint.load_model(checkpoint_path, target)
     model.eval()
@@ -493,9 +497,10 @@ def plot(
     ymax: Annotated[Optional[float], typer.Option(help="Upper limit of the nats axis (the first steps are far above the rest).")] = None,
 ) -> None:
     """Draw learning curves: training loss and test bound against steps and wall time."""
-    from drawcli.atomic import atomic_path
+    from drawcli.atomic import atomic_path, check_writable_file
     from drawcli.plot import plot_curves, read_metrics
 
+    check_writable_file(png)
     runs = {path.name if path.is_dir() else path.parent.name: read_metrics(path) for path in run_dirs}
     floor = min(r.get("test_bound", r.get("loss", 0.0)) for records in runs.values() for r in records)
     with atomic_path(png) as tmp:

@@ -271,6 +271,14 @@ def test_unwritable_sample_outputs(run: Path, tmp_path: Path) -> None:
     assert error_line(invoke("sample", run, "--gif", tmp_path)) == f"error: cannot write {tmp_path}: it is a directory"
 
 
+@pytest.mark.parametrize("command", [["reconstruct", "RUN", "--gif"], ["reconstruct", "RUN", "--png"], ["plot", "RUN", "--png"]])
+def test_unwritable_outputs_of_reconstruct_and_plot(command: list[str], run: Path, tmp_path: Path) -> None:
+    """reconstruct and plot check their output paths before doing any work."""
+    target = tmp_path / "nowhere" / "out.img"
+    args = [run if a == "RUN" else a for a in command]
+    assert error_line(invoke(*args, target)) == f"error: cannot write {target}: {target.parent} does not exist"
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     """`drawcli --debug inspect MISSING` lets the exception through (a real process prints the traceback)."""
     missing = tmp_path / "missing.safetensors"
