@@ -303,6 +303,9 @@ def save_resume(path: Path, optimizer: torch.optim.Optimizer, rng: dict[str, tor
     atomic_write_bytes(Path(path), _serialize(tensors, metadata))
 
 
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
 def load_resume(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Restore the optimizer in place; return (RNG states, loop state)."""
     path = resolve_path(path, RESUME_NAME)
@@ -321,8 +324,15 @@ def load_resume(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str,
             state.setdefault(int(index), {})[slot] = value
         else:
             raise CheckpointError(f"{path}: unexpected tensor {key!r} in a resume file")
+    groups = _json_field(metadata, "param_groups", path)
+    if isinstance(groups, list):
+        # Hyperparameters come from the file; how the update runs (fused, foreach, ...) is the
+        # live optimizer's choice, so a run resumes on another device or after a drawcli update.
+        for group, live in zip(groups, optimizer.param_groups):
+            if isinstance(group, dict):
+                group.update({key: live[key] for key in IMPLEMENTATION_FLAGS if key in live})
     try:
-        optimizer.load_state_dict({"state": state, "param_groups": _json_field(metadata, "param_groups", path)})
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: optimizer state does not match the model: {exc}") from None
     loop = _json_field(metadata, "state", path)

@@ -145,3 +145,20 @@ def test_resume_state_round_trip(tmp_path: Path, tiny_config) -> None:
     for p in model.parameters():
         for slot in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(opt.state[p][slot], fresh.state[p][slot])
+
+
+def test_resume_from_plain_adam_into_fused_adam(tmp_path: Path, tiny_config) -> None:
+    """A resume file written by plain Adam (drawcli 0.1's loop) loads into the fused Adam of
+    today's loop: its lr and moments are kept, the live optimizer's `fused` flag wins, and
+    the next step runs (it used to fail on the saved fused=None)."""
+    model = DRAW(tiny_config())
+    plain = torch.optim.Adam(model.parameters(), lr=3e-4)
+    model(torch.ones(2, 1, 8, 8)).loss.mean().backward()
+    plain.step()
+    checkpoint.save_resume(tmp_path / "resume.safetensors", plain, {}, {"step": 1})
+    fused = torch.optim.Adam(model.parameters(), lr=1.0, fused=True)
+    checkpoint.load_resume(tmp_path, fused)
+    assert fused.param_groups[0]["fused"] is True and fused.param_groups[0]["lr"] == 3e-4
+    fused.found_inf = torch.tensor(0.0)
+    fused.step()
+    assert {s["step"].item() for s in fused.state.values()} == {2.0}
