@@ -181,14 +181,6 @@ class Subject:
     fused_adam: bool = False  # drawcli train's optimizer (make_optimizer); the baseline keeps plain Adam
 
 
-def drawcli_before_subject(cfg: DrawConfig, device: torch.device) -> Subject:
-    """drawcli as first landed: the glimpse on nn.LSTMCell and plain Adam (for --ablation)."""
-    subject = drawcli_subject(cfg, device)
-    subject.model.unroll_lstm = False
-    subject.fused_adam = False
-    return subject
-
-
 def drawcli_subject(cfg: DrawConfig, device: torch.device) -> Subject:
     """drawcli's model, with the loss drawcli's training loop minimises (keep in step with drawcli/train.py)."""
     model = DRAW(cfg).to(device)
@@ -451,7 +443,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["attention", "no-attention"], help="measure one setting only")
     parser.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of drawcli training steps (first batch, first setting)")
     parser.add_argument("--compile", action="store_true", help="also measure drawcli with --compile (torch.compile of the glimpse), compile time apart")
-    parser.add_argument("--ablation", action="store_true", help="also measure drawcli against its first landed version (LSTMCell glimpse, plain Adam)")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of rich")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
@@ -498,7 +489,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall {env['wall_s']} s; load average at the end {env['load_average_end']}")
 
     compiled = compile_section(configs, args.batches, device, args) if args.compile else None
-    ablation = ablation_section(configs, args.batches, device, args) if args.ablation else None
     if args.profile:
         profile_step(next(iter(configs.values())), args.batches[0], device)
     if args.json:
@@ -508,35 +498,11 @@ def main(argv: list[str] | None = None) -> int:
             "matmul_gflops": rates,
             "summary": summary,
             "compiled": compiled,
-            "ablation": ablation,
             "results": [asdict(r) for r in results],
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
     return 0
-
-
-def ablation_section(configs: dict[str, DrawConfig], batches: list[int], device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """drawcli eager now against drawcli as first landed (LSTMCell glimpse, plain Adam), interleaved."""
-    sync = synchronizer(device)
-    rows, out = [], []
-    for label, cfg in configs.items():
-        for batch in batches:
-            x = torch.bernoulli(torch.full((batch, *cfg.image_shape), 0.13)).to(device)
-            timers = {}
-            for name, build in (("before", drawcli_before_subject), ("now", drawcli_subject)):
-                torch.manual_seed(0)
-                timers[name] = Timer(train_step(build(cfg, device), x), sync)
-                timers[name].warm(args.warmup, args.min_time)
-            for _ in range(args.reps):
-                for timer in timers.values():
-                    timer.rep()
-            ips = {k: batch / statistics.median(t.times) for k, t in timers.items()}
-            out.append({"setting": label, "batch": batch, **{f"{k}_ips": v for k, v in ips.items()}})
-            rows.append([f"{label}, {batch}", f"{ips['before']:.1f}", f"{ips['now']:.1f}", f"{ips['now'] / ips['before']:.2f}x"])
-    print_table("Unrolled LSTM + fused Adam against LSTMCell + plain Adam, training images/s",
-                ["setting, batch", "before", "now", "now/before"], rows, args.plain)
-    return out
 
 
 def compile_section(configs: dict[str, DrawConfig], batches: list[int], device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from drawcli import registry
 from drawcli.config import DrawConfig
 from drawcli.contract import Reader, Sampler, Window, Writer
 from drawcli.errors import PluginError
-from drawcli.lstm import UnrolledLSTM
 
 
 @dataclass
@@ -66,25 +65,21 @@ class DRAW(nn.Module):
         self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
         self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
         self._compiled: Any = None
-        self.unroll_lstm = True  # training forwards use drawcli.lstm.UnrolledLSTM; benchmarks turn it off to compare
 
     def _glimpse(
         self, x: torch.Tensor, canvas: torch.Tensor, h_enc: torch.Tensor, c_enc: torch.Tensor, h_dec: torch.Tensor,
-        c_dec: torch.Tensor, noise: torch.Tensor, encoder: Any = None, decoder: Any = None,
+        c_dec: torch.Tensor, noise: torch.Tensor,
     ) -> tuple[Any, ...]:
-        """One glimpse, eqs. 3-8: the unit `compile_glimpses` hands to torch.compile.
-
-        `encoder` and `decoder` default to the LSTM cells; training passes their unrolled form.
-        """
+        """One glimpse, eqs. 3-8: the unit `compile_glimpses` hands to torch.compile."""
         x_hat = x - torch.sigmoid(canvas)  # eq. 3
         r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
-        h_enc, c_enc = (encoder or self.encoder)(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
+        h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
         if torch.is_autocast_enabled(x.device.type):  # --amp: latents and KL in float32, like the loss
             with torch.autocast(x.device.type, enabled=False):
                 z, kl = self.sampler(h_enc.float(), noise)  # eq. 6
         else:
             z, kl = self.sampler(h_enc, noise)  # eq. 6
-        h_dec, c_dec = (decoder or self.decoder)(z, (h_dec, c_dec))  # eq. 7
+        h_dec, c_dec = self.decoder(z, (h_dec, c_dec))  # eq. 7
         update, write_window = self.writer(h_dec)
         return canvas + update, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window  # eq. 8
 
@@ -120,13 +115,9 @@ class DRAW(nn.Module):
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
         step = self._compiled if self._compiled is not None and self.training and not densities else self._glimpse
-        cells: tuple[Any, ...] = ()
-        if (step is self._glimpse and self.unroll_lstm and torch.is_grad_enabled() and self.encoder.weight_ih.requires_grad
-                and not torch.is_autocast_enabled(x.device.type)):
-            cells = (UnrolledLSTM(self.encoder), UnrolledLSTM(self.decoder))  # fewer nodes, batched weight grads
         for t in range(cfg.glimpses):
             canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(
-                x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t], *cells
+                x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t]
             )
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
