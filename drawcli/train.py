@@ -339,7 +339,9 @@ def train(
                 pending.append((state.step, len(idx), sums))
                 if len(pending) < sync_every and state.step < total and state.batch < steps_per_epoch:
                     continue  # on CUDA, the host reads the metrics every few steps, not after each one
+                tick = time.perf_counter()
                 rows = torch.stack([row for _, _, row in pending]).double().cpu().tolist()
+                state.wall_time += time.perf_counter() - tick  # on CUDA, the wait for the queued steps
                 for (step, images, _), row in zip(pending, rows):
                     stopping = stopping or row[3] > 0
                     if all(math.isfinite(v) for v in row):
