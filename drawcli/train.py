@@ -355,7 +355,8 @@ def train(
                     reporter.step(step, loss=means[0], recon=means[1], kl=means[2], images=images)
                     if math.isfinite(row[0]) and step % METRICS_EVERY == 0:
                         log({"event": "train", "step": step, "epoch": state.epoch, "loss": means[0], "recon": means[1],
-                             "kl": means[2], "wall_time_s": round(state.wall_time, 3)})  # fmt: skip
+                             "kl": means[2], "grad_norm": row[5] / ctx.world_size,
+                             "wall_time_s": round(state.wall_time, 3)})  # fmt: skip
                 pending.clear()
                 if stopping or state.step >= total:
                     break

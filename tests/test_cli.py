@@ -67,6 +67,21 @@ def test_train_sample_inspect(idx_dir: Path, tmp_path: Path) -> None:
     assert "filterbank" in invoke("inspect", run).stdout
 
 
+def test_training_metric_lines(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every METRICS_EVERY steps: loss = recon + KL and the gradient norm before clipping."""
+    from drawcli import train as training
+
+    monkeypatch.setattr(training, "METRICS_EVERY", 2)
+    run = tmp_path / "run"
+    assert train_tiny(idx_dir, run, "--steps", "4", "--sample-every", "0", "--clip", "1e-3").exit_code == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in lines if r["event"] == "train"]
+    assert [r["step"] for r in train] == [2, 4]
+    for r in train:
+        assert r["loss"] == pytest.approx(r["recon"] + r["kl"])
+        assert r["grad_norm"] > 1e-3  # measured before the clip to 1e-3
+
+
 def test_sample_without_checkpoint_uses_newest_run(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`drawcli sample --gif out.gif` right after `drawcli train` uses runs/<newest> and says so."""
     monkeypatch.chdir(tmp_path)
