@@ -98,8 +98,13 @@ def pick_device(name: str) -> torch.device:
 
 def make_optimizer(model: torch.nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.Adam:
     """Adam, fused (one kernel for all parameters) on CPU and CUDA, where it can also skip a step on-device."""
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999), fused=fused or None)
+    options = {"lr": settings.lr, "betas": (settings.beta1, 0.999)}
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.Adam(model.parameters(), **options, fused=True)
+        except RuntimeError:  # a parameter dtype or device without a fused kernel
+            pass
+    return torch.optim.Adam(model.parameters(), **options)
 
 
 def optimizer_step(optimizer: torch.optim.Adam, finite: torch.Tensor) -> None:
