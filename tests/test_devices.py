@@ -129,3 +129,24 @@ def test_cuda_hot_loop_does_not_wait_for_the_gpu_each_step(idx_dir: Path, tmp_pa
 
     extra = synchronizations(30, tmp_path / "a") - synchronizations(5, tmp_path / "b")
     assert extra <= 3, f"{extra} more host synchronizations for 25 more steps"
+
+
+def test_plain_adam_fallback_still_skips_nonfinite_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where fused Adam is unavailable, plain Adam is used and the skip is decided on the host."""
+    real = torch.optim.Adam
+
+    def no_fused(params, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be on a supported device")
+        return real(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    layer = torch.nn.Linear(3, 2)
+    optimizer = make_optimizer(layer, TrainSettings(), torch.device("cpu"))
+    assert not optimizer.defaults.get("fused")
+    before = layer.weight.detach().clone()
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer_step(optimizer, torch.tensor(False))
+    assert torch.equal(layer.weight, before) and not optimizer.state
+    optimizer_step(optimizer, torch.tensor(True))
+    assert not torch.equal(layer.weight, before)
