@@ -179,11 +179,18 @@ def _rng_state(bin_gen: torch.Generator, device: torch.device) -> dict[str, torc
     return state
 
 
-def _restore_rng(state: dict[str, torch.Tensor], bin_gen: torch.Generator, device: torch.device) -> None:
+def _restore_rng(state: dict[str, torch.Tensor], bin_gen: torch.Generator, device: torch.device) -> bool:
+    """Restore the RNG streams; False when the run moved between CPU and CUDA, whose binarization
+    generators differ: that stream then restarts from a seed derived from the saved state."""
     torch.set_rng_state(state["torch"])
-    bin_gen.set_state(state["binarize"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+    saved = state["binarize"]
+    if saved.numel() != bin_gen.get_state().numel():
+        bin_gen.manual_seed(int(saved.to(torch.int64).sum()))
+        return False
+    bin_gen.set_state(saved)
+    return True
 
 
 def batches(n: int, batch_size: int, seed: int, epoch: int, start: int,
@@ -239,10 +246,13 @@ def train(
         model.load_state_dict(weights.state_dict())
         rng, saved = checkpoint.load_resume(run_dir / checkpoint.RESUME_NAME, optimizer)
         try:
-            _restore_rng(rng, bin_gen, device)
+            exact = _restore_rng(rng, bin_gen, device)
             state = RunState(**saved)
         except (KeyError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{run_dir / checkpoint.RESUME_NAME} holds no usable loop state: {exc}") from None
+        if not exact:
+            reporter.warn(f"{run_dir} was saved on another kind of device: training continues, but with a new "
+                          "binarization stream, so not bit for bit as an uninterrupted run")  # fmt: skip
         if info.training.get("steps") != state.step:  # a save cut short between the two files
             raise CheckpointError(
                 f"{run_dir}: the checkpoint (step {info.training.get('steps')}) and the resume state "

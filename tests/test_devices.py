@@ -150,3 +150,20 @@ def test_plain_adam_fallback_still_skips_nonfinite_steps(monkeypatch: pytest.Mon
     assert torch.equal(layer.weight, before) and not optimizer.state
     optimizer_step(optimizer, torch.tensor(True))
     assert not torch.equal(layer.weight, before)
+
+
+def test_binarization_stream_restarts_when_a_run_changes_device() -> None:
+    """A CUDA generator's state (16 bytes of Philox seed and offset) cannot seed the CPU one:
+    the stream restarts from a seed derived from it, the same on every such resume."""
+    from drawcli.train import _restore_rng
+
+    cuda_like = {"torch": torch.get_rng_state(), "binarize": torch.arange(16, dtype=torch.uint8)}
+    streams = []
+    for _ in range(2):
+        gen = torch.Generator()
+        assert _restore_rng(cuda_like, gen, torch.device("cpu")) is False
+        streams.append(torch.rand(4, generator=gen))
+    assert torch.equal(streams[0], streams[1])
+    assert torch.equal(streams[0], torch.rand(4, generator=torch.Generator().manual_seed(120)))  # 0 + 1 + ... + 15
+    same = torch.Generator().manual_seed(5)
+    assert _restore_rng({"torch": torch.get_rng_state(), "binarize": same.get_state()}, torch.Generator(), torch.device("cpu"))
