@@ -58,7 +58,8 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
 WINDOW_INITS = ("cover", "cover-unscaled", "torch")
 
 
-def window_layer(config: DrawConfig, size: int, init: str, write: bool) -> nn.Linear:
+def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: float | None = None,
+                 sigma: float | None = None) -> nn.Linear:  # fmt: skip
     """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`.
 
     "torch" keeps PyTorch's default (near-zero) bias: sigma = 1 pixel and, for N = 2, the
@@ -71,16 +72,22 @@ def window_layer(config: DrawConfig, size: int, init: str, write: bool) -> nn.Li
     moves its blob's centre by about w logits, like one output of a full linear writer. The
     read starts with gamma = sqrt(a): a full reader feeds the encoder a pixels with
     independent weights, whose sum grows like sqrt(a) times one pixel's contribution, while
-    a filter feeds their average through a single weight.
+    a filter feeds their average through a single weight. `stride` and `sigma` (pixels)
+    replace the tiling's delta and sigma; gamma follows sigma.
     """
     if init not in WINDOW_INITS:
         raise ValueError(f"unknown window init {init!r}; expected one of {WINDOW_INITS}")
+    for name, value in (("stride", stride), ("sigma", sigma)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e4):
+            raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
+    if init == "torch" and (stride is not None or sigma is not None):
+        raise ValueError("stride and sigma set the starting window of init=cover or cover-unscaled, not init=torch")
     layer = nn.Linear(config.dec_size, 5)
     if init != "torch":
         side = max(config.height, config.width)
-        delta = side / size
+        delta = float(stride) if stride is not None else side / size
         delta_tilde = delta * max(size - 1, 1) / (side - 1) if side > 1 else 1.0
-        sigma2 = (delta / 2) ** 2
+        sigma2 = float(sigma) ** 2 if sigma is not None else (delta / 2) ** 2
         log_area = math.log(2 * math.pi * sigma2) if init == "cover" else 0.0
         log_gamma = -log_area if write else log_area / 2
         with torch.no_grad():
@@ -110,14 +117,15 @@ def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torc
 class FilterbankReader(Reader):
     """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
 
-    def __init__(self, config: DrawConfig, init: str = "cover", **options: Any) -> None:
+    def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
+                 **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
         if options:
             raise TypeError(f"unknown option(s) {sorted(options)}")
         self.size = config.read_size
         self.height, self.width = config.height, config.width
         self.out_size = 2 * config.channels * self.size**2
-        self.window = window_layer(config, self.size, init, write=False)
+        self.window = window_layer(config, self.size, init, write=False, stride=stride, sigma=sigma)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
         window = decode_window(self.window(h_dec), self.height, self.width, self.size)
@@ -129,13 +137,14 @@ class FilterbankReader(Reader):
 class FilterbankWriter(Writer):
     """write(h_dec) = (1 / gamma^) F^_y^T w F^_x with w = W(h_dec) an N x N patch (eqs. 28-29)."""
 
-    def __init__(self, config: DrawConfig, init: str = "cover", **options: Any) -> None:
+    def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
+                 **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
         if options:
             raise TypeError(f"unknown option(s) {sorted(options)}")
         self.size = config.write_size
         self.channels, self.height, self.width = config.image_shape
-        self.window = window_layer(config, self.size, init, write=True)
+        self.window = window_layer(config, self.size, init, write=True, stride=stride, sigma=sigma)
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:

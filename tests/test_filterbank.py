@@ -258,3 +258,40 @@ def test_far_right_narrow_window_puts_all_mass_on_last_pixel() -> None:
     expected_y[..., 0] = 1.0
     torch.testing.assert_close(fx, expected_x)
     torch.testing.assert_close(fy, expected_y)
+
+
+def _starting_window(layer: torch.nn.Linear, size: int) -> Window:
+    """The window every glimpse starts with: the layer's bias decoded (h_dec contributes nothing yet)."""
+    return fb.decode_window(layer.bias[None].detach().double(), 28, 28, size)
+
+
+@pytest.mark.parametrize(("write", "size"), [(False, 2), (True, 5)])
+def test_cover_init_tiles_the_image_with_gamma_undoing_the_normalisation(write: bool, size: int) -> None:
+    # 28 pixels, N filters: stride 28 / N, sigma half of it, blob area a = 2 pi sigma^2;
+    # the read starts with gamma = sqrt(a), the write with gamma = 1 / a.
+    w = _starting_window(fb.window_layer(DrawConfig(), size, "cover", write=write), size)
+    stride = 28 / size
+    area = 2 * math.pi * (stride / 2) ** 2
+    assert (w.gx.item(), w.gy.item()) == (14.5, 14.5)  # the image's centre, 1-based
+    assert w.delta.item() == pytest.approx(stride) and w.sigma2.item() == pytest.approx((stride / 2) ** 2)
+    assert w.gamma.item() == pytest.approx(1 / area if write else math.sqrt(area))
+
+
+def test_stride_and_sigma_options_set_the_starting_window() -> None:
+    reader = fb.FilterbankReader(DrawConfig(), stride=10, sigma=2.5)  # the paper-mnist preset's read
+    w = _starting_window(reader.window, 2)
+    assert w.delta.item() == pytest.approx(10.0) and w.sigma2.item() == pytest.approx(6.25)
+    assert w.gamma.item() == pytest.approx(math.sqrt(2 * math.pi * 6.25))
+    unscaled = _starting_window(fb.window_layer(DrawConfig(), 2, "cover-unscaled", False, sigma=2.5), 2)
+    assert unscaled.gamma.item() == pytest.approx(1.0) and unscaled.delta.item() == pytest.approx(14.0)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"stride": -1}, "stride must be a positive number of pixels, got -1"),
+    ({"sigma": True}, "sigma must be a positive number of pixels, got True"),
+    ({"sigma": "wide"}, "sigma must be a positive number of pixels, got 'wide'"),
+    ({"init": "torch", "stride": 3}, "not init=torch"),
+])  # fmt: skip
+def test_bad_starting_window_options(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fb.FilterbankWriter(DrawConfig(), **options)
