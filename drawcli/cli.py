@@ -99,6 +99,15 @@ def _positive_float(value: float) -> float:
     return value
 
 
+def _check_outputs(*paths: Path | None) -> None:
+    """Fail on an output file that cannot be written, before any model is loaded or run."""
+    from drawcli.atomic import check_writable_file
+
+    for path in paths:
+        if path is not None:
+            check_writable_file(path)
+
+
 def _options(pairs: list[str] | None) -> dict[str, Any]:
     """["init=torch", "k=3"] -> {"init": "torch", "k": 3}: values are JSON when they parse, else strings."""
     options: dict[str, Any] = {}
@@ -342,7 +351,6 @@ def sample(
 ) -> None:
     """Draw images from the prior and write a GIF of the canvases evolving glimpse by glimpse."""
     from drawcli import checkpoint
-    from drawcli.atomic import check_writable_file
     from drawcli.train import pick_device
 
     if checkpoint_path is None:
@@ -350,9 +358,7 @@ def sample(
         err.print(f"using the newest run: {checkpoint_path}")
     if gif is None and png is None:
         gif = Path("samples.gif")
-    for target in (gif, png):
-        if target is not None:
-            check_writable_file(target)  # before the model is loaded and run
+    _check_outputs(gif, png)
     model, info = checkpoint.load_model(checkpoint_path, pick_device(device.value))
     model.eval()
     if boxes and info.config.writer in registry.resolve("writer", "no-attention").names:
@@ -460,12 +466,9 @@ def reconstruct(
     import torch
 
     from drawcli import checkpoint, render
-    from drawcli.atomic import check_writable_file
     from drawcli.train import pick_device
 
-    for target_file in (gif, png):
-        if target_file is not None:
-            check_writable_file(target_file)  # before the model is loaded and run
+    _check_outputs(gif, png)
     target = pick_device(device.value)
     model, info = checkpoint.load_model(checkpoint_path, target)
     model.eval()
@@ -497,10 +500,10 @@ def plot(
     ymax: Annotated[Optional[float], typer.Option(help="Upper limit of the nats axis (the first steps are far above the rest).")] = None,
 ) -> None:
     """Draw learning curves: training loss and test bound against steps and wall time."""
-    from drawcli.atomic import atomic_path, check_writable_file
+    from drawcli.atomic import atomic_path
     from drawcli.plot import plot_curves, read_metrics
 
-    check_writable_file(png)
+    _check_outputs(png)
     runs = {path.name if path.is_dir() else path.parent.name: read_metrics(path) for path in run_dirs}
     floor = min(r.get("test_bound", r.get("loss", 0.0)) for records in runs.values() for r in records)
     with atomic_path(png) as tmp:

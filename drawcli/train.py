@@ -318,7 +318,7 @@ def train(
     compile_reported = False
     with StopFlag() as stop:
         while state.step < total:
-            epoch_sums = torch.zeros(3, dtype=torch.float64)
+            epoch_sums = [0.0, 0.0, 0.0]  # loss, recon, KL summed over the epoch's applied steps
             epoch_images = 0
             stopping = False
             reporter.epoch_start(state.epoch, steps_in_epoch=min(steps_per_epoch - state.batch, total - state.step))
@@ -359,16 +359,17 @@ def train(
                 state.wall_time += time.perf_counter() - tick  # on CUDA, the wait for the queued steps
                 for (step, images, _), row in zip(pending, rows):
                     stopping = stopping or row[3] > 0
-                    if all(math.isfinite(v) for v in row):
+                    finite = all(math.isfinite(v) for v in row)
+                    if finite:
                         nonfinite = 0
-                        epoch_sums += torch.tensor(row[:3], dtype=torch.float64)
+                        epoch_sums = [total + v for total, v in zip(epoch_sums, row[:3])]
                         epoch_images += images
                     else:
                         nonfinite += 1
                         skip_nonfinite(step, row[0] / images, row[5] / ctx.world_size)
                     means = [v / images for v in row[:3]]
                     reporter.step(step, loss=means[0], recon=means[1], kl=means[2], images=images)
-                    if math.isfinite(row[0]) and step % METRICS_EVERY == 0:
+                    if finite and step % METRICS_EVERY == 0:
                         log({"event": "train", "step": step, "epoch": state.epoch, "loss": means[0], "recon": means[1],
                              "kl": means[2], "grad_norm": row[5] / ctx.world_size,
                              "wall_time_s": round(state.wall_time, 3)})  # fmt: skip
@@ -378,7 +379,7 @@ def train(
             epoch_done = state.batch >= steps_per_epoch
             if stopping and not epoch_done:
                 raise interrupted()
-            train_means = (epoch_sums / max(epoch_images, 1)).tolist()
+            train_means = [total / max(epoch_images, 1) for total in epoch_sums]
             if ctx.is_main:
                 state.last_test = held_out_bound(model, test_set, device)
             if epoch_done:
