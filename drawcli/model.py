@@ -89,7 +89,7 @@ class DRAW(nn.Module):
         One glimpse is compiled, not the 64-step loop, so compile time stays bounded; a new
         batch shape (the epoch's short last batch) compiles once more. Evaluation stays eager.
         """
-        self._compiled = torch.compile(self._glimpse)
+        self._compiled = torch.compile(self._glimpse, dynamic=False)  # static shapes: the fastest kernels
 
     def noise(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """Standard-normal noise for every glimpse of n images: (T, n, noise_size), one draw."""
