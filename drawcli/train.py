@@ -31,7 +31,9 @@ from drawcli.progress import Reporter
 EVAL_BATCH_SIZE = 500
 METRICS_EVERY = 50  # steps between training-metric lines in metrics.jsonl
 MAX_NONFINITE = 3  # non-finite steps in a row (each skipped) before training stops
-SYNC_EVERY_CUDA = 25  # steps between host reads of the metrics on CUDA (each read waits for the GPU)
+# Steps between host reads of the metrics, by device type: on CUDA each read waits for the GPU, so
+# steps are queued and read in groups; reading a CPU tensor costs nothing, so there it is every step.
+SYNC_EVERY = {"cuda": 25}
 AMP_MODES = ("off", "bf16")
 
 
@@ -238,7 +240,7 @@ def train(
     if device.type == "cuda":  # the whole training set on the GPU, binarized there: no copies per step
         train_images = train_images.to(device)
     bin_gen = torch.Generator(device=train_images.device).manual_seed(settings.seed + 1)
-    sync_every = SYNC_EVERY_CUDA if device.type == "cuda" else 1
+    sync_every = SYNC_EVERY.get(device.type, 1)
     stop_flag = torch.zeros((), device=device)
     state = RunState()
     if resume:
@@ -362,7 +364,7 @@ def train(
                     finite = all(math.isfinite(v) for v in row)
                     if finite:
                         nonfinite = 0
-                        epoch_sums = [total + v for total, v in zip(epoch_sums, row[:3])]
+                        epoch_sums = [acc + v for acc, v in zip(epoch_sums, row[:3])]
                         epoch_images += images
                     else:
                         nonfinite += 1
@@ -379,7 +381,7 @@ def train(
             epoch_done = state.batch >= steps_per_epoch
             if stopping and not epoch_done:
                 raise interrupted()
-            train_means = [total / max(epoch_images, 1) for total in epoch_sums]
+            train_means = [acc / max(epoch_images, 1) for acc in epoch_sums]
             if ctx.is_main:
                 state.last_test = held_out_bound(model, test_set, device)
             if epoch_done:

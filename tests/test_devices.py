@@ -9,9 +9,11 @@ from typing import Callable
 import pytest
 import torch
 from helpers import write_idx_dataset
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from drawcli import checkpoint
+from drawcli import train as training
 from drawcli.cli import app
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
@@ -171,3 +173,50 @@ def test_binarization_stream_restarts_when_a_run_changes_device() -> None:
     assert torch.equal(streams[0], torch.rand(4, generator=torch.Generator().manual_seed(120)))  # 0 + 1 + ... + 15
     same = torch.Generator().manual_seed(5)
     assert _restore_rng({"torch": torch.get_rng_state(), "binarize": same.get_state()}, torch.Generator(), torch.device("cpu"))
+
+
+def _train_lines(run: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in lines if r["event"] == "train"]
+
+
+def test_metrics_read_in_groups_change_nothing(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA's hot loop (metrics read every k steps) run on the CPU: the same log lines and weights, bit for bit.
+
+    48 images in batches of 4 are 12 steps an epoch: reads after steps 5 and 10, at the epoch's
+    end (12), and at the run's end (14).
+    """
+    monkeypatch.setattr(training, "METRICS_EVERY", 1)
+    runs = {}
+    for every in (1, 5):
+        monkeypatch.setattr(training, "SYNC_EVERY", {"cpu": every})
+        runs[every] = tmp_path / f"every{every}"
+        result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(runs[every]),
+                                     "--batch-size", "4", "--steps", "14", "--device", "cpu"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    assert [r["step"] for r in _train_lines(runs[5])] == list(range(1, 15))
+    assert _train_lines(runs[5]) == _train_lines(runs[1])
+    for name in (checkpoint.CHECKPOINT_NAME, checkpoint.RESUME_NAME):
+        first, second = load_file(runs[1] / name), load_file(runs[5] / name)
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_nonfinite_steps_found_at_a_grouped_read(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With reads every 5 steps, three NaN steps in a row still stop the run, named by their steps, nothing saved."""
+    monkeypatch.setattr(training, "SYNC_EVERY", {"cpu": 5})
+    forward = DRAW.forward
+
+    def nan_forward(self: DRAW, *args: object, **kwargs: object) -> object:
+        out = forward(self, *args, **kwargs)
+        out.recon = out.recon * float("nan")
+        return out
+
+    monkeypatch.setattr(DRAW, "forward", nan_forward)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--batch-size", "4",
+                                 "--steps", "20", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "training stopped at step 3: the loss or gradient was not finite for 3 steps in a row (steps 1-3" in result.output
+    assert "no checkpoint had been saved yet" in result.output
+    assert not (run / checkpoint.CHECKPOINT_NAME).exists()
