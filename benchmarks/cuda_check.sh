@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU half of the speed work in one prepared run: the CUDA tests, the benchmark table on the
+# GPU (eager and --compile), and MNIST epoch times and test bounds at several batch sizes.
+# Meant for a lent GPU machine that has PyTorch but no network; drawcli is installed there
+# without dependencies. MNIST's idx .gz files must be in $DATA (copy them into the checkout and
+# carry them). Everything lands in OUT_DIR (use a fresh one); the last lines of each log are
+# printed. Not yet run on a GPU: the run limits bound the training part to about 8 minutes.
+#
+#   bash benchmarks/cuda_check.sh OUT_DIR
+#   DEVICE=cpu BATCHES=256 STEPS=20 BENCH_ARGS="--quick --only attention" DATA=../shared/data/mnist \
+#       PYTHON=.venv/bin/python PATH=.venv/bin:$PATH bash benchmarks/cuda_check.sh /tmp/check   # dry run
+set -uo pipefail
+out=${1:?usage: cuda_check.sh OUT_DIR}
+device=${DEVICE:-cuda}
+data=${DATA:-data/mnist}
+epochs=${EPOCHS:-2}
+run_limit=${RUN_LIMIT:-150}  # seconds per training run: SIGTERM then saves a resumable checkpoint
+batches=${BATCHES:-64 256 1024}
+steps=${STEPS:-}  # set to stop each training run after this many steps (dry runs)
+bench_args=${BENCH_ARGS:-}  # extra bench.py options, e.g. --quick for dry runs
+python=${PYTHON:-python3}
+mkdir -p "$out"
+
+if ! "$python" -c "import drawcli" 2>/dev/null; then
+    "$python" -m pip install -q --no-deps --no-build-isolation --no-index -e . || exit 1
+fi
+{ nvidia-smi -L 2>/dev/null; "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } \
+    | tee "$out/machine.txt"
+
+# CUDA tests (they skip without a GPU): the CUDA forward against the CPU, training +- bf16, resume,
+# and the count of host synchronisations in the hot loop.
+"$python" -m pytest -q -rs tests/test_devices.py 2>&1 | tee "$out/tests.log" | tail -n 5
+
+# The benchmark table, with torch.compile measured apart.
+"$python" benchmarks/bench.py --device "$device" --compile --plain --no-memory --json "$out/bench.json" \
+    $bench_args >"$out/bench.log" 2>&1
+tail -n 40 "$out/bench.log"
+
+# Epoch time and test bound against batch size (paper-mnist, bf16 autocast). lr stays 1e-3.
+for batch in $batches; do
+    run="$out/paper-mnist-b$batch"
+    limit=(--epochs "$epochs")
+    [ -n "$steps" ] && limit=(--steps "$steps")
+    timeout -s TERM "$run_limit" drawcli train --preset paper-mnist --data-dir "$data" --device "$device" --batch-size "$batch" --amp bf16 \
+        "${limit[@]}" --sample-every 0 --quiet --out "$run" >"$run.log" 2>&1
+    echo "batch $batch: exit $?"
+    "$python" - "$run/metrics.jsonl" <<'PY'
+import json, pathlib, sys
+log = pathlib.Path(sys.argv[1])
+rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+for r in rows:
+    if r["event"] == "epoch":
+        print(f"  epoch {r['epochs']:.2f}: test bound {r['test_bound']:.2f} nats, training time so far {r['wall_time_s']:.1f} s")
+train = [r for r in rows if r["event"] == "train"]
+if train:
+    print(f"  last logged step {train[-1]['step']} at {train[-1]['wall_time_s']:.1f} s of training")
+if not rows:
+    print("  nothing logged (no epoch finished, fewer steps than the metrics interval)")
+PY
+done
