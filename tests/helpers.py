@@ -1,11 +1,17 @@
-"""Tiny data written to tmp_path: idx files in MNIST's format and image folders."""
+"""Test helpers: tiny data written to tmp_path (idx files in MNIST's format, image folders),
+a run's metrics log, and a model patched to diverge."""
 
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
+
+from drawcli.model import DRAW
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -37,3 +43,21 @@ def write_idx_dataset(folder: Path, n_train: int = 64, n_test: int = 16, size: i
                 (folder / name).write_bytes(payload)
         out[split] = images
     return out
+
+
+def metric_records(run: Path, event: str | None = None) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl, all or those of one event ("train", "epoch"); every line must parse."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if event is None or r["event"] == event]
+
+
+def make_losses_nan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patch DRAW.forward so that every reconstruction term, hence every loss, is NaN."""
+    forward = DRAW.forward
+
+    def nan_forward(self: DRAW, *args: Any, **kwargs: Any) -> Any:
+        out = forward(self, *args, **kwargs)
+        out.recon = out.recon * float("nan")
+        return out
+
+    monkeypatch.setattr(DRAW, "forward", nan_forward)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_idx_dataset
+from helpers import metric_records, write_idx_dataset
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -42,7 +42,7 @@ def test_train_sample_inspect(idx_dir: Path, tmp_path: Path) -> None:
     for name in ("checkpoint.safetensors", "resume.safetensors", "metrics.jsonl", "run.json", "samples/epoch-0001.gif",
                  "samples/step-0000004.gif"):
         assert (run / name).is_file(), name
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = metric_records(run)
     assert records[-1]["event"] == "epoch" and records[-1]["step"] == 4
     assert records[-1]["test_bound"] == pytest.approx(records[-1]["test_recon"] + records[-1]["test_kl"])
 
@@ -74,8 +74,7 @@ def test_training_metric_lines(idx_dir: Path, tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(training, "METRICS_EVERY", 2)
     run = tmp_path / "run"
     assert train_tiny(idx_dir, run, "--steps", "4", "--sample-every", "0", "--clip", "1e-3").exit_code == 0
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    train = [r for r in lines if r["event"] == "train"]
+    train = metric_records(run, "train")
     assert [r["step"] for r in train] == [2, 4]
     for r in train:
         assert r["loss"] == pytest.approx(r["recon"] + r["kl"])

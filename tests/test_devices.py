@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 import torch
-from helpers import write_idx_dataset
+from helpers import make_losses_nan, metric_records, write_idx_dataset
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -176,8 +176,7 @@ def test_binarization_stream_restarts_when_a_run_changes_device() -> None:
 
 
 def _train_lines(run: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in lines if r["event"] == "train"]
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in metric_records(run, "train")]
 
 
 def test_metrics_read_in_groups_change_nothing(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,14 +204,7 @@ def test_metrics_read_in_groups_change_nothing(idx_dir: Path, tmp_path: Path, mo
 def test_nonfinite_steps_found_at_a_grouped_read(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With reads every 5 steps, three NaN steps in a row still stop the run, named by their steps, nothing saved."""
     monkeypatch.setattr(training, "SYNC_EVERY", {"cpu": 5})
-    forward = DRAW.forward
-
-    def nan_forward(self: DRAW, *args: object, **kwargs: object) -> object:
-        out = forward(self, *args, **kwargs)
-        out.recon = out.recon * float("nan")
-        return out
-
-    monkeypatch.setattr(DRAW, "forward", nan_forward)
+    make_losses_nan(monkeypatch)
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--batch-size", "4",
                                  "--steps", "20", "--device", "cpu"])  # fmt: skip

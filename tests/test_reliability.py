@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from helpers import write_idx_dataset
+from helpers import make_losses_nan, write_idx_dataset
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
@@ -366,14 +366,7 @@ def test_unwritable_sample_gif_during_training(data_dir: Path, tmp_path: Path) -
 def test_nonfinite_loss_stops_after_three_steps(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """NaN losses are skipped with a warning; the third in a row stops training, the checkpoint untouched."""
     before = snapshot(run)
-    forward = DRAW.forward
-
-    def nan_forward(self: DRAW, *args: Any, **kwargs: Any) -> Any:
-        out = forward(self, *args, **kwargs)
-        out.recon = out.recon * float("nan")
-        return out
-
-    monkeypatch.setattr(DRAW, "forward", nan_forward)
+    make_losses_nan(monkeypatch)
     result = invoke("train", "--resume", run, "--steps", "12", "--quiet")
     line = error_line(result)
     assert line == (
