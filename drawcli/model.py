@@ -114,8 +114,11 @@ class DRAW(nn.Module):
         canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
-        step = self._compiled if self._compiled is not None and self.training and not densities else self._glimpse
+        compiled = self._compiled if self._compiled is not None and self.training and not densities else None
         for t in range(cfg.glimpses):
+            # Glimpse 0 runs eagerly: its zero states need no grad, and torch.compile would
+            # build (and compile) a second graph for that alone.
+            step = compiled if compiled is not None and t > 0 else self._glimpse
             canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(
                 x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t]
             )

@@ -304,3 +304,19 @@ def test_compiled_glimpse_matches_eager(tiny_config) -> None:
     torch.testing.assert_close(compiled.kl, eager.kl, rtol=1e-5, atol=1e-5)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compiled_glimpse_builds_one_graph_per_batch_shape(tiny_config) -> None:
+    """A new batch size compiles once and a seen one reuses its graph (glimpse 0 stays eager)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = DRAW(tiny_config(glimpses=3))
+    model.compile_glimpses()
+    graphs = []
+    for batch in (4, 2, 4):
+        model(binary_images(batch, model.config, seed=batch)).loss.sum().backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [1, 2, 2]
