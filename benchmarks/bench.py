@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from drawcli.config import DrawConfig
-from drawcli.model import DRAW
+from drawcli.model import COMPILE_MODES, DRAW
 from drawcli.train import TrainSettings, make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -199,8 +199,12 @@ SUBJECTS: dict[str, Callable[[DrawConfig, torch.device], Subject]] = {
 }
 
 
-def train_step(subject: Subject, x: torch.Tensor) -> Callable[[], None]:
-    """One training step as drawcli trains: loss, backward, global-norm clip, Adam."""
+def train_step(subject: Subject, x: torch.Tensor, graphs: bool = False) -> Callable[[], None]:
+    """One training step as drawcli trains: loss, backward, global-norm clip, Adam.
+
+    `graphs`: the glimpse is compiled with mode reduce-overhead on CUDA, so each step starts a
+    new CUDA graph generation, as drawcli/train.py does.
+    """
     params = list(subject.model.parameters())
     if subject.fused_adam:
         optimizer = make_optimizer(subject.model, TrainSettings(lr=LR, beta1=BETAS[0]), next(subject.model.parameters()).device)
@@ -208,6 +212,8 @@ def train_step(subject: Subject, x: torch.Tensor) -> Callable[[], None]:
         optimizer = torch.optim.Adam(params, lr=LR, betas=BETAS)
 
     def step() -> None:
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         loss = subject.loss(x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -443,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["attention", "no-attention"], help="measure one setting only")
     parser.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of drawcli training steps (first batch, first setting)")
     parser.add_argument("--compile", action="store_true", help="also measure drawcli with --compile (torch.compile of the glimpse), compile time apart")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                        help="torch.compile mode of --compile (reduce-overhead: CUDA graphs on a GPU)")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of rich")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
@@ -516,8 +524,8 @@ def compile_section(configs: dict[str, DrawConfig], batches: list[int], device: 
             eager = drawcli_subject(cfg, device)
             torch.manual_seed(0)
             compiled = drawcli_subject(cfg, device)
-            compiled.model.compile_glimpses()
-            step = train_step(compiled, x)
+            compiled.model.compile_glimpses(args.compile_mode)
+            step = train_step(compiled, x, graphs=args.compile_mode == "reduce-overhead" and device.type == "cuda")
             start = time.perf_counter()
             step()  # compiles forward and backward
             sync()
@@ -532,7 +540,7 @@ def compile_section(configs: dict[str, DrawConfig], batches: list[int], device: 
             out.append({"setting": label, "batch": batch, "compile_s": compile_s, **{f"{k}_ips": v for k, v in ips.items()}})
             rows.append([f"{label}, {batch}", f"{ips['eager']:.1f}", f"{ips['compiled']:.1f}",
                          f"{ips['compiled'] / ips['eager']:.2f}x", f"{compile_s:.0f} s"])  # fmt: skip
-    print_table("torch.compile of the glimpse (drawcli train --compile), training images/s",
+    print_table(f"torch.compile of the glimpse (drawcli train --compile, mode {args.compile_mode}), training images/s",
                 ["setting, batch", "eager", "compiled", "compiled/eager", "compile time"], rows, args.plain)
     return out
 

@@ -4,7 +4,7 @@
 # Meant for a lent GPU machine that has PyTorch but no network; drawcli is installed there
 # without dependencies. MNIST's idx .gz files must be in $DATA (copy them into the checkout and
 # carry them). Everything lands in OUT_DIR (use a fresh one); the last lines of each log are
-# printed. Not yet run on a GPU: the run limits bound the training part to about 8 minutes.
+# printed. Not yet run on a GPU: the run limits bound the training part to about 6 minutes.
 #
 #   bash benchmarks/cuda_check.sh OUT_DIR
 #   DEVICE=cpu BATCHES=256 STEPS=20 BENCH_ARGS="--quick --only attention" DATA=../shared/data/mnist \
@@ -14,8 +14,9 @@ out=${1:?usage: cuda_check.sh OUT_DIR}
 device=${DEVICE:-cuda}
 data=${DATA:-data/mnist}
 epochs=${EPOCHS:-2}
-run_limit=${RUN_LIMIT:-150}  # seconds per training run: SIGTERM then saves a resumable checkpoint
+run_limit=${RUN_LIMIT:-90}  # seconds per training run: SIGTERM then saves a resumable checkpoint
 batches=${BATCHES:-64 256 1024}
+graph_batches=${GRAPH_BATCHES:-256}  # batch sizes also trained with --compile-mode reduce-overhead (CUDA graphs)
 steps=${STEPS:-}  # set to stop each training run after this many steps (dry runs)
 bench_args=${BENCH_ARGS:-}  # extra bench.py options, e.g. --quick for dry runs
 python=${PYTHON:-python3}
@@ -35,15 +36,21 @@ fi
 "$python" benchmarks/bench.py --device "$device" --compile --plain --no-memory --json "$out/bench.json" \
     $bench_args >"$out/bench.log" 2>&1
 tail -n 40 "$out/bench.log"
+"$python" benchmarks/bench.py --device "$device" --compile --compile-mode reduce-overhead --only attention --plain \
+    --no-memory --json "$out/bench-graphs.json" $bench_args >"$out/bench-graphs.log" 2>&1
+tail -n 5 "$out/bench-graphs.log"
 
-# Epoch time and test bound against batch size (paper-mnist, bf16 autocast). lr stays 1e-3.
-for batch in $batches; do
-    run="$out/paper-mnist-b$batch"
+# Epoch time and test bound against batch size (paper-mnist, bf16 autocast; eager, then CUDA graphs). lr stays 1e-3.
+for job in $(for b in $batches; do echo "eager:$b"; done; for b in $graph_batches; do echo "graphs:$b"; done); do
+    mode=${job%%:*} batch=${job#*:}
+    run="$out/paper-mnist-$mode-b$batch"
     limit=(--epochs "$epochs")
     [ -n "$steps" ] && limit=(--steps "$steps")
+    extra=()
+    [ "$mode" = graphs ] && extra=(--compile-mode reduce-overhead)
     timeout -s TERM "$run_limit" drawcli train --preset paper-mnist --data-dir "$data" --device "$device" --batch-size "$batch" --amp bf16 \
-        "${limit[@]}" --sample-every 0 --quiet --out "$run" >"$run.log" 2>&1
-    echo "batch $batch: exit $?"
+        "${limit[@]}" "${extra[@]}" --sample-every 0 --quiet --out "$run" >"$run.log" 2>&1
+    echo "$mode, batch $batch: exit $?"
     "$python" - "$run/metrics.jsonl" <<'PY'
 import json, pathlib, sys
 log = pathlib.Path(sys.argv[1])

@@ -25,7 +25,7 @@ from drawcli.config import DrawConfig
 from drawcli.atomic import atomic_write_bytes
 from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.metrics import MetricsLog
-from drawcli.model import DRAW
+from drawcli.model import COMPILE_MODES, DRAW
 from drawcli.progress import Reporter
 
 EVAL_BATCH_SIZE = 500
@@ -56,6 +56,7 @@ class TrainSettings:
     device: str = "auto"
     threads: int | None = None
     compile: bool = False
+    compile_mode: str = "default"  # or "reduce-overhead": CUDA graphs of the compiled glimpse on a GPU
     sample_every: int = 1
     sample_count: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
@@ -222,6 +223,8 @@ def train(
     ctx = dist_ctx or distributed.Dist()
     if settings.amp not in AMP_MODES:
         raise DrawcliError(f"unknown --amp {settings.amp!r}; expected one of {', '.join(AMP_MODES)}")
+    if settings.compile_mode not in COMPILE_MODES:
+        raise DrawcliError(f"unknown --compile-mode {settings.compile_mode!r}; expected one of {', '.join(COMPILE_MODES)}")
     device = device or pick_device(settings.device)
     torch.set_num_threads(settings.threads or default_threads())
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,7 +237,8 @@ def train(
     torch.manual_seed(settings.seed)  # the same on every rank: identical weights, noise, binarization
     model = DRAW(config).to(device)
     if settings.compile:
-        model.compile_glimpses()
+        model.compile_glimpses(settings.compile_mode)
+    graphs = settings.compile and settings.compile_mode == "reduce-overhead" and device.type == "cuda"
     net = distributed.wrap(model, ctx, device)
     optimizer = make_optimizer(model, settings, device)
     if device.type == "cuda":  # the whole training set on the GPU, binarized there: no copies per step
@@ -327,6 +331,8 @@ def train(
             pending: list[tuple[int, int, torch.Tensor]] = []  # (step, images, metrics) not yet read on the host
             for b, idx in batches(n, settings.batch_size, settings.seed, state.epoch, state.batch, train_images.device):
                 tick = time.perf_counter()
+                if graphs:  # a new training step: CUDA graph outputs of the last one may be reused
+                    torch.compiler.cudagraph_mark_step_begin()
                 # The global batch, its binarization and its noise, identical on every rank; then this rank's shard.
                 x = data.binarize(train_images[idx], settings.binarize, bin_gen)
                 noise = model.noise(len(idx), device)

@@ -212,3 +212,22 @@ def test_nonfinite_steps_found_at_a_grouped_read(idx_dir: Path, tmp_path: Path, 
     assert "training stopped at step 3: the loss or gradient was not finite for 3 steps in a row (steps 1-3" in result.output
     assert "no checkpoint had been saved yet" in result.output
     assert not (run / checkpoint.CHECKPOINT_NAME).exists()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_compile_mode_reduce_overhead_trains_like_eager(idx_dir: Path, tmp_path: Path, device: str) -> None:
+    """--compile-mode reduce-overhead (CUDA graphs on a GPU) implies --compile, is saved with the
+    run, and gives the eager run's epoch: 12 steps of replayed graphs, forward and backward."""
+    epochs = {}
+    for name, extra in (("eager", []), ("graphs", ["--compile-mode", "reduce-overhead"])):
+        run = tmp_path / name
+        args = ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--batch-size", "4", "--steps", "12",
+                "--device", device, *extra]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        (epochs[name],) = metric_records(run, "epoch")
+    settings = json.loads((tmp_path / "graphs" / "run.json").read_text())["settings"]
+    assert settings["compile"] is True and settings["compile_mode"] == "reduce-overhead"
+    assert [r["step"] for r in metric_records(tmp_path / "graphs", "compile")] == [1]
+    for key in ("train_loss", "train_kl", "test_bound", "test_kl"):
+        assert epochs["graphs"][key] == pytest.approx(epochs["eager"][key], rel=1e-4), key
