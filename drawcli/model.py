@@ -122,11 +122,13 @@ class DRAW(nn.Module):
         canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
-        compiled = self._compiled if self._compiled is not None and self.training and not densities else None
+        step = self._glimpse
+        if self._compiled is not None and self.training and not densities:
+            step = self._compiled
+            # Zero states that require grad, like every later glimpse's inputs: glimpse 0 then
+            # reuses the one compiled graph instead of getting (and compiling) a second one.
+            h_enc, c_enc, h_dec, c_dec, canvas = (t.clone().requires_grad_() for t in (h_enc, c_enc, h_dec, c_dec, canvas))
         for t in range(cfg.glimpses):
-            # Glimpse 0 runs eagerly: its zero states need no grad, and torch.compile would
-            # build (and compile) a second graph for that alone.
-            step = compiled if compiled is not None and t > 0 else self._glimpse
             canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(
                 x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t]
             )

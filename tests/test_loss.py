@@ -307,7 +307,7 @@ def test_compiled_glimpse_matches_eager(tiny_config) -> None:
 
 
 def test_compiled_glimpse_builds_one_graph_per_batch_shape(tiny_config) -> None:
-    """A new batch size compiles once and a seen one reuses its graph (glimpse 0 stays eager)."""
+    """A new batch size compiles one graph (glimpse 0 included) and a seen one reuses it."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
