@@ -127,7 +127,7 @@ class DRAW(nn.Module):
             step = self._compiled
             # Zero states that require grad, like every later glimpse's inputs: glimpse 0 then
             # reuses the one compiled graph instead of getting (and compiling) a second one.
-            h_enc, c_enc, h_dec, c_dec, canvas = (t.clone().requires_grad_() for t in (h_enc, c_enc, h_dec, c_dec, canvas))
+            h_enc, c_enc, h_dec, c_dec, canvas = (s.clone().requires_grad_() for s in (h_enc, c_enc, h_dec, c_dec, canvas))
         for t in range(cfg.glimpses):
             canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(
                 x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t]
