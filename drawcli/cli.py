@@ -303,17 +303,37 @@ def _resume_setup(ctx: typer.Context, run_dir: Path, epochs: int | None, steps: 
             same = value == stored
         if not same:
             fail(f"--{name.replace('_', '-')} {value} conflicts with the run being resumed ({name} = {stored})", code=2)
+    for name in RUN_OPTIONS:
+        value = ctx.params[name]
+        value = value.value if isinstance(value, Enum) else value
+        if _from_command_line(ctx, name) and value != getattr(settings, name):
+            fail(f"--{name.replace('_', '-')} {value} conflicts with the run being resumed ({name} = "
+                 f"{getattr(settings, name)}); start a new run with --out to change it", code=2)  # fmt: skip
     if epochs is not None or steps is not None:
         settings.epochs, settings.steps = epochs, steps
     if threads is not None:
         settings.threads = threads
     if device != "auto":
         settings.device = device
+    # How the run executes may change on resume; what it computes may not (RUN_OPTIONS).
+    if _from_command_line(ctx, "data_dir"):
+        settings.data_dir = str(ctx.params["data_dir"])
+    if _from_command_line(ctx, "amp"):
+        settings.amp = ctx.params["amp"].value
+    if _from_command_line(ctx, "sample_every"):
+        settings.sample_every = ctx.params["sample_every"]
+    if _from_command_line(ctx, "compile_model"):
+        settings.compile = ctx.params["compile_model"]
+    if _from_command_line(ctx, "compile_mode"):
+        settings.compile_mode = ctx.params["compile_mode"].value
+        settings.compile = settings.compile or settings.compile_mode != CompileMode.default.value
     return info.config, settings, run_dir
 
 
 ARCH_OPTIONS = ("reader", "writer", "sampler", "glimpses", "rnn_size", "enc_size", "dec_size", "z_size",
                 "read_size", "write_size", "channels", "height", "width")  # fmt: skip
+# Training options that define what a run computes: given on resume, they must match the run.
+RUN_OPTIONS = ("dataset", "binarize", "batch_size", "lr", "clip", "beta1", "kl_warmup", "seed")
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:

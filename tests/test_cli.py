@@ -146,6 +146,17 @@ def test_resume_with_conflicting_architecture(idx_dir: Path, tmp_path: Path) -> 
     assert "--glimpses 5 conflicts" in result.stderr
 
 
+def test_resume_refuses_a_different_training_setting_and_takes_execution_options(idx_dir: Path, tmp_path: Path) -> None:
+    """On resume, --lr (what the run computes) must match the run; --compile (how it runs) is taken."""
+    assert train_tiny(idx_dir, tmp_path / "r", "--steps", "2", "--sample-every", "0").exit_code == 0
+    result = invoke("train", "--resume", tmp_path / "r", "--steps", "3", "--lr", "0.5")
+    assert result.exit_code == 2
+    assert "--lr 0.5 conflicts with the run being resumed (lr = 0.001)" in result.stderr
+    result = invoke("train", "--resume", tmp_path / "r", "--steps", "3", "--lr", "0.001", "--compile", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in metric_records(tmp_path / "r", "compile")] == [3]
+
+
 def test_existing_run_directory_is_not_overwritten(idx_dir: Path, tmp_path: Path) -> None:
     """Training into a directory that holds a run refuses and points at --resume."""
     assert train_tiny(idx_dir, tmp_path / "r", "--steps", "1", "--sample-every", "0").exit_code == 0
