@@ -199,21 +199,17 @@ SUBJECTS: dict[str, Callable[[DrawConfig, torch.device], Subject]] = {
 }
 
 
-def train_step(subject: Subject, x: torch.Tensor, graphs: bool = False) -> Callable[[], None]:
-    """One training step as drawcli trains: loss, backward, global-norm clip, Adam.
-
-    `graphs`: the glimpse is compiled with mode reduce-overhead on CUDA, so each step starts a
-    new CUDA graph generation, as drawcli/train.py does.
-    """
+def train_step(subject: Subject, x: torch.Tensor) -> Callable[[], None]:
+    """One training step as drawcli trains: loss, backward, global-norm clip, Adam."""
     params = list(subject.model.parameters())
+    start = getattr(subject.model, "start_step", lambda: None)  # drawcli's: a new CUDA graph step
     if subject.fused_adam:
         optimizer = make_optimizer(subject.model, TrainSettings(lr=LR, beta1=BETAS[0]), next(subject.model.parameters()).device)
     else:
         optimizer = torch.optim.Adam(params, lr=LR, betas=BETAS)
 
     def step() -> None:
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
+        start()
         loss = subject.loss(x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -525,7 +521,7 @@ def compile_section(configs: dict[str, DrawConfig], batches: list[int], device: 
             torch.manual_seed(0)
             compiled = drawcli_subject(cfg, device)
             compiled.model.compile_glimpses(args.compile_mode)
-            step = train_step(compiled, x, graphs=args.compile_mode == "reduce-overhead" and device.type == "cuda")
+            step = train_step(compiled, x)
             start = time.perf_counter()
             step()  # compiles forward and backward
             sync()

@@ -6,6 +6,7 @@ stderr and a non-zero exit, never a traceback (`--debug` shows it).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -239,8 +240,8 @@ def train(
             dataset=p["dataset"], data_dir=str(data_dir) if data_dir else None, binarize=binarize.value,
             epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, clip=clip, seed=seed,
             beta1=p["beta1"], kl_warmup=p["kl_warmup"], amp=amp.value,
-            device=device.value, threads=threads, sample_every=sample_every,
-            compile=compile_model or compile_mode != CompileMode.default, compile_mode=compile_mode.value,
+            device=device.value, threads=threads, sample_every=sample_every, compile=compile_model,
+            compile_mode=compile_mode.value,
         )  # fmt: skip
         run_dir = out_dir or DEFAULT_RUNS / datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(distributed.broadcast_text(str(run_dir), dist_ctx))  # rank 0's clock names the run
@@ -304,8 +305,7 @@ def _resume_setup(ctx: typer.Context, run_dir: Path, epochs: int | None, steps: 
         if not same:
             fail(f"--{name.replace('_', '-')} {value} conflicts with the run being resumed ({name} = {stored})", code=2)
     for name in RUN_OPTIONS:
-        value = ctx.params[name]
-        value = value.value if isinstance(value, Enum) else value
+        value = _setting_value(ctx.params[name])
         if _from_command_line(ctx, name) and value != getattr(settings, name):
             fail(f"--{name.replace('_', '-')} {value} conflicts with the run being resumed ({name} = "
                  f"{getattr(settings, name)}); start a new run with --out to change it", code=2)  # fmt: skip
@@ -316,24 +316,26 @@ def _resume_setup(ctx: typer.Context, run_dir: Path, epochs: int | None, steps: 
     if device != "auto":
         settings.device = device
     # How the run executes may change on resume; what it computes may not (RUN_OPTIONS).
-    if _from_command_line(ctx, "data_dir"):
-        settings.data_dir = str(ctx.params["data_dir"])
-    if _from_command_line(ctx, "amp"):
-        settings.amp = ctx.params["amp"].value
-    if _from_command_line(ctx, "sample_every"):
-        settings.sample_every = ctx.params["sample_every"]
-    if _from_command_line(ctx, "compile_model"):
-        settings.compile = ctx.params["compile_model"]
-    if _from_command_line(ctx, "compile_mode"):
-        settings.compile_mode = ctx.params["compile_mode"].value
-        settings.compile = settings.compile or settings.compile_mode != CompileMode.default.value
-    return info.config, settings, run_dir
+    # replace() reruns TrainSettings' checks, such as a compile mode implying --compile.
+    changes = {field: _setting_value(ctx.params[name]) for name, field in EXECUTION_OPTIONS.items()
+               if _from_command_line(ctx, name)}  # fmt: skip
+    return info.config, dataclasses.replace(settings, **changes), run_dir
 
 
 ARCH_OPTIONS = ("reader", "writer", "sampler", "glimpses", "rnn_size", "enc_size", "dec_size", "z_size",
                 "read_size", "write_size", "channels", "height", "width")  # fmt: skip
 # Training options that define what a run computes: given on resume, they must match the run.
 RUN_OPTIONS = ("dataset", "binarize", "batch_size", "lr", "clip", "beta1", "kl_warmup", "seed")
+# Command-line parameter -> TrainSettings field of the options that may change on resume.
+EXECUTION_OPTIONS = {"data_dir": "data_dir", "amp": "amp", "sample_every": "sample_every",
+                     "compile_model": "compile", "compile_mode": "compile_mode"}  # fmt: skip
+
+
+def _setting_value(value: Any) -> Any:
+    """A command-line value as TrainSettings stores it (enums by value, paths as strings)."""
+    if isinstance(value, Enum):
+        return value.value
+    return str(value) if isinstance(value, Path) else value
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:

@@ -68,6 +68,7 @@ class DRAW(nn.Module):
         self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
         self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
         self._compiled: Any = None
+        self._compile_mode: str | None = None
 
     def _glimpse(
         self, x: torch.Tensor, canvas: torch.Tensor, h_enc: torch.Tensor, c_enc: torch.Tensor, h_dec: torch.Tensor,
@@ -98,6 +99,13 @@ class DRAW(nn.Module):
             raise ValueError(f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
         # static shapes: the fastest kernels
         self._compiled = torch.compile(self._glimpse, dynamic=False, mode=None if mode == "default" else mode)
+        self._compile_mode = mode
+
+    def start_step(self) -> None:
+        """Call before each training step: under CUDA graphs (reduce-overhead) the previous
+        step's graph outputs may then be overwritten; otherwise it does nothing."""
+        if self._compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
 
     def noise(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """Standard-normal noise for every glimpse of n images: (T, n, noise_size), one draw."""

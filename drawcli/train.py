@@ -61,6 +61,9 @@ class TrainSettings:
     sample_count: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.compile = self.compile or self.compile_mode != "default"  # a compile mode implies --compile
+
     def total_steps(self, steps_per_epoch: int) -> int:
         """--steps wins when given; else --epochs (1 when neither is given)."""
         if self.steps is not None:
@@ -238,7 +241,6 @@ def train(
     model = DRAW(config).to(device)
     if settings.compile:
         model.compile_glimpses(settings.compile_mode)
-    graphs = settings.compile and settings.compile_mode == "reduce-overhead" and device.type == "cuda"
     net = distributed.wrap(model, ctx, device)
     optimizer = make_optimizer(model, settings, device)
     if device.type == "cuda":  # the whole training set on the GPU, binarized there: no copies per step
@@ -331,8 +333,7 @@ def train(
             pending: list[tuple[int, int, torch.Tensor]] = []  # (step, images, metrics) not yet read on the host
             for b, idx in batches(n, settings.batch_size, settings.seed, state.epoch, state.batch, train_images.device):
                 tick = time.perf_counter()
-                if graphs:  # a new training step: CUDA graph outputs of the last one may be reused
-                    torch.compiler.cudagraph_mark_step_begin()
+                model.start_step()
                 # The global batch, its binarization and its noise, identical on every rank; then this rank's shard.
                 x = data.binarize(train_images[idx], settings.binarize, bin_gen)
                 noise = model.noise(len(idx), device)
