@@ -3,6 +3,9 @@
 Components are `nn.Module`s built as `Component(config, **options)` where `config` is the
 model's `DrawConfig` and `options` its `*_options` dict. They are found by name through the
 entry-point groups in `drawcli.registry.GROUPS`; the core never imports a built-in directly.
+A component takes the options it knows as keyword arguments and passes the rest on to the
+base class, which rejects any left over. The core asks a component what it can do through the
+attributes below (e.g. `produces_windows`), never by its name.
 """
 
 from __future__ import annotations
@@ -32,16 +35,24 @@ class Window(NamedTuple):
     size: int  # N, the filterbank's side
 
 
+def _reject_unknown(component: object, options: dict[str, Any]) -> None:
+    if options:
+        raise TypeError(f"unknown option(s) {sorted(options)} for {type(component).__name__}")
+
+
 class Reader(nn.Module, ABC):
     """Reads the image and the error image, guided by the previous decoder state.
 
-    Subclasses set `out_size`, the width of the vector they return.
+    Subclasses set `out_size`, the width of the vector they return, and `produces_windows`
+    = True when `forward` returns a Window (it is then drawn by `reconstruct`).
     """
 
     out_size: int
+    produces_windows: bool = False
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()
+        _reject_unknown(self, options)
 
     @abstractmethod
     def forward(
@@ -51,10 +62,16 @@ class Reader(nn.Module, ABC):
 
 
 class Writer(nn.Module, ABC):
-    """Turns the decoder state into an additive update of the canvas (in logits)."""
+    """Turns the decoder state into an additive update of the canvas (in logits).
+
+    `produces_windows` = True when `forward` returns a Window (`sample --boxes` needs one).
+    """
+
+    produces_windows: bool = False
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()
+        _reject_unknown(self, options)
 
     @abstractmethod
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window | None]:
@@ -79,6 +96,7 @@ class Sampler(nn.Module, ABC):
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()
+        _reject_unknown(self, options)
 
     @abstractmethod
     def forward(self, h_enc: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

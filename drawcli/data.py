@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from drawcli import registry
+from drawcli.choices import BINARIZE_MODES
 from drawcli.contract import Dataset
 from drawcli.errors import DataError, PluginError
 
-BINARIZE_MODES = ("stochastic", "threshold")
 TEST_BINARIZATION_SEED = 20150216  # fixed, so test bounds are comparable between runs
 
 

@@ -12,21 +12,23 @@ SCALARS = ("loss", "recon", "kl", "train_loss", "test_bound", "test_recon", "tes
 
 
 class MetricsLog:
-    """Appends records to RUN_DIR/metrics.jsonl; with `tensorboard` installed, also to RUN_DIR/tensorboard."""
+    """Appends records to a JSON-lines file; with `tensorboard` installed, also to a TensorBoard folder."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "metrics.jsonl"
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None) -> None:
+        self.path = path
         self._tb: Any = None
+        if tensorboard_dir is None:
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
             return
-        self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self._tb = SummaryWriter(log_dir=str(tensorboard_dir))
 
     def write(self, record: dict[str, Any]) -> None:
         append_line(self.path, json.dumps(record))  # a full disk raises WriteError naming the file
         if self._tb is not None:
-            for key in SCALARS:
-                if key in record:
-                    self._tb.add_scalar(f"{record.get('event', 'train')}/{key}", record[key], record["step"])
+            for key, value in record.items():
+                if key in SCALARS or key.startswith(("train_", "test_")):
+                    self._tb.add_scalar(f"{record.get('event', 'train')}/{key}", value, record["step"])
             self._tb.flush()

@@ -15,12 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from drawcli import registry
+from drawcli.choices import COMPILE_MODES
 from drawcli.config import DrawConfig
 from drawcli.contract import Reader, Sampler, Window, Writer
 from drawcli.errors import PluginError
 
-
-COMPILE_MODES = ("default", "reduce-overhead")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from drawcli.errors import DrawcliError
+from drawcli.rundir import METRICS
 
 FIGSIZE = (10.0, 4.0)  # inches; at DPI 100 the PNG is 1000 x 400 pixels
 DPI = 100
@@ -15,7 +16,7 @@ DPI = 100
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Every well-formed JSON line of a metrics log (a torn last line is skipped)."""
     if path.is_dir():
-        path = path / "metrics.jsonl"
+        path = path / METRICS
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:

@@ -12,16 +12,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 PLAIN_LINES_PER_EPOCH = 10
 
 
-def _fmt_epoch(record: dict[str, Any]) -> str:
-    return (
-        f"epoch {record['epochs']:.2f} (step {record['step']}): train {record['train_loss']:.2f} nats "
-        f"| test bound {record['test_bound']:.2f} nats (recon {record['test_recon']:.2f}, "
-        f"KL {record['test_kl']:.2f}) | {record['wall_time_s']:.0f} s"
-    )
+def _fmt_epoch(record: dict[str, Any], text: str) -> str:
+    return f"epoch {record['epochs']:.2f} (step {record['step']}): {text} | {record['wall_time_s']:.0f} s"
 
 
 class Reporter:
-    """Receives training events; this base class prints plain lines to a console (stderr)."""
+    """Receives training events; this base class prints plain lines to a console (stderr).
+
+    Metrics arrive as text the model family formatted (`ModelFamily.describe`), so the
+    reporter works for any family.
+    """
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console = console
@@ -44,18 +44,17 @@ class Reporter:
     def images_per_s(self) -> float:
         return self._epoch_images / max(time.perf_counter() - self._epoch_start, 1e-9)
 
-    def step(self, step: int, loss: float, recon: float, kl: float, images: int) -> None:
+    def step(self, step: int, text: str, images: int) -> None:
+        """One step done: `text` its metrics, `images` the examples it took."""
         self._epoch_images += images
         self._epoch_done += 1
         every = max(1, self._epoch_steps // PLAIN_LINES_PER_EPOCH)
         if not self.quiet and (self._epoch_done % every == 0):
-            self.console.print(
-                f"step {step}/{self.total}: loss {loss:.2f} (recon {recon:.2f}, KL {kl:.2f}) "
-                f"{self.images_per_s():.0f} img/s"
-            )
+            self.console.print(f"step {step}/{self.total}: {text}, {self.images_per_s():.0f} img/s", highlight=False)
 
-    def epoch_end(self, record: dict[str, Any]) -> None:
-        self.console.print(_fmt_epoch(record) + f" | {self.images_per_s():.0f} img/s")
+    def epoch_end(self, record: dict[str, Any], text: str) -> None:
+        """An epoch (or a run's last part) done: its metrics log record and the metrics as text."""
+        self.console.print(_fmt_epoch(record, text) + f" | {self.images_per_s():.0f} img/s", highlight=False)
 
     def interrupted(self, step: int, run_dir: Path) -> None:
         self.console.print(f"stopped after step {step}; checkpoint saved in {run_dir}")
@@ -67,12 +66,12 @@ class Reporter:
     def close(self) -> None:
         """Stop any live display; safe to call more than once, and after `finish`."""
 
-    def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
-        test = summary.get("last_test") or {}
-        bound = f"{test['bound']:.2f} nats" if test else "not measured"
+    def finish(self, summary: dict[str, Any], checkpoint: Path, test: str) -> None:
+        """The run ended: its training summary, where the checkpoint is, the held-out metrics as text."""
         self.console.print(
             f"done: {summary['steps']} steps ({summary['epochs']:.2f} epochs) in {summary['wall_time_s']:.0f} s; "
-            f"test bound {bound}; checkpoint {run_dir / 'checkpoint.safetensors'}"
+            f"test {test}; checkpoint {checkpoint}",
+            highlight=False,
         )
 
 
@@ -85,7 +84,7 @@ class RichReporter(Reporter):
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss [cyan]{task.fields[loss]:.1f}[/] rec {task.fields[recon]:.1f} KL {task.fields[kl]:.1f}"),
+            TextColumn("[cyan]{task.fields[text]}"),
             TextColumn("{task.fields[ips]:.0f} img/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -101,14 +100,14 @@ class RichReporter(Reporter):
         super().epoch_start(epoch, steps_in_epoch)
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task("", total=steps_in_epoch, epoch=epoch + 1, loss=0.0, recon=0.0, kl=0.0, ips=0.0)
+        self.task = self.progress.add_task("", total=steps_in_epoch, epoch=epoch + 1, text="", ips=0.0)
 
-    def step(self, step: int, loss: float, recon: float, kl: float, images: int) -> None:
+    def step(self, step: int, text: str, images: int) -> None:
         self._epoch_images += images
-        self.progress.update(self.task, advance=1, loss=loss, recon=recon, kl=kl, ips=self.images_per_s())
+        self.progress.update(self.task, advance=1, text=text, ips=self.images_per_s())
 
-    def epoch_end(self, record: dict[str, Any]) -> None:
-        self.progress.console.print(_fmt_epoch(record) + f" | {self.images_per_s():.0f} img/s")
+    def epoch_end(self, record: dict[str, Any], text: str) -> None:
+        self.progress.console.print(_fmt_epoch(record, text) + f" | {self.images_per_s():.0f} img/s", highlight=False)
 
     def interrupted(self, step: int, run_dir: Path) -> None:
         self.progress.stop()
@@ -117,9 +116,9 @@ class RichReporter(Reporter):
     def close(self) -> None:
         self.progress.stop()  # idempotent
 
-    def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
+    def finish(self, summary: dict[str, Any], checkpoint: Path, test: str) -> None:
         self.progress.stop()
-        super().finish(summary, run_dir)
+        super().finish(summary, checkpoint, test)
 
 
 class SilentReporter(Reporter):
@@ -128,10 +127,10 @@ class SilentReporter(Reporter):
     def start(self, total: int, done: int, device: str, threads: int, params: int) -> None:
         self.total = total
 
-    def step(self, step: int, loss: float, recon: float, kl: float, images: int) -> None:
+    def step(self, step: int, text: str, images: int) -> None:
         pass
 
-    def epoch_end(self, record: dict[str, Any]) -> None:
+    def epoch_end(self, record: dict[str, Any], text: str) -> None:
         pass
 
     def interrupted(self, step: int, run_dir: Path) -> None:
@@ -140,7 +139,7 @@ class SilentReporter(Reporter):
     def warn(self, message: str) -> None:
         pass
 
-    def finish(self, summary: dict[str, Any], run_dir: Path) -> None:
+    def finish(self, summary: dict[str, Any], checkpoint: Path, test: str) -> None:
         pass
 
 

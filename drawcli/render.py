@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
@@ -80,3 +81,18 @@ def write_png(path: Path, image: np.ndarray) -> None:
     """Write one frame as a PNG, atomically."""
     with atomic_path(Path(path)) as tmp:
         iio.imwrite(tmp, image, extension=".png")
+
+
+def reconstruction_frames(images: torch.Tensor, result: Any, scale: int) -> list[np.ndarray]:
+    """One frame per glimpse: the images with the read window (green) beside the canvas with the write window (red).
+
+    `result` is a DrawOutput recorded with `record=True` (canvases (T, n, C, H, W), windows or None).
+    """
+    frames = []
+    for t in range(len(result.canvases)):
+        read = result.read_windows[t] if result.read_windows else None
+        write = result.write_windows[t] if result.write_windows else None
+        left = frame(images, scale, read, READ_COLOUR)
+        right = frame(result.canvases[t], scale, write, WRITE_COLOUR)
+        frames.append(side_by_side(left, right))
+    return frames

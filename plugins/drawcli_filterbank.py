@@ -117,11 +117,11 @@ def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torc
 class FilterbankReader(Reader):
     """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
 
+    produces_windows = True
+
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
                  **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        if options:
-            raise TypeError(f"unknown option(s) {sorted(options)}")
         self.size = config.read_size
         self.height, self.width = config.height, config.width
         self.out_size = 2 * config.channels * self.size**2
@@ -137,11 +137,11 @@ class FilterbankReader(Reader):
 class FilterbankWriter(Writer):
     """write(h_dec) = (1 / gamma^) F^_y^T w F^_x with w = W(h_dec) an N x N patch (eqs. 28-29)."""
 
+    produces_windows = True
+
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
                  **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        if options:
-            raise TypeError(f"unknown option(s) {sorted(options)}")
         self.size = config.write_size
         self.channels, self.height, self.width = config.image_shape
         self.window = window_layer(config, self.size, init, write=True, stride=stride, sigma=sigma)

@@ -17,8 +17,6 @@ class GaussianSampler(Sampler):
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__(config, **options)
-        if options:
-            raise TypeError(f"unknown option(s) {sorted(options)}")
         self.z_size = config.z_size
         self.posterior = nn.Linear(config.enc_size, 2 * config.z_size)  # [mu, log sigma]
 

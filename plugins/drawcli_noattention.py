@@ -16,8 +16,6 @@ class NoAttentionReader(Reader):
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__(config, **options)
-        if options:
-            raise TypeError(f"unknown option(s) {sorted(options)}")
         self.out_size = 2 * config.channels * config.height * config.width
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -29,8 +27,6 @@ class NoAttentionWriter(Writer):
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__(config, **options)
-        if options:
-            raise TypeError(f"unknown option(s) {sorted(options)}")
         self.shape = config.image_shape
         self.canvas = nn.Linear(config.dec_size, config.channels * config.height * config.width)
 

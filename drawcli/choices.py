@@ -1,0 +1,12 @@
+"""The allowed values of every multiple-choice setting, one home for each list.
+
+Kept free of torch, so the command line builds its option types (and `--help`) without
+importing it; the modules that use a list import it from here.
+"""
+
+from __future__ import annotations
+
+BINARIZE_MODES = ("stochastic", "threshold")  # data.binarize
+AMP_MODES = ("off", "bf16")  # training precision of the forward (TrainSettings.amp)
+COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of DRAW.compile_glimpses
+DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device

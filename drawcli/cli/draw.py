@@ -1,0 +1,104 @@
+"""`drawcli sample` and `drawcli reconstruct`: the model drawing, as GIFs and PNGs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from drawcli.cli.app import app, err, fail, handles_errors, out
+from drawcli.cli.options import Device, DeviceOption, ThreadsOption, check_outputs
+
+CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")]
+
+
+def draw_samples(model: Any, gif: Path | None, png: Path | None, n: int, seed: int, fps: float, scale: int, boxes: bool) -> None:
+    """n images from the prior: a GIF of the canvases glimpse by glimpse and/or a PNG of the final grid."""
+    import torch
+
+    from drawcli import render
+
+    torch.manual_seed(seed)
+    generation = model.generate(n)
+    windows = generation.write_windows if boxes else None
+    frames = render.canvas_frames(generation.canvases, scale=scale, windows=windows)
+    if gif is not None:
+        render.write_gif(gif, frames, fps=fps)
+    if png is not None:
+        render.write_png(png, render.frame(generation.canvases[-1], scale=scale))
+
+
+@app.command()
+@handles_errors
+def sample(
+    ctx: typer.Context,
+    checkpoint_path: Annotated[Optional[Path], typer.Argument(metavar="[CHECKPOINT]", help="Checkpoint file or run directory (default: the newest run under runs/).")] = None,
+    gif: Annotated[Optional[Path], typer.Option(help="Write the drawing, one frame per glimpse, to this GIF (default samples.gif when --png is not given).")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="Write the final grid to this PNG.")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Images to draw (laid out in a square grid).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for the prior samples.")] = 0,
+    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="GIF frames per second (the last frame is held 2 s).")] = 8.0,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 2,
+    boxes: Annotated[bool, typer.Option("--boxes", help="Draw each glimpse's write window (writers that produce windows).")] = False,
+    device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
+    threads: ThreadsOption = None,
+) -> None:
+    """Draw images from the prior and write a GIF of the canvases evolving glimpse by glimpse."""
+    from drawcli import checkpoint, devices, rundir
+
+    if checkpoint_path is None:
+        checkpoint_path = rundir.newest_checkpoint()
+        err.print(f"using the newest run: {checkpoint_path}")
+    if gif is None and png is None:
+        gif = Path("samples.gif")
+    check_outputs(gif, png)
+    model, info = checkpoint.load_model(checkpoint_path, devices.setup(device.value, threads))
+    model.eval()
+    if boxes and not model.writer.produces_windows:
+        fail(f"--boxes needs a writer that produces windows; this model's writer {info.config.writer!r} has none")
+    start = time.perf_counter()
+    draw_samples(model, gif, png, n=n, seed=seed, fps=fps, scale=scale, boxes=boxes)
+    wrote = " and ".join(str(p) for p in (gif, png) if p is not None)
+    out.print(f"wrote {wrote}: {n} samples, {info.config.glimpses} glimpses, {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+@handles_errors
+def reconstruct(
+    ctx: typer.Context,
+    checkpoint_path: CheckpointArg,
+    gif: Annotated[Path, typer.Option(help="GIF: originals with the read window (green) beside the canvas with the write window (red).")] = Path("reconstruction.gif"),
+    png: Annotated[Optional[Path], typer.Option(help="Also write the final frame as a PNG.")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to reconstruct.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed choosing the images and the posterior noise.")] = 0,
+    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="Frames per second (the last frame is held 2 s).")] = 8.0,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 3,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set (default: the one it was trained on).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")] = None,
+    device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
+    threads: ThreadsOption = None,
+) -> None:
+    """Reconstruct test images glimpse by glimpse, with the attention windows drawn (the paper's Figure 1)."""
+    import torch
+
+    from drawcli import checkpoint, devices, render
+    from drawcli.cli.evaluate import test_images
+
+    check_outputs(gif, png)
+    target = devices.setup(device.value, threads)
+    model, info = checkpoint.load_model(checkpoint_path, target)
+    model.eval()
+    images, _ = test_images(info, dataset, data_dir, "test", None)
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    x = images[pick].to(target)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        result = model(x, record=True)
+    frames = render.reconstruction_frames(x, result, scale)
+    render.write_gif(gif, frames, fps=fps)
+    if png is not None:
+        render.write_png(png, frames[-1])
+    bound = result.loss.mean().item()
+    out.print(f"wrote {gif}: {len(x)} test images, {len(frames)} frames, bound {bound:.2f} nats on these images")

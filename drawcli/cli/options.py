@@ -1,0 +1,89 @@
+"""Option types and checks shared by the commands; every list of choices comes from its one home."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from drawcli import registry
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_MODES, DEVICES
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum for Typer whose members are `values`, so --help and checks follow the source list."""
+    return Enum(name, [(v, v) for v in values], type=str)  # type: ignore[return-value]
+
+
+Binarize = choices("Binarize", BINARIZE_MODES)
+Amp = choices("Amp", AMP_MODES)
+CompileMode = choices("CompileMode", COMPILE_MODES)
+Device = choices("Device", DEVICES)
+
+# `train` parameter -> TrainSettings field, where the two names differ.
+SETTING_PARAMS = {"compile_model": "compile"}
+
+DeviceOption = Annotated[Device, typer.Option(help="auto takes CUDA when present.")]  # type: ignore[valid-type]
+ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: half the cores).")]
+
+
+def setting_param(field: str) -> str:
+    """The `train` parameter that sets TrainSettings field `field`."""
+    return {v: k for k, v in SETTING_PARAMS.items()}.get(field, field)
+
+
+def plain(value: Any) -> Any:
+    """A command-line value as settings store it (enums by value, paths as strings)."""
+    if isinstance(value, Enum):
+        return value.value
+    return str(value) if isinstance(value, Path) else value
+
+
+def component(kind: str) -> Callable[[str], str]:
+    """A callback accepting only installed components of `kind` (aliases too)."""
+
+    def check(name: str) -> str:
+        known = registry.names(kind)
+        if name not in known:
+            raise typer.BadParameter(f"unknown {kind} {name!r}; installed {kind}s: {', '.join(known) or 'none'}")
+        return name
+
+    return check
+
+
+def positive_float(value: float) -> float:
+    if not value > 0 or value == float("inf"):
+        raise typer.BadParameter(f"must be a positive number, got {value}")
+    return value
+
+
+def key_values(pairs: list[str] | None) -> dict[str, Any]:
+    """["init=torch", "k=3"] -> {"init": "torch", "k": 3}: values are JSON when they parse, else strings."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"component options are KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def check_outputs(*paths: Path | None) -> None:
+    """Fail on an output file that cannot be written, before any model is loaded or run."""
+    from drawcli.atomic import check_writable_file
+
+    for path in paths:
+        if path is not None:
+            check_writable_file(path)
+
+
+def from_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether parameter `name` was given explicitly (not a default, not a preset)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"

@@ -1,0 +1,75 @@
+"""`train --resume RUN`: the run's own config and settings, with what the command line may change.
+
+The rules come from the settings' tags (training/settings.py): an execution option given on
+the command line replaces the run's value; a run-defining option or an architecture option
+must match the run, or the resume is refused with the option named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from drawcli import registry
+from drawcli.cli.app import fail
+from drawcli.cli.options import from_command_line, key_values, plain, setting_param
+from drawcli.config import DrawConfig
+
+# Architecture options of `train`, each compared with the config of the run being resumed.
+ARCH_OPTIONS = ("reader", "writer", "sampler", "glimpses", "rnn_size", "enc_size", "dec_size", "z_size",
+                "read_size", "write_size", "channels", "height", "width")  # fmt: skip
+COMPONENT_OPTIONS = {"reader_option": "reader_options", "writer_option": "writer_options", "sampler_option": "sampler_options"}
+LENGTH = ("epochs", "steps")  # given on resume, either one replaces both: the run's new length
+
+
+def _conflict(flag: str, value: Any, name: str, stored: Any, hint: str = "") -> None:
+    fail(f"--{flag.replace('_', '-')} {value} conflicts with the run being resumed ({name} = {stored}){hint}", code=2)
+
+
+def _check_architecture(ctx: typer.Context, config: DrawConfig, components: dict[str, Any]) -> None:
+    given = {name: ctx.params[name] for name in ARCH_OPTIONS if from_command_line(ctx, name)}
+    if "rnn_size" in given:
+        given.setdefault("enc_size", given["rnn_size"])
+        given.setdefault("dec_size", given.pop("rnn_size"))
+    for name, value in given.items():
+        stored = getattr(config, name)
+        if name in ("reader", "writer", "sampler"):
+            same = registry.resolve(name, value).name == components.get(name, {}).get("name", stored)
+        else:
+            same = value == stored
+        if not same:
+            _conflict(name, value, name, stored)
+    for param, name in COMPONENT_OPTIONS.items():
+        if from_command_line(ctx, param) and key_values(ctx.params[param]) != getattr(config, name):
+            _conflict(param, " ".join(ctx.params[param]), name, getattr(config, name))
+
+
+def resumed(ctx: typer.Context, run_dir: Path) -> tuple[DrawConfig, Any]:
+    """The config and settings to continue `run_dir` with, after checking the command line against them."""
+    from drawcli import checkpoint
+    from drawcli.errors import ConfigError
+    from drawcli.rundir import RunDir
+    from drawcli.training.settings import EXECUTION, RUN, TrainSettings
+
+    if from_command_line(ctx, "preset"):
+        fail("--preset sets up a new run; a resumed run keeps its own settings (drop --preset)", code=2)
+    info = checkpoint.read_info(run_dir)
+    try:
+        settings = TrainSettings.from_dict(RunDir(run_dir).read_run_json()["settings"])
+    except (ConfigError, TypeError) as exc:
+        fail(f"{run_dir} is not a resumable run (run.json unreadable: {exc})")
+    _check_architecture(ctx, info.config, info.components)
+    for name in TrainSettings.fields_tagged(RUN):
+        param = setting_param(name)
+        value = plain(ctx.params.get(param))
+        if param in ctx.params and from_command_line(ctx, param) and value != getattr(settings, name):
+            _conflict(param, value, name, getattr(settings, name), "; start a new run with --out to change it")
+    changes = {name: plain(ctx.params[setting_param(name)]) for name in TrainSettings.fields_tagged(EXECUTION)
+               if setting_param(name) in ctx.params and from_command_line(ctx, setting_param(name))}  # fmt: skip
+    if any(name in changes for name in LENGTH):
+        changes = {**dict.fromkeys(LENGTH), **changes}
+    # replace() reruns TrainSettings' checks, such as a compile mode implying --compile.
+    return info.config, dataclasses.replace(settings, **changes)

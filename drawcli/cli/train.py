@@ -1,0 +1,176 @@
+"""`drawcli train`: build the config and settings from the options (or a preset, or a run to resume) and train."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from drawcli.cli.app import app, debugging, err, fail, handles_errors
+from drawcli.cli.options import (Amp, Binarize, CompileMode, Device, component, from_command_line, key_values,
+                                 positive_float, setting_param)  # fmt: skip
+from drawcli.config import DrawConfig
+from drawcli.errors import ConfigError
+
+ARCH = "Architecture"
+TRAINING = "Training"
+DATA = "Data"
+OUTPUT = "Output"
+Positive = functools.partial(typer.Option, min=1)
+
+
+def _preset_option(name: str | None) -> str | None:
+    from drawcli import presets
+
+    if name is not None and name not in presets.PRESETS:
+        raise typer.BadParameter(f"unknown preset {name!r}; presets: {', '.join(presets.PRESETS)}")
+    return name
+
+
+def _with_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
+    """The command's parameters with the preset's values filled in where not given explicitly."""
+    from drawcli import presets
+
+    params = dict(ctx.params)
+    if name is not None:
+        for key, value in presets.get(name).options.items():
+            if not from_command_line(ctx, key):
+                params[key] = value
+    return params
+
+
+def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
+    """Config and settings of a new run: the options, with a preset's values where none was given."""
+    import dataclasses
+
+    from drawcli import data
+    from drawcli.cli.options import plain
+    from drawcli.training import TrainSettings
+
+    p = _with_preset(ctx, preset)
+    native = data.open_dataset(p["dataset"]).image_shape or (1, 28, 28)
+    try:
+        config = DrawConfig(
+            channels=p["channels"] or native[0], height=p["height"] or native[1], width=p["width"] or native[2],
+            glimpses=p["glimpses"], enc_size=p["enc_size"] or p["rnn_size"], dec_size=p["dec_size"] or p["rnn_size"],
+            z_size=p["z_size"], read_size=p["read_size"], write_size=p["write_size"],
+            reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
+            reader_options=key_values(p["reader_option"]), writer_options=key_values(p["writer_option"]),
+            sampler_options=key_values(p["sampler_option"]),
+        )  # fmt: skip
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    fields = [f.name for f in dataclasses.fields(TrainSettings) if setting_param(f.name) in p]
+    return config, TrainSettings(**{name: plain(p[setting_param(name)]) for name in fields})
+
+
+def _sample_writer(run: Any, settings: Any) -> Any:
+    """The epoch-end hook: a GIF of samples every `sample_every` epochs, and at a mid-epoch end."""
+    from drawcli.cli.draw import draw_samples
+
+    def write(model: Any, state: Any) -> None:
+        if not state.batch and state.epoch % settings.sample_every:
+            return
+        gif = run.sample_gif(state.epoch, state.step, mid_epoch=bool(state.batch))
+        draw_samples(model, gif, None, n=settings.sample_count, seed=settings.seed, fps=8, scale=2, boxes=False)
+
+    return write if settings.sample_every else None
+
+
+@app.command()
+@handles_errors
+def train(
+    ctx: typer.Context,
+    reader: Annotated[str, typer.Option(help="Reader component (see `drawcli plugins`).", callback=component("reader"), rich_help_panel=ARCH)] = DrawConfig.reader,
+    writer: Annotated[str, typer.Option(help="Writer component.", callback=component("writer"), rich_help_panel=ARCH)] = DrawConfig.writer,
+    sampler: Annotated[str, typer.Option(help="Latent sampler component.", callback=component("sampler"), rich_help_panel=ARCH)] = DrawConfig.sampler,
+    glimpses: Annotated[int, Positive(help="T, the number of glimpses (paper: 64).", rich_help_panel=ARCH)] = DrawConfig.glimpses,
+    rnn_size: Annotated[int, Positive(help="Hidden size of both LSTMs (paper: 256).", rich_help_panel=ARCH)] = DrawConfig.enc_size,
+    enc_size: Annotated[Optional[int], Positive(help="Encoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
+    dec_size: Annotated[Optional[int], Positive(help="Decoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
+    z_size: Annotated[int, Positive(help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
+    read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
+    write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
+    reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the reader (VALUE parsed as JSON when it can be); repeatable.", rich_help_panel=ARCH)] = None,
+    writer_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the writer; repeatable.", rich_help_panel=ARCH)] = None,
+    sampler_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the sampler; repeatable.", rich_help_panel=ARCH)] = None,
+    channels: Annotated[Optional[int], Positive(help="Image channels (1 or 3); default: the data set's.", rich_help_panel=ARCH)] = None,
+    height: Annotated[Optional[int], Positive(help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
+    width: Annotated[Optional[int], Positive(help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win. Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
+    dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = "mnist",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
+    binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize("stochastic"),  # type: ignore[valid-type]
+    epochs: Annotated[Optional[int], Positive(help="Epochs to train (default 1 when --steps is not given).", rich_help_panel=TRAINING)] = None,
+    steps: Annotated[Optional[int], Positive(help="Optimizer steps to train; wins over --epochs.", rich_help_panel=TRAINING)] = None,
+    batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = 64,
+    lr: Annotated[float, typer.Option(callback=positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = 1e-3,
+    clip: Annotated[float, typer.Option(callback=positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = 10.0,
+    beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = 0.9,
+    kl_warmup: Annotated[int, typer.Option(min=0, help="Steps over which the KL weight of the training objective rises to 1 (the reported bound always has full KL).", rich_help_panel=TRAINING)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = 0,
+    device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device("auto"),  # type: ignore[valid-type]
+    threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,
+    amp: Annotated[Amp, typer.Option(help="bf16: run the forward in bfloat16 autocast (fast on recent GPUs); the loss, KL and reported bound stay float32.", rich_help_panel=TRAINING)] = Amp("off"),  # type: ignore[valid-type]
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the glimpse (faster steps after a compile of about a minute per batch shape).", rich_help_panel=TRAINING)] = False,
+    compile_mode: Annotated[CompileMode, typer.Option(help="torch.compile mode; reduce-overhead (implies --compile) replays each glimpse as a CUDA graph on a GPU, one launch instead of dozens; on the CPU it is the same as default.", rich_help_panel=TRAINING)] = CompileMode("default"),  # type: ignore[valid-type]
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory where it stopped; options that define the run must match it.", rich_help_panel=TRAINING)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<date-time>).", rich_help_panel=OUTPUT)] = None,
+    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF every N epochs; 0 turns them off.", rich_help_panel=OUTPUT)] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
+) -> None:
+    """Train a DRAW model and save a safetensors checkpoint in a run directory."""
+    from drawcli import distributed
+    from drawcli.cli.resume import resumed
+
+    dist_ctx, dist_device = distributed.init(device.value)  # a no-op unless launched by torchrun
+    try:
+        if resume is not None:
+            config, settings, run_dir = (*resumed(ctx, resume), resume)
+        else:
+            config, settings = _new_run(ctx, preset)
+            run_dir = _new_run_dir(out_dir, dist_ctx)
+        _train(ctx, config, settings, run_dir, resume is not None, quiet, dist_ctx, dist_device)
+    finally:
+        distributed.close(dist_ctx)
+
+
+def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
+    from drawcli import distributed, rundir
+
+    path = Path(distributed.broadcast_text(str(out_dir or rundir.new_run_path()), dist_ctx))  # rank 0's clock names it
+    if rundir.RunDir(path).has_run():
+        fail(f"{path} already holds a run; continue it with --resume {path} or pick another --out", code=2)
+    return path
+
+
+def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path, resuming: bool, quiet: bool,
+           dist_ctx: Any, dist_device: Any) -> None:  # fmt: skip
+    """Run training with the reporter, and turn its stops into the CLI's exits."""
+    from drawcli import training
+    from drawcli.progress import SilentReporter, make_reporter
+    from drawcli.rundir import RunDir
+
+    run = RunDir(run_dir)
+    run.prepare()  # fail now, not after the first epoch
+    reporter = make_reporter(err, quiet) if dist_ctx.is_main else SilentReporter(err)
+    try:
+        training.train(config, settings, run_dir, reporter, resume=resuming, on_epoch_end=_sample_writer(run, settings),
+                       ctx=dist_ctx, device=dist_device)  # fmt: skip
+    except training.Interrupted as exc:
+        reporter.close()
+        if not dist_ctx.is_main:  # rank 0 tells the user how to resume
+            raise typer.Exit(130) from None
+        fail(str(exc), code=130)
+    except KeyboardInterrupt:  # a second Ctrl-C: StopFlag gives up waiting for the step to end
+        reporter.close()
+        if debugging(ctx):
+            raise
+        if run.has_run():
+            fail(f"stopped at once by a second interrupt; the last saved checkpoint in {run_dir} is intact; "
+                 f"resume with: drawcli train --resume {run_dir}", code=130)  # fmt: skip
+        fail(f"stopped at once by a second interrupt, before any checkpoint was saved in {run_dir}", code=130)
+    finally:
+        reporter.close()

@@ -1,0 +1,73 @@
+"""Resume state: optimizer slots, RNG states and the loop position, as safetensors plus JSON.
+
+Saved beside the checkpoint in one commit (rundir.RunDir.commit); `--resume` reads it back so
+a resumed run takes the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drawcli.errors import CheckpointError
+from drawcli.safetensors_io import json_field, load_tensors, read_header, serialize
+
+FORMAT = "drawcli-resume/1"
+# How an update runs, not what it computes: the live optimizer's choice wins over the file's.
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def to_bytes(optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor], state: dict[str, Any]) -> bytes:
+    """The resume file's bytes: rng.* and optim.INDEX.SLOT tensors, param groups and loop state as JSON."""
+    opt = optimizer.state_dict()
+    tensors = {f"rng.{k}": v.detach().to("cpu").contiguous() for k, v in rng.items()}
+    for index, slots in opt["state"].items():
+        for slot, value in slots.items():
+            tensors[f"optim.{index}.{slot}"] = torch.as_tensor(value).detach().to("cpu").contiguous()
+    metadata = {
+        "format": FORMAT,
+        "param_groups": json.dumps(opt["param_groups"]),
+        "state": json.dumps(state, sort_keys=True),
+    }
+    return serialize(tensors, metadata)
+
+
+def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[int, dict[str, torch.Tensor]]]:
+    rng: dict[str, torch.Tensor] = {}
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        kind, _, rest = key.partition(".")
+        index, _, slot = rest.partition(".")
+        if kind == "rng":
+            rng[rest] = value
+        elif kind == "optim" and index.isdigit() and slot:
+            slots.setdefault(int(index), {})[slot] = value
+        else:
+            raise CheckpointError(f"{path}: unexpected tensor {key!r} in a resume file")
+    return rng, slots
+
+
+def load(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore the optimizer in place from a resume file; return (RNG states, loop state)."""
+    _, metadata, _ = read_header(path)
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a drawcli resume file")
+    rng, slots = _split(path, load_tensors(path, metadata))
+    groups = json_field(metadata, "param_groups", path)
+    if isinstance(groups, list):
+        # Hyperparameters come from the file; the update's implementation stays the live one's, so
+        # a run resumes on another device or after a drawcli update.
+        for group, live in zip(groups, optimizer.param_groups):
+            if isinstance(group, dict):
+                group.update({key: live[key] for key in IMPLEMENTATION_FLAGS if key in live})
+    try:
+        optimizer.load_state_dict({"state": slots, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: optimizer state does not match the model: {exc}") from None
+    loop = json_field(metadata, "state", path)
+    if not isinstance(loop, dict):
+        raise CheckpointError(f"{path}: metadata field 'state' must be a JSON object")
+    return rng, loop

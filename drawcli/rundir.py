@@ -1,0 +1,166 @@
+"""The run folder: every file name in it, the newest run, run.json, and the one-commit save.
+
+    RUN/checkpoint.safetensors   weights and config (what `sample`, `inspect`, ... read)
+    RUN/resume.safetensors       optimizer, RNG states and loop position (what --resume reads)
+    RUN/run.json                 the config and training settings the run was started with
+    RUN/metrics.jsonl            one JSON record per line
+    RUN/samples/*.gif            samples at epoch ends
+    RUN/tensorboard/             the metrics again, when tensorboard is installed
+
+A save is one commit: the resume state is staged first, then the checkpoint, which names the
+resume state it pairs with, replaces the old one in a single rename. Whatever instant a save
+is killed at, the checkpoint on disk and one of the two resume files form a pair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from drawcli import safetensors_io
+from drawcli.atomic import atomic_write_bytes, check_writable_dir
+from drawcli.errors import CheckpointError, DrawcliError, WriteError
+
+CHECKPOINT = "checkpoint.safetensors"
+RESUME = "resume.safetensors"
+RESUME_STAGED = "resume.next.safetensors"  # the new resume state, until its checkpoint is in place
+RUN_JSON = "run.json"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples"
+TENSORBOARD = "tensorboard"
+DEFAULT_ROOT = Path("runs")
+PAIR_KEY = "resume_sha256"  # checkpoint metadata: the data checksum of its resume state
+
+
+def checkpoint_file(path: Path) -> Path:
+    """A checkpoint file, or a run folder holding one."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / CHECKPOINT
+        if not candidate.is_file():
+            raise CheckpointError(f"{path} is a directory without {CHECKPOINT}")
+        return candidate
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file")
+    return path
+
+
+def newest_checkpoint(root: Path = DEFAULT_ROOT) -> Path:
+    """The checkpoint of the most recently saved run under `root`."""
+    candidates = sorted(root.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not candidates:
+        raise DrawcliError(f"no checkpoint given and no run found under {root}/; train one with `drawcli train` or pass a path")
+    return candidates[-1]
+
+
+def new_run_path(root: Path = DEFAULT_ROOT) -> Path:
+    """RUNS/<date-time> for a run started now."""
+    return root / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class RunDir:
+    """One run's folder and the files in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD
+
+    def has_run(self) -> bool:
+        """True once a first save has landed."""
+        return self.checkpoint.is_file()
+
+    def prepare(self) -> None:
+        """Create the folder and prove it takes files, before any long work starts."""
+        check_writable_dir(self.path)
+
+    def write_run_json(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
+        payload = {"config": config, "settings": settings}
+        atomic_write_bytes(self.path / RUN_JSON, json.dumps(payload, indent=2, sort_keys=True).encode())
+
+    def read_run_json(self) -> dict[str, Any]:
+        """run.json's {"config": ..., "settings": ...}; an unreadable one says the run cannot resume."""
+        try:
+            saved = json.loads((self.path / RUN_JSON).read_text())
+            if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
+                raise ValueError("no settings object")
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{self.path} is not a resumable run (run.json unreadable: {exc})") from None
+        return saved
+
+    def sample_gif(self, epoch: int, step: int, mid_epoch: bool) -> Path:
+        """Where the samples of an epoch end (or of a run's mid-epoch end) go; creates samples/."""
+        (self.path / SAMPLES).mkdir(exist_ok=True)
+        name = f"step-{step:07d}.gif" if mid_epoch else f"epoch-{epoch:04d}.gif"
+        return self.path / SAMPLES / name
+
+    def commit(self, checkpoint: bytes, resume: bytes) -> None:
+        """Save a checkpoint and its resume state as one commit (see the module docstring).
+
+        `checkpoint` must carry PAIR_KEY = the data checksum of `resume` in its metadata.
+        """
+        staged = self.path / RESUME_STAGED
+        atomic_write_bytes(staged, resume)
+        atomic_write_bytes(self.checkpoint, checkpoint)  # the commit point
+        try:
+            os.replace(staged, self.path / RESUME)
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.path / RESUME}: {exc.strerror or exc}") from exc
+
+    def resume_file(self) -> Path:
+        """The resume state that pairs with the checkpoint on disk: the settled one or the staged one."""
+        _, metadata, _ = safetensors_io.read_header(checkpoint_file(self.path))
+        wanted = metadata.get(PAIR_KEY)
+        candidates = [self.path / RESUME, self.path / RESUME_STAGED]
+        if wanted is None:  # a checkpoint from before paired saves
+            candidates = candidates[:1]
+        for path in candidates:
+            if not path.is_file():
+                continue
+            if wanted is None:
+                return path
+            _, resume_meta, _ = safetensors_io.read_header(path)
+            if resume_meta.get(safetensors_io.CHECKSUM_KEY) == wanted:
+                return path
+        if not any(p.is_file() for p in candidates):
+            raise CheckpointError(f"{self.path} has a checkpoint but no {RESUME}, so it cannot be resumed")
+        raise CheckpointError(f"{self.path}: no resume state pairs with the checkpoint, so the run cannot continue exactly")
+
+    def trim_metrics(self, step: int) -> int:
+        """Drop metric records after `step` (logged after the last save by a run that was killed).
+
+        A resumed run logs those steps again; returns how many records were dropped.
+        """
+        if not self.metrics.is_file():
+            return 0
+        kept, dropped = [], 0
+        for line in self.metrics.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by the kill
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("step"), (int, float)) and record["step"] <= step:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            atomic_write_bytes(self.metrics, "".join(f"{line}\n" for line in kept).encode())
+        return dropped

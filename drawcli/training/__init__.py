@@ -1,0 +1,38 @@
+"""Training: a loop that knows steps, saves and ranks (loop.py), the interface a kind of model
+implements for it (family.py), DRAW's implementation (draw.py), the one training step (step.py),
+the settings (settings.py), the loop's state and RNG streams (state.py) and signals (signals.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drawcli import distributed
+from drawcli.config import DrawConfig
+from drawcli.devices import setup
+from drawcli.progress import Reporter
+from drawcli.rundir import RunDir
+from drawcli.training.draw import DrawFamily
+from drawcli.training.loop import Diverged, EpochEnd, Interrupted, Trainer
+from drawcli.training.settings import TrainSettings
+
+__all__ = ["Diverged", "DrawFamily", "Interrupted", "TrainSettings", "Trainer", "train"]
+
+
+def train(config: DrawConfig, settings: TrainSettings, run_dir: Path, reporter: Reporter, resume: bool = False,
+          on_epoch_end: EpochEnd | None = None, ctx: distributed.Dist | None = None,
+          device: torch.device | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train a DRAW model into `run_dir`; returns the training summary stored in the checkpoint.
+
+    Under torchrun pass the job's `ctx` and `device` (distributed.init); otherwise the device
+    and thread count come from the settings.
+    """
+    chosen = setup(settings.device, settings.threads)
+    device = device or chosen
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    family = DrawFamily(config, settings, device, ctx)
+    return Trainer(family, settings, run, reporter, device, ctx, on_epoch_end).fit(resume)

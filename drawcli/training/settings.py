@@ -1,0 +1,85 @@
+"""How to train: every setting that is not the architecture, each tagged with what resume may do to it.
+
+A field tagged RUN defines what a run computes (the data, the optimizer, the seed): a resumed
+run keeps it, and a different value given on resume is refused. A field tagged EXECUTION only
+says how or how long the run executes (device, threads, compilation, length, where the data
+live): it may change when a run is resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_MODES, DEVICES
+from drawcli.errors import ConfigError
+
+RUN = "run"
+EXECUTION = "execution"
+# Fields of run.json that earlier versions wrote and this one no longer has.
+RETIRED_FIELDS = ("extra",)
+
+
+def _setting(default: Any, tag: str) -> Any:
+    return field(default=default, metadata={"resume": tag})
+
+
+@dataclass
+class TrainSettings:
+    """How to train (everything that is not the architecture); saved as run.json's "settings"."""
+
+    dataset: str = _setting("mnist", RUN)
+    data_dir: str | None = _setting(None, EXECUTION)
+    binarize: str = _setting("stochastic", RUN)
+    epochs: int | None = _setting(None, EXECUTION)
+    steps: int | None = _setting(None, EXECUTION)
+    batch_size: int = _setting(64, RUN)
+    lr: float = _setting(1e-3, RUN)
+    clip: float = _setting(10.0, RUN)
+    beta1: float = _setting(0.9, RUN)
+    kl_warmup: int = _setting(0, RUN)
+    amp: str = _setting("off", EXECUTION)  # "bf16": autocast the forward; loss, KL and canvas stay float32
+    seed: int = _setting(0, RUN)
+    device: str = _setting("auto", EXECUTION)
+    threads: int | None = _setting(None, EXECUTION)
+    compile: bool = _setting(False, EXECUTION)
+    compile_mode: str = _setting("default", EXECUTION)  # "reduce-overhead": CUDA graphs of the glimpse on a GPU
+    sample_every: int = _setting(1, EXECUTION)
+    sample_count: int = _setting(64, EXECUTION)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("amp", AMP_MODES), ("compile_mode", COMPILE_MODES), ("binarize", BINARIZE_MODES),
+                              ("device", DEVICES)):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                flag = name.replace("_", "-")
+                raise ConfigError(f"unknown --{flag} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
+        self.compile = self.compile or self.compile_mode != "default"  # a compile mode implies --compile
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """--steps wins when given; else --epochs (1 when neither is given)."""
+        if self.steps is not None:
+            return self.steps
+        return (self.epochs or 1) * steps_per_epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-able: run.json's "settings"."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
+        """Rebuild from run.json; unknown fields are an error, retired ones are dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - set(RETIRED_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def fields_tagged(cls, tag: str) -> tuple[str, ...]:
+        """Names of the fields with this resume tag (RUN or EXECUTION), in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resume") == tag)
+
+    def run_defining(self) -> dict[str, Any]:
+        """The RUN fields and their values: what the checkpoint's training summary records."""
+        return {name: getattr(self, name) for name in self.fields_tagged(RUN)}
