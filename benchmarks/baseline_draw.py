@@ -146,12 +146,16 @@ class BaselineDRAW(nn.Module):
 
 
 def baseline_like(config: DrawConfig) -> BaselineDRAW:
-    """A baseline with the sizes of a drawcli DrawConfig (attention unless its reader is 'none')."""
+    """A baseline with the sizes of a drawcli DrawConfig, with attention when drawcli's reader for it attends."""
+    from drawcli.model import DRAW  # only here: the baseline itself is plain PyTorch
+
+    with torch.device("meta"):  # nothing allocated or initialised: only the reader's report is read
+        attention = DRAW(config).reader.produces_windows
     c = config
     return BaselineDRAW(
         channels=c.channels, height=c.height, width=c.width, glimpses=c.glimpses, enc_size=c.enc_size,
         dec_size=c.dec_size, z_size=c.z_size, read_size=c.read_size, write_size=c.write_size,
-        attention=c.reader not in ("none", "no-attention"),
+        attention=attention,
     )  # fmt: skip
 
 

@@ -1,11 +1,13 @@
-"""Shared fixtures: one torch thread, and a factory for tiny DRAW configs."""
+"""Shared fixtures: one torch thread, a factory for tiny DRAW configs, a tiny MNIST-format data folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import torch
+from helpers import write_idx_dataset
 
 from drawcli.config import DrawConfig
 
@@ -32,3 +34,10 @@ def tiny_config() -> Callable[..., DrawConfig]:
         return DrawConfig(**{**TINY, **overrides})
 
     return make
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    """MNIST-format idx files of 48 training and 20 test images (3 steps an epoch at batch 16)."""
+    write_idx_dataset(tmp_path / "data", n_train=48, n_test=20)
+    return tmp_path / "data"

@@ -1,5 +1,5 @@
-"""Test helpers: tiny data written to tmp_path (idx files in MNIST's format, image folders),
-a run's metrics log, and a model patched to diverge."""
+"""Test helpers: the tiny training options and `invoke` for the command line, tiny data written to
+tmp_path (idx files in MNIST's format), a run's metrics log, and a model patched to diverge."""
 
 from __future__ import annotations
 
@@ -10,13 +10,24 @@ from typing import Any
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from drawcli.cli import app
 from drawcli.model import DRAW
+
+# A tiny model and one thread: what every end-to-end test trains.
+TINY_ARGS = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
+runner = CliRunner()
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+
+def invoke(*args: Any) -> Any:
+    """Run `drawcli ARGS...` in-process (arguments turned into strings); returns the click Result."""
+    return runner.invoke(app, [str(a) for a in args])
 
 
 def idx_bytes(images: torch.Tensor) -> bytes:

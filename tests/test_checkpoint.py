@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from drawcli import __version__, checkpoint
+from drawcli import __version__, checkpoint, resume
 from drawcli.errors import CheckpointError
 from drawcli.model import DRAW
 
@@ -137,9 +137,9 @@ def test_resume_state_round_trip(tmp_path: Path, tiny_config) -> None:
         model(x).loss.mean().backward()
         opt.step()
     rng = {"torch": torch.get_rng_state()}
-    checkpoint.save_resume(tmp_path / "resume.safetensors", opt, rng, {"step": 2})
+    (tmp_path / "resume.safetensors").write_bytes(resume.to_bytes(opt, rng, {"step": 2}))
     fresh = torch.optim.Adam(model.parameters(), lr=1.0)
-    rng2, state = checkpoint.load_resume(tmp_path, fresh)
+    rng2, state = resume.load(tmp_path / "resume.safetensors", fresh)
     assert state == {"step": 2} and torch.equal(rng2["torch"], rng["torch"])
     assert fresh.param_groups[0]["lr"] == 3e-4
     for p in model.parameters():
@@ -155,9 +155,9 @@ def test_resume_from_plain_adam_into_fused_adam(tmp_path: Path, tiny_config) -> 
     plain = torch.optim.Adam(model.parameters(), lr=3e-4)
     model(torch.ones(2, 1, 8, 8)).loss.mean().backward()
     plain.step()
-    checkpoint.save_resume(tmp_path / "resume.safetensors", plain, {}, {"step": 1})
+    (tmp_path / "resume.safetensors").write_bytes(resume.to_bytes(plain, {}, {"step": 1}))
     fused = torch.optim.Adam(model.parameters(), lr=1.0, fused=True)
-    checkpoint.load_resume(tmp_path, fused)
+    resume.load(tmp_path / "resume.safetensors", fused)
     assert fused.param_groups[0]["fused"] is True and fused.param_groups[0]["lr"] == 3e-4
     fused.found_inf = torch.tensor(0.0)
     fused.step()

@@ -7,30 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import metric_records, write_idx_dataset
+from helpers import TINY_ARGS, invoke, metric_records, write_idx_dataset
 from PIL import Image
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from drawcli import __version__
-from drawcli.cli import app
-
-runner = CliRunner()
-TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def idx_dir(tmp_path: Path) -> Path:
-    write_idx_dataset(tmp_path / "data", n_train=48, n_test=20)
-    return tmp_path / "data"
 
 
 def train_tiny(idx_dir: Path, out: Path, *extra: str):
-    return invoke("train", *TINY, "--data-dir", idx_dir, "--out", out, "--quiet", *extra)
+    return invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", out, "--quiet", *extra)
 
 
 def test_train_sample_inspect(idx_dir: Path, tmp_path: Path) -> None:
@@ -69,9 +54,9 @@ def test_train_sample_inspect(idx_dir: Path, tmp_path: Path) -> None:
 
 def test_training_metric_lines(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every METRICS_EVERY steps: loss = recon + KL and the gradient norm before clipping."""
-    from drawcli import train as training
+    from drawcli.training import loop
 
-    monkeypatch.setattr(training, "METRICS_EVERY", 2)
+    monkeypatch.setattr(loop, "METRICS_EVERY", 2)
     run = tmp_path / "run"
     assert train_tiny(idx_dir, run, "--steps", "4", "--sample-every", "0", "--clip", "1e-3").exit_code == 0
     train = metric_records(run, "train")
@@ -84,7 +69,7 @@ def test_training_metric_lines(idx_dir: Path, tmp_path: Path, monkeypatch: pytes
 def test_sample_without_checkpoint_uses_newest_run(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`drawcli sample --gif out.gif` right after `drawcli train` uses runs/<newest> and says so."""
     monkeypatch.chdir(tmp_path)
-    assert invoke("train", *TINY, "--data-dir", idx_dir, "--steps", "1", "--quiet", "--sample-every", "0").exit_code == 0
+    assert invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--steps", "1", "--quiet", "--sample-every", "0").exit_code == 0
     runs = list(Path("runs").iterdir())
     assert len(runs) == 1 and not (runs[0] / "samples").exists()
     result = invoke("sample", "--gif", "out.gif", "--n", "4")
@@ -103,7 +88,7 @@ def test_unknown_reader_exits_2_and_lists_installed() -> None:
 
 def test_missing_data_folder_is_one_clear_line(tmp_path: Path) -> None:
     """A missing --data-dir fails with the clear message and no traceback."""
-    result = invoke("train", *TINY, "--data-dir", tmp_path / "nope", "--out", tmp_path / "run", "--steps", "1")
+    result = invoke("train", *TINY_ARGS, "--data-dir", tmp_path / "nope", "--out", tmp_path / "run", "--steps", "1")
     assert result.exit_code == 1
     assert "not found" in result.stderr and str(tmp_path / "nope") in result.stderr
     assert "Traceback" not in result.output
@@ -121,7 +106,7 @@ def test_missing_data_folder_is_one_clear_line(tmp_path: Path) -> None:
 )
 def test_invalid_options_exit_2(args: list[str], message: str, idx_dir: Path, tmp_path: Path) -> None:
     """Invalid option values are usage errors (exit 2) naming the problem."""
-    result = invoke("train", *TINY, "--data-dir", idx_dir, "--out", tmp_path / "run", *args)
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", tmp_path / "run", *args)
     assert result.exit_code == 2
     assert message in result.output
 

@@ -8,27 +8,19 @@ from typing import Callable
 
 import pytest
 import torch
-from helpers import make_losses_nan, metric_records, write_idx_dataset
+from helpers import TINY_ARGS, make_losses_nan, metric_records, runner
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from drawcli import checkpoint
-from drawcli import train as training
+from drawcli import checkpoint, rundir
 from drawcli.cli import app
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
-from drawcli.train import make_optimizer, optimizer_step, TrainSettings
+from drawcli.training import loop
+from drawcli.training.state import restore_rng
+from drawcli.training.step import make_optimizer, optimizer_step
 
-runner = CliRunner()
-TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1", "--quiet",
-        "--sample-every", "0"]  # fmt: skip
+TINY = [*TINY_ARGS, "--quiet", "--sample-every", "0"]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-@pytest.fixture
-def idx_dir(tmp_path: Path) -> Path:
-    write_idx_dataset(tmp_path / "data", n_train=48, n_test=20)
-    return tmp_path / "data"
 
 
 def _bound_under(model: DRAW, x: torch.Tensor, noise: torch.Tensor, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,11 +49,22 @@ def test_bf16_autocast_keeps_the_loss_in_float32(tiny_config: Callable[..., Draw
         assert cosine > 0.99, (name, cosine)
 
 
-def test_train_with_amp_on_the_cpu(idx_dir: Path, tmp_path: Path) -> None:
+def test_train_with_amp_on_the_cpu(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--amp bf16 runs every training forward under bf16 autocast and the held-out evaluation without it."""
+    seen: list[tuple[bool, bool]] = []  # (training, autocast enabled) of every forward
+    forward = DRAW.forward
+
+    def recording(self: DRAW, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((self.training, torch.is_autocast_enabled("cpu")))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(DRAW, "forward", recording)
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--steps", "3",
                                  "--amp", "bf16", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert [amp for training, amp in seen if training] == [True] * 3
+    assert [amp for training, amp in seen if not training] == [False]  # 20 test images: one evaluation batch
     assert json.loads((run / "run.json").read_text())["settings"]["amp"] == "bf16"
     assert 0 < checkpoint.read_info(run).training["last_test"]["bound"] < 1e4
 
@@ -75,7 +78,7 @@ def test_bad_amp_value_exits_2(idx_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
 def test_fused_adam_skips_a_nonfinite_step_on_the_device(device: str) -> None:
     layer = torch.nn.Linear(3, 2).to(device)
-    optimizer = make_optimizer(layer, TrainSettings(), torch.device(device))
+    optimizer = make_optimizer(layer, 1e-3, 0.9, torch.device(device))
     assert optimizer.defaults["fused"]
     before = [p.detach().clone() for p in layer.parameters()]
     layer(torch.ones(1, 3, device=device)).sum().backward()
@@ -109,7 +112,7 @@ def test_train_on_cuda_and_load_on_the_cpu(idx_dir: Path, tmp_path: Path, amp: s
     assert result.exit_code == 0, result.output
     info = checkpoint.read_info(run)
     assert info.training["device"] == "cuda" and info.training["steps"] == 30
-    model, _ = checkpoint.load_model(run / checkpoint.CHECKPOINT_NAME, torch.device("cpu"))
+    model, _ = checkpoint.load_model(run / rundir.CHECKPOINT, torch.device("cpu"))
     assert all(p.device.type == "cpu" and torch.isfinite(p).all() for p in model.parameters())
     result = runner.invoke(app, ["train", "--resume", str(run), "--steps", "40", "--quiet"])
     assert result.exit_code == 0, result.output
@@ -148,7 +151,7 @@ def test_plain_adam_fallback_still_skips_nonfinite_steps(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(torch.optim, "Adam", no_fused)
     layer = torch.nn.Linear(3, 2)
-    optimizer = make_optimizer(layer, TrainSettings(), torch.device("cpu"))
+    optimizer = make_optimizer(layer, 1e-3, 0.9, torch.device("cpu"))
     assert not optimizer.defaults.get("fused")
     before = layer.weight.detach().clone()
     layer(torch.ones(1, 3)).sum().backward()
@@ -161,18 +164,17 @@ def test_plain_adam_fallback_still_skips_nonfinite_steps(monkeypatch: pytest.Mon
 def test_binarization_stream_restarts_when_a_run_changes_device() -> None:
     """A CUDA generator's state (16 bytes of Philox seed and offset) cannot seed the CPU one:
     the stream restarts from a seed derived from it, the same on every such resume."""
-    from drawcli.train import _restore_rng
-
     cuda_like = {"torch": torch.get_rng_state(), "binarize": torch.arange(16, dtype=torch.uint8)}
     streams = []
     for _ in range(2):
         gen = torch.Generator()
-        assert _restore_rng(cuda_like, gen, torch.device("cpu")) is False
+        assert restore_rng(cuda_like, {"binarize": gen}, torch.device("cpu")) is False
         streams.append(torch.rand(4, generator=gen))
     assert torch.equal(streams[0], streams[1])
     assert torch.equal(streams[0], torch.rand(4, generator=torch.Generator().manual_seed(120)))  # 0 + 1 + ... + 15
     same = torch.Generator().manual_seed(5)
-    assert _restore_rng({"torch": torch.get_rng_state(), "binarize": same.get_state()}, torch.Generator(), torch.device("cpu"))
+    assert restore_rng({"torch": torch.get_rng_state(), "binarize": same.get_state()}, {"binarize": torch.Generator()},
+                       torch.device("cpu"))
 
 
 def _train_lines(run: Path) -> list[dict]:
@@ -185,17 +187,17 @@ def test_metrics_read_in_groups_change_nothing(idx_dir: Path, tmp_path: Path, mo
     48 images in batches of 4 are 12 steps an epoch: reads after steps 5 and 10, at the epoch's
     end (12), and at the run's end (14).
     """
-    monkeypatch.setattr(training, "METRICS_EVERY", 1)
+    monkeypatch.setattr(loop, "METRICS_EVERY", 1)
     runs = {}
     for every in (1, 5):
-        monkeypatch.setattr(training, "SYNC_EVERY", {"cpu": every})
+        monkeypatch.setattr(loop, "SYNC_EVERY", {"cpu": every})
         runs[every] = tmp_path / f"every{every}"
         result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(runs[every]),
                                      "--batch-size", "4", "--steps", "14", "--device", "cpu"])  # fmt: skip
         assert result.exit_code == 0, result.output
     assert [r["step"] for r in _train_lines(runs[5])] == list(range(1, 15))
     assert _train_lines(runs[5]) == _train_lines(runs[1])
-    for name in (checkpoint.CHECKPOINT_NAME, checkpoint.RESUME_NAME):
+    for name in (rundir.CHECKPOINT, rundir.RESUME):
         first, second = load_file(runs[1] / name), load_file(runs[5] / name)
         assert first.keys() == second.keys()
         assert all(torch.equal(first[k], second[k]) for k in first)
@@ -203,7 +205,7 @@ def test_metrics_read_in_groups_change_nothing(idx_dir: Path, tmp_path: Path, mo
 
 def test_nonfinite_steps_found_at_a_grouped_read(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With reads every 5 steps, three NaN steps in a row still stop the run, named by their steps, nothing saved."""
-    monkeypatch.setattr(training, "SYNC_EVERY", {"cpu": 5})
+    monkeypatch.setattr(loop, "SYNC_EVERY", {"cpu": 5})
     make_losses_nan(monkeypatch)
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--batch-size", "4",
@@ -211,7 +213,7 @@ def test_nonfinite_steps_found_at_a_grouped_read(idx_dir: Path, tmp_path: Path, 
     assert result.exit_code == 1
     assert "training stopped at step 3: the loss or gradient was not finite for 3 steps in a row (steps 1-3" in result.output
     assert "no checkpoint had been saved yet" in result.output
-    assert not (run / checkpoint.CHECKPOINT_NAME).exists()
+    assert not (run / rundir.CHECKPOINT).exists()
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])

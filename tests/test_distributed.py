@@ -12,15 +12,17 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import write_idx_dataset
+from helpers import TINY_ARGS, write_idx_dataset
 from safetensors.torch import load_file, save_file
 
 from drawcli import checkpoint, distributed
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
+from drawcli.training.family import BatchLoss
+from drawcli.training.step import train_step
 
 CONFIG = dict(glimpses=3, enc_size=16, dec_size=16, z_size=4, read_size=2, write_size=3, height=8, width=8)
-TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1", "--device", "cpu"]
+TINY = [*TINY_ARGS, "--device", "cpu"]
 
 
 def free_port() -> int:
@@ -38,10 +40,14 @@ def global_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def gradients(model: DRAW, net: torch.nn.Module, ctx: distributed.Dist) -> dict[str, torch.Tensor]:
-    """One training step's gradient, computed exactly as drawcli.train does it."""
+    """One training step's gradient, taken by the loop's own step (no clipping, a zero learning rate)."""
     x, noise = global_batch()
-    out = net(distributed.shard(x, ctx), noise=distributed.shard(noise, ctx, dim=1))
-    (out.loss.sum() * distributed.objective_scale(len(x), ctx)).backward()
+
+    def loss() -> BatchLoss:
+        return BatchLoss(net(distributed.shard(x, ctx), noise=distributed.shard(noise, ctx, dim=1)).loss, {})
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_step(model, optimizer, loss, clip=float("inf"), scale=distributed.objective_scale(len(x), ctx), ctx=ctx)
     return {name: p.grad.detach().clone() for name, p in model.named_parameters()}
 
 

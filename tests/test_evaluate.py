@@ -9,22 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_idx_dataset
+from helpers import TINY_ARGS, invoke, write_idx_dataset
 from PIL import Image
-from typer.testing import CliRunner
 
 from drawcli import evaluate, presets, render
 from drawcli.checkpoint import load_model
-from drawcli.cli import app
 from drawcli.model import DRAW
-
-runner = CliRunner()
-TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
 
 @pytest.fixture
 def model(tiny_config) -> DRAW:
@@ -93,7 +83,7 @@ def test_summary_kl_per_glimpse_sums_to_kl(model: DRAW, x: torch.Tensor) -> None
 @pytest.fixture
 def run(tmp_path: Path) -> Path:
     write_idx_dataset(tmp_path / "data", n_train=32, n_test=12)
-    result = invoke("train", *TINY, "--data-dir", tmp_path / "data", "--out", tmp_path / "run", "--steps", "2",
+    result = invoke("train", *TINY_ARGS, "--data-dir", tmp_path / "data", "--out", tmp_path / "run", "--steps", "2",
                     "--quiet", "--sample-every", "0")  # fmt: skip
     assert result.exit_code == 0, result.output
     return tmp_path / "run"
@@ -142,7 +132,7 @@ def test_presets_resolve_and_explicit_options_win(tmp_path: Path) -> None:
         "reader_option": ["stride=10", "sigma=2.5"],
     }  # fmt: skip
     write_idx_dataset(tmp_path / "data", n_train=16, n_test=4)
-    result = invoke("train", "--preset", "paper-mnist-noattn", *TINY, "--data-dir", tmp_path / "data",
+    result = invoke("train", "--preset", "paper-mnist-noattn", *TINY_ARGS, "--data-dir", tmp_path / "data",
                     "--out", tmp_path / "run", "--steps", "1", "--quiet", "--sample-every", "0")  # fmt: skip
     assert result.exit_code == 0, result.output
     config = json.loads(invoke("inspect", tmp_path / "run", "--json").stdout)["config"]
@@ -183,7 +173,7 @@ def test_metrics_mirrored_to_tensorboard_when_installed(tmp_path: Path, monkeypa
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
     from drawcli.metrics import MetricsLog
 
-    log = MetricsLog(tmp_path)
+    log = MetricsLog(tmp_path / "metrics.jsonl", tmp_path / "tensorboard")
     log.write({"event": "epoch", "step": 10, "test_bound": 99.5, "epochs": 1.0})
     assert calls == [("dir", str(tmp_path / "tensorboard")), ("epoch/test_bound", 99.5, 10)]
     assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"event": "epoch", "step": 10, "test_bound": 99.5, "epochs": 1.0}

@@ -144,7 +144,6 @@ def test_fuzzed_checkpoints_only_raise_clean_errors(valid: bytes, tmp_path: Path
     236 refused by read_info, 62 by load_model, 2 still loaded (edits of the version string, the
     training summary or a component's provenance: informational fields the loader need not trust).
     """
-    monkeypatch.setitem(cli._debug, "on", False)
     runner = CliRunner()
     rng = random.Random(SEED)
     path = tmp_path / "fuzzed.safetensors"

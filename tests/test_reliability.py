@@ -19,31 +19,18 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from helpers import make_losses_nan, write_idx_dataset
+from helpers import TINY_ARGS, invoke, make_losses_nan, write_idx_dataset
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
 
-from drawcli import checkpoint, cli
+from drawcli import checkpoint, safetensors_io
 from drawcli.atomic import atomic_write_bytes
-from drawcli.cli import app
 from drawcli.errors import WriteError
 from drawcli.model import DRAW
-from drawcli.train import StopFlag
+from drawcli.training.signals import StopFlag
 
-runner = CliRunner()
-TINY = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-
-@pytest.fixture(autouse=True)
-def no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--debug` sets module state in cli; every test starts without it."""
-    monkeypatch.setitem(cli._debug, "on", False)
-
-
-def invoke(*args: Any):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def error_line(result: Any, code: int = 1) -> str:
@@ -67,7 +54,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 3-step (one-epoch) run; tests work on copies."""
     run = tmp_path_factory.mktemp("trained") / "run"
-    result = invoke("train", *TINY, "--data-dir", data_dir, "--out", run, "--steps", "3", "--quiet", "--sample-every", "0")
+    result = invoke("train", *TINY_ARGS, "--data-dir", data_dir, "--out", run, "--steps", "3", "--quiet", "--sample-every", "0")
     assert result.exit_code == 0, result.output
     return run
 
@@ -188,7 +175,7 @@ def test_wrong_dtype_with_the_right_size(run: Path) -> None:
     with safe_open(str(path), "pt") as f:
         metadata = f.metadata()
     tensors["encoder.bias_ih"] = tensors["encoder.bias_ih"].view(torch.int32)
-    save_file(tensors, str(path), metadata={k: v for k, v in metadata.items() if k != checkpoint.CHECKSUM_KEY})
+    save_file(tensors, str(path), metadata={k: v for k, v in metadata.items() if k != safetensors_io.CHECKSUM_KEY})
     with pytest.raises(checkpoint.CheckpointError, match=r"wrong dtype: encoder\.bias_ih"):
         checkpoint.load_model(path)
 
@@ -224,12 +211,12 @@ def test_empty_and_unreadable_image_folders(tmp_path: Path) -> None:
     """--dataset folder with no images, or with a broken image, is one line naming the folder or file."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    line = error_line(invoke("train", *TINY, "--dataset", "folder", "--data-dir", empty, "--out", tmp_path / "r", "--steps", "1"))
+    line = error_line(invoke("train", *TINY_ARGS, "--dataset", "folder", "--data-dir", empty, "--out", tmp_path / "r", "--steps", "1"))
     assert line.startswith("error: no images (") and f"for split 'train' under {empty}" in line
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.png").write_bytes(b"not a png")
-    line = error_line(invoke("train", *TINY, "--dataset", "folder", "--data-dir", broken, "--out", tmp_path / "r", "--steps", "1"))
+    line = error_line(invoke("train", *TINY_ARGS, "--dataset", "folder", "--data-dir", broken, "--out", tmp_path / "r", "--steps", "1"))
     assert line.startswith(f"error: cannot read image {broken / 'a.png'}")
 
 
@@ -248,7 +235,7 @@ def test_empty_and_unreadable_image_folders(tmp_path: Path) -> None:
 )
 def test_invalid_option_values(args: list[str], message: str, data_dir: Path, tmp_path: Path) -> None:
     """Out-of-range values are usage errors (exit 2) that name the option, before anything is written."""
-    result = invoke("train", *TINY, "--data-dir", data_dir, "--out", tmp_path / "run", "--steps", "1", *args)
+    result = invoke("train", *TINY_ARGS, "--data-dir", data_dir, "--out", tmp_path / "run", "--steps", "1", *args)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 
@@ -257,7 +244,7 @@ def test_unwritable_out_directory_fails_before_training(data_dir: Path, tmp_path
     """--out under a regular file cannot be created (even as root): one line, before any data is read."""
     (tmp_path / "file").write_text("")
     out = tmp_path / "file" / "run"
-    line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", out, "--steps", "1"))
+    line = error_line(invoke("train", *TINY_ARGS, "--data-dir", data_dir, "--out", out, "--steps", "1"))
     assert line in (f"error: cannot write to {out}: Not a directory", f"error: cannot write to {out}: File exists")
 
 
@@ -331,14 +318,73 @@ def test_full_disk_at_checkpoint_keeps_the_previous_one(run: Path, monkeypatch: 
     assert invoke("train", "--resume", run, "--steps", "6", "--quiet").exit_code == 0  # the run goes on
 
 
-def test_half_saved_pair_is_refused_on_resume(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checkpoint written but resume state not: resuming says the two disagree instead of continuing inexactly."""
+class Killed(BaseException):
+    """The process dies here: nothing catches it, no clean-up runs."""
+
+
+def save_operations(monkeypatch: pytest.MonkeyPatch, kill_at: int | None = None) -> list[str]:
+    """Record each fsync (the end of a file's write) and rename of the process, by file name; the
+    `kill_at`-th of them (1-based) raises Killed before it happens."""
+    done: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def step(what: str) -> None:
+        if kill_at is not None and len(done) + 1 == kill_at:
+            raise Killed(what)
+        done.append(what)
+
+    def fsync(fd: int) -> None:
+        temporary = Path(os.readlink(f"/proc/self/fd/{fd}")).name  # .NAME.RANDOM.tmpSUFFIX (atomic_path)
+        step(f"write {temporary[1:].split('.tmp')[0].rsplit('.', 1)[0]}")
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        step(f"rename to {Path(dst).name}")
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return done
+
+
+def test_a_save_is_one_commit_whatever_write_it_dies_at(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kill the process at each write and rename of a save in turn: the run always resumes, from the
+    previous save or the new one, and ends bit for bit where an uninterrupted run ends, its log without repeats.
+
+    The save writes each file once: the resume state staged, the checkpoint (the commit), the rename into place.
+    """
+    straight = Path(shutil.copytree(run, tmp_path / "straight"))
+    assert invoke("train", "--resume", straight, "--steps", "9", "--quiet").exit_code == 0
     with monkeypatch.context() as m:
-        fail_replace(m, "resume.safetensors", ENOSPC)
-        line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"))
-    assert "resume.safetensors: No space left" in line
-    line = error_line(invoke("train", "--resume", run, "--steps", "9", "--quiet"))
-    assert line == f"error: {run}: the checkpoint (step 6) and the resume state (step 3) disagree, so the run cannot continue exactly"
+        counted = Path(shutil.copytree(run, tmp_path / "counted"))
+        operations = save_operations(m)
+        assert invoke("train", "--resume", counted, "--steps", "6", "--quiet").exit_code == 0  # one save, at step 6
+    assert operations == ["write resume.next.safetensors", "rename to resume.next.safetensors",
+                          "write checkpoint.safetensors", "rename to checkpoint.safetensors",
+                          "rename to resume.safetensors"]  # fmt: skip
+    committed = operations.index("rename to checkpoint.safetensors") + 1
+    for kill_at in range(1, len(operations) + 1):
+        killed = Path(shutil.copytree(run, tmp_path / f"killed{kill_at}"))
+        with monkeypatch.context() as m:
+            save_operations(m, kill_at)
+            with pytest.raises(Killed):
+                invoke("train", "--resume", killed, "--steps", "6", "--quiet")
+        assert checkpoint.read_info(killed).training["steps"] == (6 if kill_at > committed else 3), kill_at
+        result = invoke("train", "--resume", killed, "--steps", "9", "--quiet")
+        assert result.exit_code == 0, (kill_at, result.output)
+        a, b = load_file(straight / "checkpoint.safetensors"), load_file(killed / "checkpoint.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), kill_at
+        epochs = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [3, 6, 9], kill_at
+
+
+def test_resume_without_a_pairing_resume_state_is_refused(run: Path) -> None:
+    """A resume state that is not the checkpoint's (here an older run's) is named, not silently used."""
+    other = Path(shutil.copytree(run, run.parent / "other"))
+    assert invoke("train", "--resume", other, "--steps", "6", "--quiet").exit_code == 0
+    shutil.copy(run / "resume.safetensors", other / "resume.safetensors")
+    line = error_line(invoke("train", "--resume", other, "--steps", "9", "--quiet"))
+    assert line == f"error: {other}: no resume state pairs with the checkpoint, so the run cannot continue exactly"
 
 
 def test_unwritable_metrics_log(run: Path) -> None:
@@ -355,7 +401,7 @@ def test_unwritable_sample_gif_during_training(data_dir: Path, tmp_path: Path) -
     """The epoch's sample GIF cannot replace a directory: one line naming it; the checkpoint is saved."""
     run = tmp_path / "run"
     (run / "samples" / "epoch-0001.gif").mkdir(parents=True)
-    line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", run, "--steps", "3", "--quiet"))
+    line = error_line(invoke("train", *TINY_ARGS, "--data-dir", data_dir, "--out", run, "--steps", "3", "--quiet"))
     assert line.startswith(f"error: cannot write {run / 'samples' / 'epoch-0001.gif'}: Is a directory")
     assert checkpoint.load_model(run)[1].training["steps"] == 3
 
@@ -390,7 +436,7 @@ def test_one_nonfinite_gradient_is_skipped(data_dir: Path, tmp_path: Path, monke
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_inf_once)
     run = tmp_path / "run"
-    result = invoke("train", *TINY, "--data-dir", data_dir, "--out", run, "--steps", "4", "--quiet", "--sample-every", "0")
+    result = invoke("train", *TINY_ARGS, "--data-dir", data_dir, "--out", run, "--steps", "4", "--quiet", "--sample-every", "0")
     assert result.exit_code == 0, result.output
     assert re.search(r"warning: step 2: loss [0-9.]+, gradient norm inf; the step was not applied", result.stderr)
     assert checkpoint.read_info(run).training["steps"] == 4
@@ -408,7 +454,7 @@ def test_second_interrupt_exits_130_in_one_line(run: Path, monkeypatch: pytest.M
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("drawcli.train.train", interrupted)
+    monkeypatch.setattr("drawcli.training.train", interrupted)
     line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"), code=130)
     assert line == (f"error: stopped at once by a second interrupt; the last saved checkpoint in {run} is intact; "
                     f"resume with: drawcli train --resume {run}")  # fmt: skip
@@ -429,7 +475,7 @@ def test_sigint_during_real_training(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_idx_dataset(data, n_train=480, n_test=20)  # 30 steps per epoch: the signal usually lands mid-epoch
     run, log = tmp_path / "run", tmp_path / "stderr.txt"
-    command = [sys.executable, "-m", "drawcli", "train", *TINY, "--data-dir", str(data), "--out", str(run),
+    command = [sys.executable, "-m", "drawcli", "train", *TINY_ARGS, "--data-dir", str(data), "--out", str(run),
                "--steps", "1000000", "--quiet", "--sample-every", "0"]  # fmt: skip
     with open(log, "w") as stderr:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -50,13 +50,22 @@ def test_window_box_coordinates() -> None:
     assert boxes.tolist() == [[4.0, 0.0, 10.0, 6.0]]
 
 
-def test_boxes_are_drawn_in_red() -> None:
-    """With a window, the box outline appears in the box colour on a black image."""
-    one = torch.ones(1)
-    window = Window(gx=4 * one, gy=4 * one, delta=one, sigma2=one, gamma=one, size=3)
-    window = Window(*(t.expand(2) for t in window[:5]), size=3)
+def test_boxes_are_drawn_at_each_images_window() -> None:
+    """The red pixels are exactly the outlines of each image's recorded window, and nothing else.
+
+    Image 0's window (gx 4, gy 4, delta 1, N 3) spans 0-based edges 2..5, i.e. 4..10 at scale 2;
+    image 1's (gx 5, gy 3) spans x 6..12, y 2..8. Each 16-pixel cell sits after 2 pixels of padding.
+    """
+    window = Window(gx=torch.tensor([4.0, 5.0]), gy=torch.tensor([4.0, 3.0]), delta=torch.ones(2),
+                    sigma2=torch.ones(2), gamma=torch.ones(2), size=3)  # fmt: skip
     frame = render.frame(torch.zeros(2, 1, 8, 8), scale=2, window=window)
-    reds = np.argwhere((frame[:, : 16 + 2 * render.GRID_PADDING] == render.BOX_COLOUR).all(axis=-1))
-    assert len(reds) > 0
-    pad = render.GRID_PADDING
-    assert reds[:, 1].min() - pad == 4 and reds[:, 1].max() - pad == 10
+    pad, cell = render.GRID_PADDING, 16
+    expected = set()
+    for i, (x0, x1, y0, y1) in enumerate([(4, 10, 4, 10), (6, 12, 2, 8)]):
+        ox, oy = pad + i * (cell + pad), pad
+        for x in range(x0, x1 + 1):
+            expected |= {(oy + y0, ox + x), (oy + y1, ox + x)}
+        for y in range(y0, y1 + 1):
+            expected |= {(oy + y, ox + x0), (oy + y, ox + x1)}
+    reds = {tuple(p) for p in np.argwhere((frame == render.BOX_COLOUR).all(axis=-1)).tolist()}
+    assert reds == expected

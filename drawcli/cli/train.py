@@ -13,6 +13,7 @@ from drawcli.cli.options import (Amp, Binarize, CompileMode, Device, component, 
                                  positive_float, setting_param)  # fmt: skip
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
+from drawcli.training.settings import TrainSettings
 
 ARCH = "Architecture"
 TRAINING = "Training"
@@ -47,7 +48,6 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
 
     from drawcli import data
     from drawcli.cli.options import plain
-    from drawcli.training import TrainSettings
 
     p = _with_preset(ctx, preset)
     native = data.open_dataset(p["dataset"]).image_shape or (1, 28, 28)
@@ -100,25 +100,25 @@ def train(
     height: Annotated[Optional[int], Positive(help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     width: Annotated[Optional[int], Positive(help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win. Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
-    dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = "mnist",
+    dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
-    binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize("stochastic"),  # type: ignore[valid-type]
+    binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize(TrainSettings.binarize),  # type: ignore[valid-type]
     epochs: Annotated[Optional[int], Positive(help="Epochs to train (default 1 when --steps is not given).", rich_help_panel=TRAINING)] = None,
     steps: Annotated[Optional[int], Positive(help="Optimizer steps to train; wins over --epochs.", rich_help_panel=TRAINING)] = None,
-    batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = 64,
-    lr: Annotated[float, typer.Option(callback=positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = 1e-3,
-    clip: Annotated[float, typer.Option(callback=positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = 10.0,
-    beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = 0.9,
-    kl_warmup: Annotated[int, typer.Option(min=0, help="Steps over which the KL weight of the training objective rises to 1 (the reported bound always has full KL).", rich_help_panel=TRAINING)] = 0,
-    seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = 0,
-    device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device("auto"),  # type: ignore[valid-type]
+    batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = TrainSettings.batch_size,
+    lr: Annotated[float, typer.Option(callback=positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = TrainSettings.lr,
+    clip: Annotated[float, typer.Option(callback=positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = TrainSettings.clip,
+    beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = TrainSettings.beta1,
+    kl_warmup: Annotated[int, typer.Option(min=0, help="Steps over which the KL weight of the training objective rises to 1 (the reported bound always has full KL).", rich_help_panel=TRAINING)] = TrainSettings.kl_warmup,
+    seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = TrainSettings.seed,
+    device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device(TrainSettings.device),  # type: ignore[valid-type]
     threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,
-    amp: Annotated[Amp, typer.Option(help="bf16: run the forward in bfloat16 autocast (fast on recent GPUs); the loss, KL and reported bound stay float32.", rich_help_panel=TRAINING)] = Amp("off"),  # type: ignore[valid-type]
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the glimpse (faster steps after a compile of about a minute per batch shape).", rich_help_panel=TRAINING)] = False,
-    compile_mode: Annotated[CompileMode, typer.Option(help="torch.compile mode; reduce-overhead (implies --compile) replays each glimpse as a CUDA graph on a GPU, one launch instead of dozens; on the CPU it is the same as default.", rich_help_panel=TRAINING)] = CompileMode("default"),  # type: ignore[valid-type]
+    amp: Annotated[Amp, typer.Option(help="bf16: run the forward in bfloat16 autocast (fast on recent GPUs); the loss, KL and reported bound stay float32.", rich_help_panel=TRAINING)] = Amp(TrainSettings.amp),  # type: ignore[valid-type]
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the glimpse (faster steps after a compile of about a minute per batch shape).", rich_help_panel=TRAINING)] = TrainSettings.compile,
+    compile_mode: Annotated[CompileMode, typer.Option(help="torch.compile mode; reduce-overhead (implies --compile) replays each glimpse as a CUDA graph on a GPU, one launch instead of dozens; on the CPU it is the same as default.", rich_help_panel=TRAINING)] = CompileMode(TrainSettings.compile_mode),  # type: ignore[valid-type]
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory where it stopped; options that define the run must match it.", rich_help_panel=TRAINING)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<date-time>).", rich_help_panel=OUTPUT)] = None,
-    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF every N epochs; 0 turns them off.", rich_help_panel=OUTPUT)] = 1,
+    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF every N epochs; 0 turns them off.", rich_help_panel=OUTPUT)] = TrainSettings.sample_every,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Train a DRAW model and save a safetensors checkpoint in a run directory."""
@@ -151,6 +151,7 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
     """Run training with the reporter, and turn its stops into the CLI's exits."""
     from drawcli import training
     from drawcli.progress import SilentReporter, make_reporter
+    from drawcli.training.loop import Interrupted
     from drawcli.rundir import RunDir
 
     run = RunDir(run_dir)
@@ -159,7 +160,7 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
     try:
         training.train(config, settings, run_dir, reporter, resume=resuming, on_epoch_end=_sample_writer(run, settings),
                        ctx=dist_ctx, device=dist_device)  # fmt: skip
-    except training.Interrupted as exc:
+    except Interrupted as exc:
         reporter.close()
         if not dist_ctx.is_main:  # rank 0 tells the user how to resume
             raise typer.Exit(130) from None

@@ -1,25 +1,27 @@
 """Training: a loop that knows steps, saves and ranks (loop.py), the interface a kind of model
 implements for it (family.py), DRAW's implementation (draw.py), the one training step (step.py),
 the settings (settings.py), the loop's state and RNG streams (state.py) and signals (signals.py).
+
+Importing this package imports no torch (the command line reads the settings' defaults from it);
+`train` imports the rest when called.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from drawcli import distributed
-from drawcli.config import DrawConfig
-from drawcli.devices import setup
-from drawcli.progress import Reporter
-from drawcli.rundir import RunDir
-from drawcli.training.draw import DrawFamily
-from drawcli.training.loop import Diverged, EpochEnd, Interrupted, Trainer
 from drawcli.training.settings import TrainSettings
 
-__all__ = ["Diverged", "DrawFamily", "Interrupted", "TrainSettings", "Trainer", "train"]
+if TYPE_CHECKING:
+    import torch
+
+    from drawcli import distributed
+    from drawcli.config import DrawConfig
+    from drawcli.progress import Reporter
+    from drawcli.training.loop import EpochEnd
+
+__all__ = ["TrainSettings", "train"]
 
 
 def train(config: DrawConfig, settings: TrainSettings, run_dir: Path, reporter: Reporter, resume: bool = False,
@@ -30,6 +32,11 @@ def train(config: DrawConfig, settings: TrainSettings, run_dir: Path, reporter: 
     Under torchrun pass the job's `ctx` and `device` (distributed.init); otherwise the device
     and thread count come from the settings.
     """
+    from drawcli.devices import setup
+    from drawcli.rundir import RunDir
+    from drawcli.training.draw import DrawFamily
+    from drawcli.training.loop import Trainer
+
     chosen = setup(settings.device, settings.threads)
     device = device or chosen
     run = RunDir(run_dir)
