@@ -14,6 +14,7 @@ is killed at, the checkpoint on disk and one of the two resume files form a pair
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import datetime
@@ -32,7 +33,13 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples"
 TENSORBOARD = "tensorboard"
 DEFAULT_ROOT = Path("runs")
-PAIR_KEY = "resume_sha256"  # checkpoint metadata: the data checksum of its resume state
+PAIR_KEY = "resume_sha256"  # checkpoint metadata: the SHA-256 of its resume file, every byte
+
+
+def file_digest(blob: bytes) -> str:
+    """SHA-256 of a whole file's bytes: what pairs a checkpoint with its resume state (the loop
+    position lives in the header, so a checksum of the tensor data alone would not tell two apart)."""
+    return hashlib.sha256(blob).hexdigest()
 
 
 def checkpoint_file(path: Path) -> Path:
@@ -115,7 +122,7 @@ class RunDir:
     def commit(self, checkpoint: bytes, resume: bytes) -> None:
         """Save a checkpoint and its resume state as one commit (see the module docstring).
 
-        `checkpoint` must carry PAIR_KEY = the data checksum of `resume` in its metadata.
+        `checkpoint` must carry PAIR_KEY = file_digest(resume) in its metadata.
         """
         staged = self.path / RESUME_STAGED
         atomic_write_bytes(staged, resume)
@@ -137,8 +144,7 @@ class RunDir:
                 continue
             if wanted is None:
                 return path
-            _, resume_meta, _ = safetensors_io.read_header(path)
-            if resume_meta.get(safetensors_io.CHECKSUM_KEY) == wanted:
+            if file_digest(path.read_bytes()) == wanted:
                 return path
         if not any(p.is_file() for p in candidates):
             raise CheckpointError(f"{self.path} has a checkpoint but no {RESUME}, so it cannot be resumed")

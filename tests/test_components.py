@@ -29,7 +29,9 @@ def names_of(kind: str) -> list[str]:
     return [spec.name for spec in registry.find(kind)]
 
 
-def check_window(window: Window | None) -> None:
+def check_window(window: Window | None, component: Reader | Writer) -> None:
+    """The window is what the component declares: None unless it `produces_windows`, else (B,) fields."""
+    assert (window is not None) == component.produces_windows
     if window is None:
         return
     assert isinstance(window, Window)
@@ -52,7 +54,7 @@ def test_reader_output_shape(name: str, shape: str) -> None:
     r, window = reader(x, x_hat, torch.randn(BATCH, cfg.dec_size))
     assert r.shape == (BATCH, reader.out_size)
     assert torch.isfinite(r).all()
-    check_window(window)
+    check_window(window, reader)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -66,7 +68,7 @@ def test_writer_output_shape(name: str, shape: str) -> None:
     update, window = writer(torch.randn(BATCH, cfg.dec_size))
     assert update.shape == (BATCH, *cfg.image_shape)
     assert torch.isfinite(update).all()
-    check_window(window)
+    check_window(window, writer)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -182,6 +182,14 @@ def test_plugin_that_is_not_a_reader_is_rejected(fake_site: Path) -> None:
     assert "impostor" in message
 
 
+def test_contract_base_rejects_options_a_third_party_component_passes_on(fake_site: Path) -> None:
+    """A reader that hands **options to the base class gets its unknown options refused there, by name."""
+    install_fake(fake_site, "fake-pool", {"fake_drawcli_pool": MEAN_POOL},
+                 "[drawcli.readers]\nmean-pool = fake_drawcli_pool:MeanPoolReader\n")  # fmt: skip
+    with pytest.raises(PluginError, match=r"unknown option\(s\) \['bogus'\] for MeanPoolReader"):
+        DRAW(DrawConfig(**SMALL, reader="mean-pool", reader_options={"bogus": 1}))
+
+
 @pytest.mark.parametrize("kind", ["reader", "writer", "sampler"])
 def test_unknown_option_for_builtin_is_plugin_error(kind: str) -> None:
     """A built-in given an option it does not take fails as a PluginError naming the option."""

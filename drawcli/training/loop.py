@@ -15,11 +15,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from drawcli import checkpoint, distributed, resume, safetensors_io
+from drawcli import checkpoint, distributed, resume, rundir
 from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.metrics import MetricsLog
 from drawcli.progress import Reporter
-from drawcli.rundir import RunDir
 from drawcli.training.family import ModelFamily
 from drawcli.training.settings import TrainSettings
 from drawcli.training.signals import StopFlag
@@ -51,7 +50,7 @@ class Trainer:
     Under torchrun pass the job's `ctx`: only rank 0 writes anything.
     """
 
-    def __init__(self, family: ModelFamily, settings: TrainSettings, run: RunDir, reporter: Reporter,
+    def __init__(self, family: ModelFamily, settings: TrainSettings, run: rundir.RunDir, reporter: Reporter,
                  device: torch.device, ctx: distributed.Dist | None = None,
                  on_epoch_end: EpochEnd | None = None) -> None:  # fmt: skip
         self.family, self.settings, self.run, self.reporter = family, settings, run, reporter
@@ -105,7 +104,7 @@ class Trainer:
         """Checkpoint and resume state as one commit (rank 0 only)."""
         if self.ctx.is_main:
             state = resume.to_bytes(self.optimizer, rng_state(self.family.generators(), self.device), asdict(self.state))
-            ckpt = checkpoint.to_bytes(self.model, self.summary(), resume_sha256=safetensors_io.data_digest(state))
+            ckpt = checkpoint.to_bytes(self.model, self.summary(), resume_sha256=rundir.file_digest(state))
             self.run.commit(ckpt, state)
         self.saved_step = self.state.step
 

@@ -1,0 +1,91 @@
+"""The run folder: names, the newest run, the pairing of checkpoint and resume state, metric trimming."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from drawcli import checkpoint, resume, rundir
+from drawcli.errors import CheckpointError, DrawcliError
+from drawcli.model import DRAW
+from drawcli.rundir import RunDir
+
+
+def save_pair(run: RunDir, model: DRAW, step: int) -> bytes:
+    """Commit a checkpoint at `step` with its resume state; returns the resume bytes."""
+    optimizer = torch.optim.Adam(model.parameters())
+    state = resume.to_bytes(optimizer, {"torch": torch.get_rng_state()}, {"step": step})
+    ckpt = checkpoint.to_bytes(model, {"steps": step}, resume_sha256=rundir.file_digest(state))
+    run.commit(ckpt, state)
+    return state
+
+
+def test_commit_leaves_a_pair_and_no_staged_file(tmp_path: Path, tiny_config) -> None:
+    run = RunDir(tmp_path)
+    state = save_pair(run, DRAW(tiny_config()), step=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [rundir.CHECKPOINT, rundir.RESUME]
+    assert run.resume_file() == tmp_path / rundir.RESUME
+    assert (tmp_path / rundir.RESUME).read_bytes() == state
+
+
+def test_the_staged_resume_state_pairs_when_the_last_rename_did_not_happen(tmp_path: Path, tiny_config) -> None:
+    """Killed between the checkpoint's rename and the resume state's: the staged file is the checkpoint's pair."""
+    run = RunDir(tmp_path)
+    model = DRAW(tiny_config())
+    old = save_pair(run, model, step=3)
+    new = save_pair(run, model, step=6)
+    (tmp_path / rundir.RESUME_STAGED).write_bytes(new)
+    (tmp_path / rundir.RESUME).write_bytes(old)
+    assert run.resume_file() == tmp_path / rundir.RESUME_STAGED
+    (tmp_path / rundir.RESUME_STAGED).unlink()
+    with pytest.raises(CheckpointError, match="no resume state pairs with the checkpoint"):
+        run.resume_file()
+    (tmp_path / rundir.RESUME).unlink()
+    with pytest.raises(CheckpointError, match="has a checkpoint but no resume.safetensors"):
+        run.resume_file()
+
+
+def test_a_checkpoint_from_before_pairing_uses_resume_safetensors(tmp_path: Path, tiny_config) -> None:
+    model = DRAW(tiny_config())
+    checkpoint.save_checkpoint(tmp_path / rundir.CHECKPOINT, model, {"steps": 1})
+    (tmp_path / rundir.RESUME).write_bytes(resume.to_bytes(torch.optim.Adam(model.parameters()), {}, {"step": 1}))
+    assert RunDir(tmp_path).resume_file() == tmp_path / rundir.RESUME
+
+
+def test_trim_metrics_drops_records_after_the_save_and_torn_lines(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    lines = [json.dumps({"event": "train", "step": s}) for s in (50, 100, 150)] + ['{"event": "epo']
+    run.metrics.write_text("\n".join(lines) + "\n")
+    assert run.trim_metrics(100) == 2
+    assert run.metrics.read_text() == "\n".join(lines[:2]) + "\n"
+    assert run.trim_metrics(100) == 0
+
+
+def test_newest_checkpoint_and_its_absence(tmp_path: Path, tiny_config) -> None:
+    with pytest.raises(DrawcliError, match=f"no run found under {tmp_path}/"):
+        rundir.newest_checkpoint(tmp_path)
+    model = DRAW(tiny_config())
+    for name, age in (("old", 100), ("new", 0)):
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / rundir.CHECKPOINT
+        checkpoint.save_checkpoint(path, model, {})
+        os.utime(path, (time.time() - age, time.time() - age))
+    assert rundir.newest_checkpoint(tmp_path) == tmp_path / "new" / rundir.CHECKPOINT
+
+
+def test_sample_gif_names(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    assert run.sample_gif(epoch=3, step=120, mid_epoch=False) == tmp_path / "samples" / "epoch-0003.gif"
+    assert run.sample_gif(epoch=3, step=120, mid_epoch=True) == tmp_path / "samples" / "step-0000120.gif"
+    assert (tmp_path / "samples").is_dir()
+
+
+def test_unreadable_run_json_says_the_run_cannot_resume(tmp_path: Path) -> None:
+    (tmp_path / rundir.RUN_JSON).write_text("{not json")
+    with pytest.raises(CheckpointError, match=f"^{tmp_path} is not a resumable run \\(run.json unreadable: "):
+        RunDir(tmp_path).read_run_json()

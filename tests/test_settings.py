@@ -1,0 +1,81 @@
+"""Training settings: one home for each default and list of modes, and the resume tags on every field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from helpers import TINY_ARGS, invoke
+
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_MODES, DEVICES
+from drawcli.errors import ConfigError
+from drawcli.training.settings import EXECUTION, RUN, TrainSettings
+
+
+def test_every_field_is_tagged_run_or_execution() -> None:
+    """Resume's rules come from these tags, so an untagged field would be neither kept nor changeable."""
+    fields = [f.name for f in dataclasses.fields(TrainSettings)]
+    assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
+    assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "batch_size", "lr", "clip", "beta1",
+                                                "kl_warmup", "seed")  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "allowed"), [("amp", AMP_MODES), ("compile_mode", COMPILE_MODES),
+                                                ("binarize", BINARIZE_MODES), ("device", DEVICES)])  # fmt: skip
+def test_modes_are_checked_against_their_one_list(field: str, allowed: tuple[str, ...]) -> None:
+    for value in allowed:
+        assert getattr(TrainSettings(**{field: value}), field) == value
+    flag = field.replace("_", "-")
+    with pytest.raises(ConfigError, match=rf"^unknown --{flag} 'nope'; expected one of {', '.join(allowed)}$"):
+        TrainSettings(**{field: "nope"})
+
+
+def test_run_json_round_trip_drops_retired_fields_and_refuses_unknown_ones() -> None:
+    settings = TrainSettings(lr=3e-4, steps=7, compile_mode="reduce-overhead")
+    assert settings.compile is True  # a compile mode implies --compile
+    assert TrainSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    assert TrainSettings.from_dict({**settings.to_dict(), "extra": {}}) == settings  # run.json of earlier versions
+    with pytest.raises(ConfigError, match="^unknown training setting\\(s\\): warp$"):
+        TrainSettings.from_dict({"warp": 9})
+
+
+def test_train_defaults_are_the_settings_defaults(idx_dir: Path, tmp_path: Path) -> None:
+    """A run given no training options saves exactly TrainSettings' defaults (plus what was given)."""
+    run = tmp_path / "run"
+    assert invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "1", "--quiet").exit_code == 0
+    saved = json.loads((run / "run.json").read_text())["settings"]
+    given = {"data_dir": str(idx_dir), "steps": 1, "batch_size": 16, "threads": 1}
+    assert saved == {**TrainSettings().to_dict(), **given}
+
+
+def test_preset_with_resume_is_refused(idx_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "1", "--quiet",
+                  "--sample-every", "0").exit_code == 0  # fmt: skip
+    result = invoke("train", "--resume", run, "--preset", "paper-mnist", "--steps", "2")
+    assert result.exit_code == 2
+    assert "error: --preset sets up a new run; a resumed run keeps its own settings (drop --preset)" in result.stderr
+
+
+def test_resume_takes_execution_options_and_a_new_length(idx_dir: Path, tmp_path: Path) -> None:
+    """--steps replaces --epochs on resume; --sample-every and --threads are taken; run.json keeps the start."""
+    run = tmp_path / "run"
+    assert invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--epochs", "1", "--quiet",
+                  "--sample-every", "0").exit_code == 0  # fmt: skip
+    result = invoke("train", "--resume", run, "--steps", "5", "--sample-every", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000005.gif"]
+    assert json.loads((run / "run.json").read_text())["settings"]["epochs"] == 1
+
+
+def test_sample_boxes_asks_the_writer_not_its_name(idx_dir: Path, tmp_path: Path) -> None:
+    """A writer that declares no windows (here the built-in no-attention one) refuses --boxes by saying so."""
+    run = tmp_path / "run"
+    assert invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "1", "--quiet",
+                  "--writer", "none", "--sample-every", "0").exit_code == 0  # fmt: skip
+    result = invoke("sample", run, "--gif", tmp_path / "s.gif", "--boxes")
+    assert result.exit_code == 1
+    assert "--boxes needs a writer that produces windows; this model's writer 'none' has none" in result.stderr
+    assert not (tmp_path / "s.gif").exists()
