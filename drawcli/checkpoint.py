@@ -24,6 +24,11 @@ FORMAT = "drawcli-checkpoint/1"
 COMPONENT_KINDS = ("reader", "writer", "sampler")
 
 
+def component_kinds(config: DrawConfig) -> tuple[str, ...]:
+    """The components a model of this config uses: a classifier has a reader only."""
+    return ("reader",) if config.kind == "classifier" else COMPONENT_KINDS
+
+
 @dataclass
 class CheckpointInfo:
     """Everything in a checkpoint's header: read without loading tensors or plugins."""
@@ -73,7 +78,7 @@ def read_info(path: Path) -> CheckpointInfo:
 def component_provenance(config: DrawConfig) -> dict[str, dict[str, Any]]:
     """For each component: the name asked for, its canonical name, and who provides it."""
     out = {}
-    for kind in COMPONENT_KINDS:
+    for kind in component_kinds(config):
         name = getattr(config, kind)
         spec = registry.resolve(kind, name)
         out[kind] = {"name": spec.name, "requested": name, "value": spec.value,
@@ -109,7 +114,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, training: dict[str, Any]
 
 def _require_installed(info: CheckpointInfo) -> None:
     """A missing plugin is named with the distribution that provided it when the checkpoint was saved."""
-    for kind in COMPONENT_KINDS:
+    for kind in component_kinds(info.config):
         name = getattr(info.config, kind)
         if name in registry.names(kind):
             continue
@@ -126,15 +131,15 @@ def _require_installed(info: CheckpointInfo) -> None:
 
 def _expected_tensors(config: DrawConfig) -> dict[str, tuple[list[int], str]]:
     """{name: (shape, dtype)} of the model's state dict, built on the meta device (no memory used)."""
-    from drawcli.model import DRAW
+    from drawcli import models
 
     try:
         with torch.device("meta"):
-            model = DRAW(config)
+            model = models.build(config)
     except DrawcliError:
         raise
     except Exception:  # a plugin that cannot run on the meta device: build it for real
-        model = DRAW(config)
+        model = models.build(config)
     return {k: (list(v.shape), DTYPE_NAMES.get(v.dtype, str(v.dtype))) for k, v in model.state_dict().items()}
 
 
@@ -162,14 +167,14 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn
     Shapes and dtypes are checked against the config before the model is allocated, so a header
     naming huge sizes costs nothing; the weights are checked against the header's checksum.
     """
-    from drawcli.model import DRAW
+    from drawcli import models
 
     info = read_info(path)
     _require_installed(info)
     _check_tensors(info)
     _, metadata, _ = read_header(info.path)
     tensors = load_tensors(info.path, metadata)
-    model = DRAW(info.config)
+    model = models.build(info.config)
     try:
         model.load_state_dict(tensors)
     except (RuntimeError, ValueError, KeyError) as exc:

@@ -10,3 +10,4 @@ BINARIZE_MODES = ("stochastic", "threshold")  # data.binarize
 AMP_MODES = ("off", "bf16")  # training precision of the forward (TrainSettings.amp)
 COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of DRAW.compile_glimpses
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
+MODEL_KINDS = ("draw", "classifier")  # DrawConfig.kind: models.build makes each

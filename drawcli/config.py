@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from drawcli.choices import MODEL_KINDS
 from drawcli.errors import ConfigError
 
 # Upper bounds that keep a hostile or mistyped config from allocating the machine away.
@@ -18,17 +19,24 @@ MAX_GLIMPSES = 1024
 MAX_HIDDEN = 16384
 MAX_IMAGE_SIDE = 1024
 MAX_CHANNELS = 4
+MAX_CLASSES = 10000
 MAX_OPTIONS_JSON = 64 * 1024
 
 
 @dataclass(frozen=True)
 class DrawConfig:
-    """A DRAW architecture: image shape, glimpses, sizes and component names.
+    """A model: its kind, image shape, glimpses, sizes and component names.
 
     Defaults are the paper's MNIST setting with attention (Gregor et al. 2015, section 4):
     T = 64 glimpses, LSTM 256, z 100, read 2x2, write 5x5. Components are entry-point names
     (aliases allowed); `*_options` are extra keyword options for third-party components.
+    kind "classifier" is the attention classifier of section 4.1: one LSTM of dec_size units
+    (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
+    of `classes` classes (set from the training data's labels); it has no encoder, latents or
+    writer, so those fields go unused.
     """
+
+    kind: str = "draw"
 
     channels: int = 1
     height: int = 28
@@ -45,6 +53,7 @@ class DrawConfig:
     reader_options: dict[str, Any] = field(default_factory=dict)
     writer_options: dict[str, Any] = field(default_factory=dict)
     sampler_options: dict[str, Any] = field(default_factory=dict)
+    classes: int = 10
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -95,7 +104,10 @@ def _validate(cfg: DrawConfig) -> None:
                 raise ConfigError(f"config field {f.name!r} is not JSON-able: {exc}") from None
             if size > MAX_OPTIONS_JSON:
                 raise ConfigError(f"config field {f.name!r} is too large ({size} bytes)")
+    if cfg.kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model kind {cfg.kind!r}; expected one of {', '.join(MODEL_KINDS)}")
     limits = {
+        "classes": MAX_CLASSES,
         "channels": MAX_CHANNELS,
         "height": MAX_IMAGE_SIDE,
         "width": MAX_IMAGE_SIDE,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from drawcli.config import DrawConfig
+from drawcli.errors import DataError
 
 
 class Window(NamedTuple):
@@ -59,6 +60,21 @@ class Reader(nn.Module, ABC):
         self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor
     ) -> tuple[torch.Tensor, Window | None]:
         """x, x_hat: (B, C, H, W); h_dec: (B, dec_size) -> r: (B, out_size), window or None."""
+
+    def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window | None]:
+        """Read one image, for a model without a canvas (the attention classifier, section 4.1).
+
+        x: (B, C, H, W); h: (B, dec_size), the state the window is computed from ->
+        r: (B, image_out_size), window or None. The default reads (x, zeros) through `forward`,
+        so a reader written before this method works unchanged; a reader may override both
+        this and `image_out_size` to read x alone.
+        """
+        return self.forward(x, torch.zeros_like(x), h)
+
+    @property
+    def image_out_size(self) -> int:
+        """Width of what `read_image` returns (default: out_size, see read_image)."""
+        return self.out_size
 
 
 class Writer(nn.Module, ABC):
@@ -114,15 +130,29 @@ class Sampler(nn.Module, ABC):
         raise NotImplementedError(f"sampler {type(self).__name__} does not provide log-densities")
 
 
+class Labelled(NamedTuple):
+    """A split's images with a class label each."""
+
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64, each in [0, len(classes))
+    classes: tuple[str, ...]  # the class names, by label
+
+
 class Dataset(ABC):
     """A source of images as a uint8 tensor (N, C, H, W); grey levels 0..255.
 
     `image_shape` is the native (C, H, W), or None when the data adapt to the model
-    (an image folder is resized to whatever the config asks).
+    (an image folder is resized to whatever the config asks). A data set with labels sets
+    `has_labels` and implements `load_labelled`; classifiers train on those.
     """
 
     image_shape: tuple[int, int, int] | None = None
+    has_labels: bool = False
 
     @abstractmethod
     def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
         """Load `split` ("train" or "test"); raise `DataError` with a clear message on failure."""
+
+    def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
+        """Load `split` with its labels; only data sets with `has_labels` provide it."""
+        raise DataError(f"the data set {type(self).__name__} has no labels")

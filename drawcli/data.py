@@ -8,7 +8,7 @@ import torch
 
 from drawcli import registry
 from drawcli.choices import BINARIZE_MODES
-from drawcli.contract import Dataset
+from drawcli.contract import Dataset, Labelled
 from drawcli.errors import DataError, PluginError
 
 TEST_BINARIZATION_SEED = 20150216  # fixed, so test bounds are comparable between runs
@@ -25,6 +25,11 @@ def open_dataset(name: str) -> Dataset:
 def load_images(dataset: Dataset, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """uint8 images (N, C, H, W) of one split, checked against the model's image shape."""
     images = dataset.load(split, data_dir, image_shape)
+    _check_images(images, split, image_shape)
+    return images
+
+
+def _check_images(images: torch.Tensor, split: str, image_shape: tuple[int, int, int]) -> None:
     if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != tuple(image_shape):
         raise DataError(
             f"{split} images have shape {tuple(images.shape)} ({images.dtype}), but the model "
@@ -32,7 +37,19 @@ def load_images(dataset: Dataset, split: str, data_dir: Path | None, image_shape
         )
     if len(images) == 0:
         raise DataError(f"the {split} split is empty")
-    return images
+
+
+def load_labelled(dataset: Dataset, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
+    """Images (checked as load_images does) and int64 labels (N,) within the class list."""
+    if not dataset.has_labels:
+        raise DataError(f"data set {type(dataset).__name__} has no labels, so a classifier cannot train on it")
+    images, labels, classes = dataset.load_labelled(split, data_dir, image_shape)
+    _check_images(images, split, image_shape)
+    if labels.dtype != torch.int64 or labels.shape != (len(images),):
+        raise DataError(f"{split} labels have shape {tuple(labels.shape)} ({labels.dtype}), expected ({len(images)},) int64")
+    if len(classes) < 2 or labels.min() < 0 or labels.max() >= len(classes):
+        raise DataError(f"{split} labels must lie in 0..{len(classes) - 1} and there must be 2 classes or more")
+    return Labelled(images, labels, tuple(classes))
 
 
 def binarize(images: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -41,20 +41,27 @@ def window_boxes(window: Window, scale: int, height: int, width: int) -> torch.T
     return boxes.clamp(min=torch.zeros(4), max=limits.float())
 
 
+def pixels(
+    images: torch.Tensor, scale: int = 1, window: Window | None = None, colour: tuple[int, int, int] = BOX_COLOUR
+) -> torch.Tensor:
+    """Probabilities (n, C, H, W) -> RGB uint8 (n, 3, H * scale, W * scale), each image's window box drawn if given."""
+    n, channels, height, width = images.shape
+    out = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    if scale > 1:
+        out = out.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    if channels == 1:
+        out = out.expand(-1, 3, -1, -1)
+    if window is not None:
+        boxes = window_boxes(window, scale, height, width)
+        out = torch.stack([draw_bounding_boxes(img, boxes[i : i + 1], colors=colour) for i, img in enumerate(out)])
+    return out
+
+
 def frame(
     images: torch.Tensor, scale: int = 1, window: Window | None = None, colour: tuple[int, int, int] = BOX_COLOUR
 ) -> np.ndarray:
     """Probabilities (n, C, H, W) -> one RGB grid frame (rows, cols, 3) uint8, boxes optional."""
-    n, channels, height, width = images.shape
-    pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    if scale > 1:
-        pixels = pixels.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-    if channels == 1:
-        pixels = pixels.expand(-1, 3, -1, -1)
-    if window is not None:
-        boxes = window_boxes(window, scale, height, width)
-        pixels = torch.stack([draw_bounding_boxes(img, boxes[i : i + 1], colors=colour) for i, img in enumerate(pixels)])
-    grid = make_grid(pixels, nrow=grid_columns(n), padding=GRID_PADDING, pad_value=0)
+    grid = make_grid(pixels(images, scale, window, colour), nrow=grid_columns(len(images)), padding=GRID_PADDING, pad_value=0)
     return grid.permute(1, 2, 0).contiguous().numpy()
 
 
@@ -95,4 +102,37 @@ def reconstruction_frames(images: torch.Tensor, result: Any, scale: int) -> list
         left = frame(images, scale, read, READ_COLOUR)
         right = frame(result.canvases[t], scale, write, WRITE_COLOUR)
         frames.append(side_by_side(left, right))
+    return frames
+
+
+CAPTION_HEIGHT = 12  # pixels under each image for its caption
+RIGHT_COLOUR, WRONG_COLOUR = (40, 220, 40), (255, 40, 40)
+
+
+def captioned(image: np.ndarray, caption: str, colour: tuple[int, int, int]) -> np.ndarray:
+    """(h, w, 3) uint8 -> (h + CAPTION_HEIGHT, w, 3) with `caption` written in PIL's default font below."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("RGB", (image.shape[1], image.shape[0] + CAPTION_HEIGHT))
+    canvas.paste(Image.fromarray(image), (0, 0))
+    ImageDraw.Draw(canvas).text((1, image.shape[0]), caption, fill=colour)
+    return np.asarray(canvas)
+
+
+def glimpse_frames(images: torch.Tensor, windows: list[Window] | None, captions: list[tuple[str, str]],
+                   scale: int = 1) -> list[np.ndarray]:  # fmt: skip
+    """One grid frame per glimpse: each image with that glimpse's read window (green) and the caption
+    "#glimpse predicted/true" (green when right, red when wrong). images: (n, C, H, W) in [0, 1]."""
+    n = len(images)
+    steps = len(windows) if windows else 1
+    frames = []
+    for t in range(steps):
+        drawn = pixels(images, scale, windows[t] if windows else None, READ_COLOUR).permute(0, 2, 3, 1).numpy()
+        cells = []
+        for i, cell in enumerate(drawn):
+            predicted, true = captions[i]
+            text = f"#{t + 1} {predicted}/{true}"  # the glimpse, then the prediction and the truth
+            cells.append(captioned(cell, text, RIGHT_COLOUR if predicted == true else WRONG_COLOUR))
+        grid = make_grid(torch.from_numpy(np.stack(cells)).permute(0, 3, 1, 2), nrow=grid_columns(n), padding=GRID_PADDING)
+        frames.append(grid.permute(1, 2, 0).contiguous().numpy())
     return frames

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from drawcli import registry
-from drawcli.checkpoint import CheckpointInfo
+from drawcli.checkpoint import CheckpointInfo, component_kinds
 from drawcli.errors import PluginError
 
 
@@ -25,7 +25,7 @@ def checkpoint_report(info: CheckpointInfo) -> dict[str, Any]:
     """Everything `inspect` reports, from the header alone (no model built, no plugin imported)."""
     counts = info.parameter_counts()
     components = {}
-    for kind in ("reader", "writer", "sampler"):
+    for kind in component_kinds(info.config):
         recorded = dict(info.components.get(kind) or {})
         name = recorded.get("name") or getattr(info.config, kind)
         components[kind] = {**recorded, "name": name, **_installed(kind, name), "parameters": counts.get(kind, 0)}
@@ -75,8 +75,9 @@ def render_report(report: dict[str, Any]) -> Group:
         here = f"yes ({c.get('installed_distribution')} {c.get('installed_version')})" if c["installed"] else "[red]no[/red]"
         comps.add_row(kind, _plain(c["name"]), _plain(dist), here, f"{c['parameters']:,}")
     per_part = report["parameters"]["per_part"]
-    for part in ("encoder", "decoder"):
-        comps.add_row(part, "LSTMCell", "drawcli core", "", f"{per_part.get(part, 0):,}")
+    for part, count in per_part.items():  # the model's own layers (LSTMs, the classifier's output)
+        if part not in report["components"]:
+            comps.add_row(part, "", "drawcli core", "", f"{count:,}")
     comps.add_row("[bold]total", "", "", "", f"[bold]{report['parameters']['total']:,}")
 
     training = Table(title="training", title_justify="left")

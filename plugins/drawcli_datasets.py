@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
-from drawcli.contract import Dataset
+from drawcli.contract import Dataset, Labelled
 from drawcli.errors import DataError
 
 IDX_UBYTE_MAGIC = 0x0803  # unsigned bytes, 3 dimensions (LeCun's idx format)
+IDX_LABEL_MAGIC = 0x0801  # unsigned bytes, 1 dimension
 
 
 def cache_dir() -> Path:
@@ -26,58 +27,90 @@ def cache_dir() -> Path:
     return Path(base) / "drawcli"
 
 
-def read_idx_images(path: Path) -> torch.Tensor:
-    """An idx3-ubyte file (optionally .gz) -> uint8 tensor (N, 1, rows, cols)."""
+def _read_idx(path: Path, magic: int, what: str) -> tuple[bytes, list[int]]:
+    """The bytes of an idx file (optionally .gz) and its dimensions, checked against its header."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    if len(data) < 16 or int.from_bytes(data[0:4], "big") != IDX_UBYTE_MAGIC:
-        raise DataError(f"{path} is not an idx image file (bad magic number)")
-    n, rows, cols = (int.from_bytes(data[i : i + 4], "big") for i in (4, 8, 12))
-    if len(data) != 16 + n * rows * cols:
-        raise DataError(f"{path} is truncated: header says {n}x{rows}x{cols}, file has {len(data) - 16} bytes")
+    ndim = magic & 0xFF
+    if len(data) < 4 + 4 * ndim or int.from_bytes(data[0:4], "big") != magic:
+        raise DataError(f"{path} is not an idx {what} file (bad magic number)")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    size = 1
+    for d in dims:
+        size *= d
+    if len(data) != 4 + 4 * ndim + size:
+        shape = "x".join(map(str, dims))
+        raise DataError(f"{path} is truncated: header says {shape}, file has {len(data) - 4 - 4 * ndim} bytes")
+    return data, dims
+
+
+def read_idx_images(path: Path) -> torch.Tensor:
+    """An idx3-ubyte file (optionally .gz) -> uint8 tensor (N, 1, rows, cols)."""
+    data, (n, rows, cols) = _read_idx(path, IDX_UBYTE_MAGIC, "image")
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=16).view(n, 1, rows, cols)
+
+
+def read_idx_labels(path: Path) -> torch.Tensor:
+    """An idx1-ubyte file (optionally .gz) -> int64 labels (N,)."""
+    data, _ = _read_idx(path, IDX_LABEL_MAGIC, "label")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=8).to(torch.int64)
 
 
 class IdxDataset(Dataset):
     """MNIST-format data: four idx files, found directly in a folder or in torchvision's layout."""
 
     image_shape = (1, 28, 28)
+    has_labels = True
     files = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+    label_files = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
+    classes: tuple[str, ...] = tuple(str(d) for d in range(10))
     folder_name = ""  # torchvision's folder name, e.g. "MNIST"
     system_dirs: tuple[Path, ...] = ()
 
     def _candidates(self, root: Path) -> list[Path]:
         return [root, root / self.folder_name / "raw", root / "raw"]
 
-    def _find(self, split: str, roots: list[Path]) -> Path | None:
+    def _find(self, name: str, roots: list[Path]) -> Path | None:
         for root in roots:
             for folder in self._candidates(root):
                 for suffix in ("", ".gz"):
-                    path = folder / (self.files[split] + suffix)
+                    path = folder / (name + suffix)
                     if path.is_file():
                         return path
         return None
 
-    def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
-        if split not in self.files:
-            raise DataError(f"unknown split {split!r}; expected one of {sorted(self.files)}")
+    def _locate(self, split: str, data_dir: Path | None, names: dict[str, str]) -> Path:
+        """The file `names[split]` in --data-dir, else the system folders and the cache (downloading there)."""
+        if split not in names:
+            raise DataError(f"unknown split {split!r}; expected one of {sorted(names)}")
         roots = [data_dir] if data_dir is not None else [*self.system_dirs, cache_dir() / self.folder_name.lower()]
-        path = self._find(split, roots)
+        path = self._find(names[split], roots)
         if path is None and data_dir is None:
             self._download(roots[-1])
-            path = self._find(split, roots)
+            path = self._find(names[split], roots)
         if path is None:
             looked = ", ".join(str(p) for r in roots for p in self._candidates(r))
             raise DataError(
-                f"{self.files[split]}[.gz] not found (looked in: {looked}). Put the four idx files "
+                f"{names[split]}[.gz] not found (looked in: {looked}). Put the four idx files "
                 f"of {self.folder_name} in a folder and pass it with --data-dir, or run without "
                 f"--data-dir on a machine with a network to download them."
             )
-        return read_idx_images(path)
+        return path
+
+    def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
+        return read_idx_images(self._locate(split, data_dir, self.files))
+
+    def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
+        images = self.load(split, data_dir, image_shape)
+        path = self._locate(split, data_dir, self.label_files)
+        labels = read_idx_labels(path)
+        if len(labels) != len(images):
+            raise DataError(f"{path} has {len(labels)} labels for {len(images)} images")
+        return Labelled(images, labels, self.classes)
 
     def _download(self, root: Path) -> None:
         from torchvision import datasets
@@ -100,46 +133,73 @@ class FashionMNIST(IdxDataset):
 
     folder_name = "FashionMNIST"
     system_dirs = (Path("/usr/share/datasets/fashion-mnist"),)
+    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 class ImageFolder(Dataset):
     """Every image under a folder (recursively), resized to the model's size, grey or colour.
 
     With `train/` and `test/` subfolders those are the splits; otherwise every tenth image
-    (in sorted path order) is held out as the test split.
+    (in sorted path order) is held out as the test split. Labels (for classifiers) come from
+    class subfolders, torchvision's ImageFolder layout: ROOT/{train,test}/CLASS/*.png, the
+    classes in sorted order of their folder names.
     """
 
     image_shape = None
+    has_labels = True
 
-    def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
-        from PIL import Image, UnidentifiedImageError
-        from torchvision.datasets.folder import IMG_EXTENSIONS
-
+    def _root(self, split: str, data_dir: Path | None) -> tuple[Path, bool]:
+        """The folder holding `split`'s images, and whether the folder has train/ and test/ splits."""
         if data_dir is None:
             raise DataError("the folder data set needs --data-dir pointing at a folder of images")
         if not data_dir.is_dir():
             raise DataError(f"image folder {data_dir} does not exist or is not a folder")
         if split not in ("train", "test"):
             raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
-        split_dir = data_dir / split
         has_splits = (data_dir / "train").is_dir() and (data_dir / "test").is_dir()
-        root = split_dir if has_splits else data_dir
+        only_test = split == "test" and (data_dir / "test").is_dir()  # a test set made elsewhere
+        return (data_dir / split if has_splits or only_test else data_dir), has_splits or only_test
+
+    def _paths(self, split: str, data_dir: Path | None) -> tuple[Path, list[Path]]:
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        root, has_splits = self._root(split, data_dir)
         paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
         if not has_splits:
             paths = [p for i, p in enumerate(paths) if (i % 10 == 9) == (split == "test")]
         if not paths:
             raise DataError(f"no images ({', '.join(IMG_EXTENSIONS)}) for split {split!r} under {root}")
-        channels, height, width = image_shape
-        mode = {1: "L", 3: "RGB"}.get(channels)
-        if mode is None:
-            raise DataError(f"the folder data set loads grey (1) or colour (3) images, not {channels} channels")
-        images = torch.empty(len(paths), channels, height, width, dtype=torch.uint8)
-        for i, path in enumerate(paths):
-            try:
-                with Image.open(path) as img:
-                    img = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-                    pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                raise DataError(f"cannot read image {path}: {exc}") from None
-            images[i] = pixels.view(height, width, channels).permute(2, 0, 1)
-        return images
+        return root, paths
+
+    def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
+        return _read_images(self._paths(split, data_dir)[1], image_shape)
+
+    def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
+        root, paths = self._paths(split, data_dir)
+        folders = [p.relative_to(root).parts for p in paths]
+        loose = [p for p, parts in zip(paths, folders) if len(parts) < 2]
+        if loose:
+            raise DataError(f"{loose[0]} is not in a class folder: labelled images go in {root}/CLASS/*.png")
+        classes = tuple(sorted({parts[0] for parts in folders}))
+        labels = torch.tensor([classes.index(parts[0]) for parts in folders], dtype=torch.int64)
+        return Labelled(_read_images(paths, image_shape), labels, classes)
+
+
+def _read_images(paths: list[Path], image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """Image files -> uint8 (N, C, H, W), converted to grey or RGB and resized (bilinear)."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = image_shape
+    mode = {1: "L", 3: "RGB"}.get(channels)
+    if mode is None:
+        raise DataError(f"the folder data set loads grey (1) or colour (3) images, not {channels} channels")
+    images = torch.empty(len(paths), channels, height, width, dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from None
+        images[i] = pixels.view(height, width, channels).permute(2, 0, 1)
+    return images

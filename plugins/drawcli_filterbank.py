@@ -133,6 +133,16 @@ class FilterbankReader(Reader):
         patches = read_patch(torch.cat([x, x_hat], dim=1), fx, fy)  # (B, 2C, N, N)
         return window.gamma[:, None] * patches.flatten(1), window
 
+    @property
+    def image_out_size(self) -> int:
+        return self.out_size // 2
+
+    def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
+        """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""
+        window = decode_window(self.window(h), self.height, self.width, self.size)
+        fx, fy = filterbanks(window, self.height, self.width)
+        return window.gamma[:, None] * read_patch(x, fx, fy).flatten(1), window  # (B, C N N)
+
 
 class FilterbankWriter(Writer):
     """write(h_dec) = (1 / gamma^) F^_y^T w F^_x with w = W(h_dec) an N x N patch (eqs. 28-29)."""

@@ -21,6 +21,14 @@ class NoAttentionReader(Reader):
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, None]:
         return torch.cat([x.flatten(1), x_hat.flatten(1)], dim=1), None
 
+    @property
+    def image_out_size(self) -> int:
+        return self.out_size // 2
+
+    def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """The whole image, flattened: the classifier's baseline without attention."""
+        return x.flatten(1), None
+
 
 class NoAttentionWriter(Writer):
     """write(h_dec) = W(h_dec) (eq. 18): a linear map onto the whole canvas."""

@@ -38,13 +38,13 @@ def idx_bytes(images: torch.Tensor) -> bytes:
 
 
 def write_idx_dataset(folder: Path, n_train: int = 64, n_test: int = 16, size: int = 28, gz: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Write MNIST-style idx files of random blobs (and labels) into folder; return the images."""
+    """Write MNIST-style idx files of random blobs and labels (image i has label i % 10) into folder; return the images."""
     folder.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for split, n in (("train", n_train), ("test", n_test)):
         images = (torch.rand(n, size, size, generator=gen) * 255).to(torch.uint8)
-        labels = bytes((0x0801).to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(n))
+        labels = (0x0801).to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(i % 10 for i in range(n))
         img_name, lbl_name = IDX_NAMES[split]
         for name, payload in ((img_name, idx_bytes(images)), (lbl_name, labels)):
             if gz:

@@ -1,4 +1,4 @@
-"""`drawcli sample` and `drawcli reconstruct`: the model drawing, as GIFs and PNGs."""
+"""`drawcli sample`, `reconstruct` and `glimpses`: models drawing, and reading, as GIFs and PNGs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ from drawcli.cli.app import app, err, fail, handles_errors, out
 from drawcli.cli.options import Device, DeviceOption, ThreadsOption, check_outputs
 
 CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")]
+
+
+def require_drawing(model: Any, info: Any, command: str) -> None:
+    """Fail cleanly on a model that has no canvas (the attention classifier) for `command`."""
+    if not hasattr(model, "generate"):
+        fail(f"{info.path} holds a {info.config.kind} model, which does not {command}: only generative models draw; "
+             f"`drawcli glimpses {info.path}` shows where it looks")  # fmt: skip
 
 
 def draw_samples(model: Any, gif: Path | None, png: Path | None, n: int, seed: int, fps: float, scale: int, boxes: bool) -> None:
@@ -56,6 +63,7 @@ def sample(
     check_outputs(gif, png)
     model, info = checkpoint.load_model(checkpoint_path, devices.setup(device.value, threads))
     model.eval()
+    require_drawing(model, info, "sample")
     if boxes and not model.writer.produces_windows:
         fail(f"--boxes needs a writer that produces windows; this model's writer {info.config.writer!r} has none")
     start = time.perf_counter()
@@ -90,6 +98,7 @@ def reconstruct(
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
     model.eval()
+    require_drawing(model, info, "reconstruct")
     images, _ = test_images(info, dataset, data_dir, "test", None)
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     x = images[pick].to(target)
@@ -102,3 +111,46 @@ def reconstruct(
         render.write_png(png, frames[-1])
     bound = result.loss.mean().item()
     out.print(f"wrote {gif}: {len(x)} test images, {len(frames)} frames, bound {bound:.2f} nats on these images")
+
+
+@app.command()
+@handles_errors
+def glimpses(
+    ctx: typer.Context,
+    checkpoint_path: CheckpointArg,
+    gif: Annotated[Path, typer.Option(help="GIF: test images with each glimpse's read window (green), one frame per glimpse; captions give the glimpse, then the predicted and true labels.")] = Path("glimpses.gif"),
+    png: Annotated[Optional[Path], typer.Option(help="Also write the last frame as a PNG.")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to show.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed choosing the images.")] = 0,
+    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="Frames per second (the last frame is held 2 s).")] = 2.0,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 1,
+    dataset: Annotated[Optional[str], typer.Option(help="Labelled data set (default: the one it was trained on).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")] = None,
+    device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
+    threads: ThreadsOption = None,
+) -> None:
+    """Show an attention classifier at work: where each glimpse reads, and what it predicts (the paper's Figure 5)."""
+    import torch
+
+    from drawcli import checkpoint, devices, render
+    from drawcli.cli.evaluate import labelled_test
+
+    check_outputs(gif, png)
+    target = devices.setup(device.value, threads)
+    model, info = checkpoint.load_model(checkpoint_path, target)
+    if hasattr(model, "generate"):
+        fail(f"{info.path} holds a {info.config.kind} model; `drawcli glimpses` shows classifiers (try `drawcli reconstruct`)")
+    test = labelled_test(info, dataset, data_dir, "test", None)
+    pick = torch.randperm(len(test.images), generator=torch.Generator().manual_seed(seed))[:n]
+    x = test.images[pick].float().div(255).to(target)
+    model.eval()
+    with torch.no_grad():
+        result = model(x, record=True)
+    names = info.training.get("class_names") or [str(k) for k in range(info.config.classes)]
+    captions = [(names[p], names[t]) for p, t in zip(result.logits.argmax(1).tolist(), test.labels[pick].tolist())]
+    frames = render.glimpse_frames(x, result.read_windows, captions, scale)
+    render.write_gif(gif, frames, fps=fps)
+    if png is not None:
+        render.write_png(png, frames[-1])
+    right = sum(p == t for p, t in captions)
+    out.print(f"wrote {gif}: {len(x)} test images, {len(frames)} frames, {right} of {len(x)} classified right")

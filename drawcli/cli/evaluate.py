@@ -1,4 +1,5 @@
-"""`drawcli evaluate`: the variational and importance-weighted bounds of a checkpoint on held-out data."""
+"""`drawcli evaluate`: a DRAW model's variational and importance-weighted bounds, or a classifier's
+test error with per-class errors and the confusion matrix, on held-out data."""
 
 from __future__ import annotations
 
@@ -29,6 +30,56 @@ def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: st
     return data.binarize_fixed(images, mode), how
 
 
+def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: str, limit: int | None) -> Any:
+    """A labelled split for a classifier, its labels renumbered to the model's classes by name.
+
+    So a folder of class subfolders made elsewhere is scored against the classes the model was trained on.
+    """
+    from drawcli import data
+    from drawcli.contract import Labelled
+    from drawcli.errors import DataError
+
+    name = dataset or info.training.get("dataset") or "mnist"
+    folder = data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
+    images, labels, classes = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
+    known = list(info.training.get("class_names") or [str(k) for k in range(info.config.classes)])
+    unknown = sorted(set(classes) - set(known))
+    if unknown:
+        raise DataError(f"{name} has classes the model does not know: {', '.join(unknown)} (it knows {', '.join(known)})")
+    import torch
+
+    renumber = torch.tensor([known.index(c) for c in classes], dtype=torch.int64)
+    return Labelled(images[:limit], renumber[labels][:limit], tuple(known))
+
+
+def print_errors(report: dict[str, Any]) -> None:
+    """The human-readable form of `evaluate`'s report on a classifier."""
+    from rich.table import Table
+
+    out.print(f"[bold]{report['checkpoint']}[/bold]: {report['data']}")
+    out.print(f"test error   {report['error']:.2f} ± {report['error_se']:.2f} %  (cross-entropy {report['loss']:.4f} nats)")
+    classes = report["classes"]
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+    for col in ("class", *classes, "error %"):
+        table.add_column(col, justify="right")
+    for name, row in zip(classes, report["confusion"]):
+        error = report["per_class"][name]["error"]
+        table.add_row(name, *map(str, row), "-" if error is None else f"{error:.2f}")
+    out.print(table)
+    out.print(f"{report['images']} images in {report['seconds']:.1f} s")
+
+
+def evaluate_classifier(model: Any, info: Any, target: Any, dataset: str | None, data_dir: Path | None, split: str,
+                        batch_size: int, limit: int | None, progress: Any) -> dict[str, Any]:  # fmt: skip
+    from drawcli.training.classify import error_report, predict
+
+    test = labelled_test(info, dataset, data_dir, split, limit)
+    task = progress.add_task("evaluating", total=len(test.images))
+    logits = predict(model, test.images, target, batch_size, lambda n: progress.advance(task, n))
+    how = f"{dataset or info.training.get('dataset')} {split} split, {len(test.images)} images"
+    return {"checkpoint": str(info.path), "data": how, **error_report(logits, test.labels, test.classes)}
+
+
 def print_bounds(report: dict[str, Any], samples: int) -> None:
     """The human-readable form of `evaluate`'s report."""
     out.print(f"[bold]{report['checkpoint']}[/bold]: {report['data']}")
@@ -55,7 +106,8 @@ def evaluate(
     threads: ThreadsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
-    """The variational bound (and with --samples K the importance-weighted bound) in nats per image."""
+    """The variational bound (and with --samples K the importance-weighted bound) in nats per image;
+    for a classifier, the test error in % with its standard error, per-class errors and the confusion matrix."""
     from rich.progress import Progress
 
     from drawcli import checkpoint, devices
@@ -63,14 +115,19 @@ def evaluate(
 
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
-    images, how = test_images(info, dataset, data_dir, split, binarize.value if binarize else None, limit)
     start = time.perf_counter()
     with Progress(console=err, disable=as_json or not err.is_terminal, transient=True) as progress:
-        task = progress.add_task("evaluating", total=len(images))
-        result = evaluation.per_image(model, images, target, batch_size, samples, lambda n: progress.advance(task, n))
-    report = {"checkpoint": str(info.path), "data": how, "samples": samples, **evaluation.summarize(result),
-              "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+        if not hasattr(model, "generate"):  # a classifier: no bound, an error rate
+            report = evaluate_classifier(model, info, target, dataset, data_dir, split, batch_size, limit, progress)
+        else:
+            images, how = test_images(info, dataset, data_dir, split, binarize.value if binarize else None, limit)
+            task = progress.add_task("evaluating", total=len(images))
+            result = evaluation.per_image(model, images, target, batch_size, samples, lambda n: progress.advance(task, n))
+            report = {"checkpoint": str(info.path), "data": how, "samples": samples, **evaluation.summarize(result)}
+    report["seconds"] = round(time.perf_counter() - start, 2)
     if as_json:
         print(json.dumps(report, indent=2))
+    elif "error" in report:
+        print_errors(report)
     else:
         print_bounds(report, samples)

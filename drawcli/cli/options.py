@@ -10,7 +10,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from drawcli import registry
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_MODES, DEVICES
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_MODES, DEVICES, MODEL_KINDS
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -22,6 +22,7 @@ Binarize = choices("Binarize", BINARIZE_MODES)
 Amp = choices("Amp", AMP_MODES)
 CompileMode = choices("CompileMode", COMPILE_MODES)
 Device = choices("Device", DEVICES)
+ModelKind = choices("ModelKind", MODEL_KINDS)
 
 # `train` parameter -> TrainSettings field, where the two names differ.
 SETTING_PARAMS = {"compile_model": "compile"}

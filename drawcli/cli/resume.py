@@ -42,6 +42,8 @@ def _check_architecture(ctx: typer.Context, config: DrawConfig, components: dict
             same = value == stored
         if not same:
             _conflict(name, value, name, stored)
+    if from_command_line(ctx, "model") and plain(ctx.params["model"]) != config.kind:
+        _conflict("model", plain(ctx.params["model"]), "kind", config.kind)
     for param, name in COMPONENT_OPTIONS.items():
         if from_command_line(ctx, param) and key_values(ctx.params[param]) != getattr(config, name):
             _conflict(param, " ".join(ctx.params[param]), name, getattr(config, name))

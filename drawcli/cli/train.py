@@ -9,8 +9,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
-from drawcli.cli.options import (Amp, Binarize, CompileMode, Device, component, from_command_line, key_values,
-                                 positive_float, setting_param)  # fmt: skip
+from drawcli.cli.options import (Amp, Binarize, CompileMode, Device, ModelKind, component, from_command_line, key_values,
+                                 plain, positive_float, setting_param)  # fmt: skip
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
 from drawcli.training.settings import TrainSettings
@@ -47,13 +47,12 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
     import dataclasses
 
     from drawcli import data
-    from drawcli.cli.options import plain
 
     p = _with_preset(ctx, preset)
     native = data.open_dataset(p["dataset"]).image_shape or (1, 28, 28)
     try:
         config = DrawConfig(
-            channels=p["channels"] or native[0], height=p["height"] or native[1], width=p["width"] or native[2],
+            kind=plain(p["model"]), channels=p["channels"] or native[0], height=p["height"] or native[1], width=p["width"] or native[2],
             glimpses=p["glimpses"], enc_size=p["enc_size"] or p["rnn_size"], dec_size=p["dec_size"] or p["rnn_size"],
             z_size=p["z_size"], read_size=p["read_size"], write_size=p["write_size"],
             reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
@@ -66,8 +65,9 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
     return config, TrainSettings(**{name: plain(p[setting_param(name)]) for name in fields})
 
 
-def _sample_writer(run: Any, settings: Any) -> Any:
+def _sample_writer(run: Any, settings: Any, run_kind: str) -> Any:
     """The epoch-end hook: a GIF of samples every `sample_every` epochs, and at a mid-epoch end."""
+    from drawcli import models
     from drawcli.cli.draw import draw_samples
 
     def write(model: Any, state: Any) -> None:
@@ -76,13 +76,15 @@ def _sample_writer(run: Any, settings: Any) -> Any:
         gif = run.sample_gif(state.epoch, state.step, mid_epoch=bool(state.batch))
         draw_samples(model, gif, None, n=settings.sample_count, seed=settings.seed, fps=8, scale=2, boxes=False)
 
-    return write if settings.sample_every else None
+    draws = hasattr(models.MODELS[run_kind], "generate")
+    return write if settings.sample_every and draws else None
 
 
 @app.command()
 @handles_errors
 def train(
     ctx: typer.Context,
+    model: Annotated[ModelKind, typer.Option("--model", help="draw: the generative model; classifier: the attention classifier of section 4.1 (an LSTM reads --glimpses glimpses through --reader, then classifies; trains on a labelled data set's grey levels, so --binarize and --kl-warmup do not apply).", rich_help_panel=ARCH)] = ModelKind(DrawConfig.kind),  # type: ignore[valid-type]
     reader: Annotated[str, typer.Option(help="Reader component (see `drawcli plugins`).", callback=component("reader"), rich_help_panel=ARCH)] = DrawConfig.reader,
     writer: Annotated[str, typer.Option(help="Writer component.", callback=component("writer"), rich_help_panel=ARCH)] = DrawConfig.writer,
     sampler: Annotated[str, typer.Option(help="Latent sampler component.", callback=component("sampler"), rich_help_panel=ARCH)] = DrawConfig.sampler,
@@ -158,7 +160,7 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
     run.prepare()  # fail now, not after the first epoch
     reporter = make_reporter(err, quiet) if dist_ctx.is_main else SilentReporter(err)
     try:
-        training.train(config, settings, run_dir, reporter, resume=resuming, on_epoch_end=_sample_writer(run, settings),
+        training.train(config, settings, run_dir, reporter, resume=resuming, on_epoch_end=_sample_writer(run, settings, config.kind),
                        ctx=dist_ctx, device=dist_device)  # fmt: skip
     except Interrupted as exc:
         reporter.close()

@@ -1,0 +1,61 @@
+"""The attention classifier of DRAW's section 4.1 ("differentiable RAM"), built from a reader plugin.
+
+At each of T steps the reader takes a glimpse of the image through a window computed from the
+LSTM's previous hidden state (h_0 = 0); the LSTM reads the glimpse; after the last step a
+linear layer gives the class logits. Trained end to end by back-propagation through the
+attention, with cross-entropy. There is no canvas and no error image: the reader's
+`read_image` is used (contract.Reader).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drawcli.config import DrawConfig
+from drawcli.contract import Reader, Window
+from drawcli.model import _component, _windows_or_none
+
+
+@dataclass
+class ClassifierOutput:
+    """Logits of one forward pass, plus the read windows when recorded."""
+
+    logits: torch.Tensor  # (B, classes)
+    read_windows: list[Window] | None = None  # T windows, readers that produce windows only
+
+    def loss(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) cross-entropy in nats."""
+        return F.cross_entropy(self.logits, labels, reduction="none")
+
+    def wrong(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) 1.0 where the most likely class is not the label."""
+        return (self.logits.argmax(dim=1) != labels).float()
+
+
+class AttentionClassifier(nn.Module):
+    """An LSTM of config.dec_size units that reads config.glimpses glimpses, then classifies."""
+
+    def __init__(self, config: DrawConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.reader: Reader = _component("reader", config.reader, Reader, config, config.reader_options)
+        self.lstm = nn.LSTMCell(self.reader.image_out_size, config.dec_size)
+        self.classify = nn.Linear(config.dec_size, config.classes)
+
+    def forward(self, x: torch.Tensor, record: bool = False) -> ClassifierOutput:
+        """x: (B, C, H, W) grey levels in [0, 1] -> logits (B, classes)."""
+        h = c = x.new_zeros(x.shape[0], self.config.dec_size)
+        windows = []
+        for _ in range(self.config.glimpses):
+            r, window = self.reader.read_image(x, h)  # the window from the previous state
+            h, c = self.lstm(r, (h, c))
+            windows.append(window)
+        return ClassifierOutput(self.classify(h), _windows_or_none(windows) if record else None)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per top-level part (reader, lstm, classify)."""
+        return {name: sum(p.numel() for p in child.parameters()) for name, child in self.named_children()}

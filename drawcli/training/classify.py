@@ -1,0 +1,112 @@
+"""The attention classifier as a model family: labelled images in, cross-entropy and error out."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from drawcli import data, distributed
+from drawcli.classifier import AttentionClassifier
+from drawcli.config import DrawConfig
+from drawcli.errors import DataError
+from drawcli.training.family import BatchLoss, ModelFamily
+from drawcli.training.settings import TrainSettings
+
+EVAL_BATCH_SIZE = 500
+
+
+def grey(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float grey levels in [0, 1]: the classifier reads them unbinarized."""
+    return images.float() / 255.0
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = EVAL_BATCH_SIZE,
+            on_batch: Any = None) -> torch.Tensor:  # fmt: skip
+    """Logits (N, classes) of uint8 images (N, C, H, W), in evaluation mode, on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        out.append(model(grey(images[start : start + batch_size].to(device))).logits.float().cpu())
+        if on_batch is not None:
+            on_batch(len(out[-1]))
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def error_report(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Test error in % with its standard error (binomial), mean cross-entropy, per-class errors, confusion matrix."""
+    n = len(labels)
+    wrong = (logits.argmax(dim=1) != labels).double()
+    p = wrong.mean().item()
+    confusion = torch.zeros(len(classes), len(classes), dtype=torch.int64)  # rows: true class, columns: predicted
+    confusion.index_put_((labels, logits.argmax(dim=1)), torch.ones(n, dtype=torch.int64), accumulate=True)
+    per_class = {}
+    for k, name in enumerate(classes):
+        total = int(confusion[k].sum())
+        per_class[name] = {"images": total, "error": 100.0 * (total - int(confusion[k, k])) / total if total else None}
+    return {
+        "images": n,
+        "error": 100.0 * p,
+        "error_se": 100.0 * math.sqrt(p * (1 - p) / n) if n > 1 else float("nan"),
+        "loss": torch.nn.functional.cross_entropy(logits.double(), labels).item(),
+        "classes": list(classes),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+class ClassifierFamily(ModelFamily):
+    """The attention classifier trained on a labelled data set's grey levels (no binarization)."""
+
+    metrics = ("loss", "error")
+
+    def __init__(self, config: DrawConfig, settings: TrainSettings, device: torch.device,
+                 ctx: distributed.Dist | None = None) -> None:  # fmt: skip
+        self.config, self.settings, self.device = config, settings, device
+        self.ctx = ctx or distributed.Dist()
+        dataset = data.open_dataset(settings.dataset)
+        data_dir = Path(settings.data_dir) if settings.data_dir else None
+        train = data.load_labelled(dataset, "train", data_dir, config.image_shape)
+        self.test = data.load_labelled(dataset, "test", data_dir, config.image_shape)
+        if self.test.classes != train.classes:
+            raise DataError(f"the test split's classes {self.test.classes} differ from the training split's {train.classes}")
+        self.config = config.replace(classes=len(train.classes))  # the number of classes comes from the data
+        self.images, self.labels, self.classes = train
+        self.train_size = len(self.images)
+
+    def build(self) -> AttentionClassifier:
+        return AttentionClassifier(self.config).to(self.device)
+
+    def prepare(self, model: nn.Module) -> None:
+        if self.device.type == "cuda":  # the training set on the GPU: no copies per step
+            self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
+
+    def index_device(self) -> torch.device:
+        return self.images.device
+
+    def batch_loss(self, net: nn.Module, model: nn.Module, indices: torch.Tensor, step: int) -> BatchLoss:
+        x = distributed.shard(grey(self.images[indices]), self.ctx).to(self.device, non_blocking=True)
+        y = distributed.shard(self.labels[indices], self.ctx).to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp == "bf16"):
+            out = net(x)
+        loss = out.loss(y)
+        return BatchLoss(loss, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        report = error_report(predict(model, self.test.images, self.device), self.test.labels, self.test.classes)
+        return {"loss": report["loss"], "error": report["error"]}
+
+    def summary(self) -> dict[str, Any]:
+        return {"data_dir": self.settings.data_dir, "class_names": list(self.classes)}
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        """'loss 0.350 nats, error 10.20%' (errors are in % of the examples, in training and held out)."""
+        if not metrics:
+            return "not measured"
+        return f"loss {metrics['loss']:.3f} nats, error {metrics['error']:.2f}%"

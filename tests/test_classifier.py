@@ -1,0 +1,129 @@
+"""The attention classifier of section 4.1: every reader, the loss and error by hand, a tiny run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import invoke
+from PIL import Image
+from safetensors.torch import load_file
+
+from drawcli import registry, render
+from drawcli.classifier import AttentionClassifier, ClassifierOutput
+from drawcli.config import DrawConfig
+from drawcli.contract import Window
+from drawcli.training.classify import error_report
+
+SMALL = dict(kind="classifier", channels=1, height=12, width=12, glimpses=3, enc_size=8, dec_size=8, read_size=3,
+             classes=4)  # fmt: skip
+CLASSIFIER = ["--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--read-size", "3", "--batch-size", "16",
+              "--threads", "1", "--quiet"]  # fmt: skip
+
+
+@pytest.mark.parametrize("reader", [spec.name for spec in registry.find("reader")])
+def test_every_reader_classifies(reader: str) -> None:
+    """logits (B, classes); one window per glimpse exactly when the reader produces windows; gradients reach the reader."""
+    torch.manual_seed(0)
+    model = AttentionClassifier(DrawConfig(**SMALL, reader=reader))
+    x = torch.rand(5, 1, 12, 12)
+    r, _ = model.reader.read_image(x, torch.zeros(5, 8))
+    assert r.shape == (5, model.reader.image_out_size)
+    out = model(x, record=True)
+    assert out.logits.shape == (5, 4) and torch.isfinite(out.logits).all()
+    assert (out.read_windows is not None) == model.reader.produces_windows
+    if out.read_windows is not None:
+        assert len(out.read_windows) == 3
+    out.loss(torch.tensor([0, 1, 2, 3, 0])).sum().backward()
+    assert all(p.grad is not None for p in model.lstm.parameters())
+
+
+def test_filterbank_reads_the_image_alone() -> None:
+    """read_image is the first half of forward(x, x_hat): gamma F_y x F_x^T, without the error image."""
+    torch.manual_seed(0)
+    reader = registry.build("reader", "filterbank", DrawConfig(**SMALL))
+    x, x_hat, h = torch.rand(2, 1, 12, 12), torch.rand(2, 1, 12, 12), torch.randn(2, 8)
+    both, _ = reader(x, x_hat, h)
+    alone, _ = reader.read_image(x, h)
+    assert reader.image_out_size == 9
+    torch.testing.assert_close(alone, both[:, :9], rtol=0, atol=0)
+
+
+def test_loss_and_error_by_hand() -> None:
+    """logits (0, ln 3) for label 1: cross-entropy -ln(3/4); argmax ties nothing away."""
+    out = ClassifierOutput(logits=torch.tensor([[0.0, math.log(3.0)], [2.0, 0.0], [0.0, 1.0]]))
+    labels = torch.tensor([1, 1, 1])
+    assert out.loss(labels)[0].item() == pytest.approx(-math.log(0.75))
+    assert out.loss(labels)[1].item() == pytest.approx(math.log(1 + math.exp(2.0)))
+    assert out.wrong(labels).tolist() == [0.0, 1.0, 0.0]
+
+
+def test_error_report_by_hand() -> None:
+    """4 images of classes a, b: one b taken for a. Error 25%, SE sqrt(.25 .75 / 4) = 21.65%."""
+    logits = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    report = error_report(logits, torch.tensor([0, 0, 1, 1]), ("a", "b"))
+    assert report["error"] == pytest.approx(25.0)
+    assert report["error_se"] == pytest.approx(100 * math.sqrt(0.25 * 0.75 / 4))
+    assert report["confusion"] == [[2, 0], [1, 1]]
+    assert report["per_class"] == {"a": {"images": 2, "error": 0.0}, "b": {"images": 2, "error": 50.0}}
+
+
+def test_tiny_classifier_trains_resumes_exactly_and_evaluates(idx_dir: Path, tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    for run, steps in ((straight, "4"), (split, "2")):
+        result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", run, "--steps", steps)
+        assert result.exit_code == 0, result.output
+    result = invoke("train", "--resume", split, "--steps", "4", "--quiet")
+    assert result.exit_code == 0, result.output
+    a, b = load_file(straight / "checkpoint.safetensors"), load_file(split / "checkpoint.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (straight / "samples").exists()  # a classifier draws no samples
+    epoch = json.loads((straight / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"train_loss", "train_error", "test_loss", "test_error"} <= set(epoch)
+
+    result = invoke("evaluate", straight, "--json", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == 20 and sum(map(sum, report["confusion"])) == 20
+    assert report["classes"] == [str(d) for d in range(10)]
+    wrong = 20 - sum(report["confusion"][k][k] for k in range(10))
+    assert report["error"] == pytest.approx(100 * wrong / 20) == pytest.approx(epoch["test_error"])
+    inspect = json.loads(invoke("inspect", straight, "--json").stdout)
+    assert inspect["config"]["kind"] == "classifier" and inspect["config"]["classes"] == 10
+    assert list(inspect["components"]) == ["reader"]
+
+
+def test_sample_and_reconstruct_refuse_a_classifier(idx_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", run, "--steps", "1").exit_code == 0
+    for command in ("sample", "reconstruct"):
+        result = invoke(command, run, "--gif", tmp_path / "x.gif")
+        assert result.exit_code == 1
+        assert f"holds a classifier model, which does not {command}" in result.stderr and "Traceback" not in result.output
+    result = invoke("glimpses", run, "--gif", tmp_path / "g.gif", "--n", "3", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "g.gif") as gif:
+        assert gif.n_frames == 2  # one per glimpse
+
+
+def test_glimpse_frame_draws_each_window_at_its_position() -> None:
+    """Glimpse 1's window for image 0 (gx 4, gy 4, delta 1, N 3): the green outline spans pixels 2..5 (edges)."""
+    windows = [Window(gx=torch.tensor([2.0, 4.0]), gy=torch.tensor([2.0, 4.0]), delta=torch.ones(2),
+                      sigma2=torch.ones(2), gamma=torch.ones(2), size=3)] * 2  # fmt: skip
+    windows[1] = Window(gx=torch.tensor([4.0, 2.0]), gy=torch.tensor([4.0, 2.0]), delta=torch.ones(2),
+                        sigma2=torch.ones(2), gamma=torch.ones(2), size=3)  # fmt: skip
+    frames = render.glimpse_frames(torch.zeros(2, 1, 8, 8), windows, [("1", "1"), ("2", "7")], scale=2)
+    assert len(frames) == 2
+    pad = render.GRID_PADDING
+    cell = frames[1][pad : pad + 16, pad : pad + 16]
+    green = {tuple(p) for p in np.argwhere((cell == render.READ_COLOUR).all(axis=-1)).tolist()}
+    outline = {(y, x) for y in range(4, 11) for x in range(4, 11) if y in (4, 10) or x in (4, 10)}
+    assert green == outline
+    right = frames[1][pad + 16 : pad + 16 + render.CAPTION_HEIGHT, pad : pad + 16].astype(int)
+    wrong = frames[1][pad + 16 : pad + 16 + render.CAPTION_HEIGHT, 2 * pad + 16 : 2 * pad + 32].astype(int)
+    assert (right[..., 1] > right[..., 0] + 100).any() and not (right[..., 0] > right[..., 1] + 100).any()  # green
+    assert (wrong[..., 0] > wrong[..., 1] + 100).any() and not (wrong[..., 1] > wrong[..., 0] + 100).any()  # red
