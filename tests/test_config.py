@@ -25,8 +25,16 @@ def test_dict_round_trip(tiny_config) -> None:
     cfg = tiny_config(channels=3, height=6, width=10, reader="attn", writer_options={"k": [1, 2]})
     data = cfg.to_dict()
     assert data["channels"] == 3 and data["reader"] == "attn" and data["writer_options"] == {"k": [1, 2]}
-    assert len(data) == 15
+    assert len(data) == 17 and (data["kind"], data["classes"]) == ("draw", 10)
     assert DrawConfig.from_dict(data) == cfg
+
+
+def test_a_config_without_kind_is_a_draw_model_and_unknown_kinds_are_refused() -> None:
+    """Checkpoints written before the classifier have no kind or classes: they are DRAW models."""
+    old = {k: v for k, v in DrawConfig().to_dict().items() if k not in ("kind", "classes")}
+    assert DrawConfig.from_dict(old).kind == "draw"
+    with pytest.raises(ConfigError, match="^unknown model kind 'gan'; expected one of draw, classifier$"):
+        DrawConfig(kind="gan")
 
 
 def test_json_round_trip(tiny_config) -> None:

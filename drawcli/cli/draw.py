@@ -9,7 +9,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, err, fail, handles_errors, out
-from drawcli.cli.options import Device, DeviceOption, ThreadsOption, check_outputs
+from drawcli.cli.options import (DataDirOption, DatasetOption, Device, DeviceOption, FpsOption, PngOption, ThreadsOption,
+                                 check_outputs)  # fmt: skip
 
 CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")]
 
@@ -46,7 +47,7 @@ def sample(
     png: Annotated[Optional[Path], typer.Option(help="Write the final grid to this PNG.")] = None,
     n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Images to draw (laid out in a square grid).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for the prior samples.")] = 0,
-    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="GIF frames per second (the last frame is held 2 s).")] = 8.0,
+    fps: FpsOption = 8.0,
     scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 2,
     boxes: Annotated[bool, typer.Option("--boxes", help="Draw each glimpse's write window (writers that produce windows).")] = False,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
@@ -78,13 +79,13 @@ def reconstruct(
     ctx: typer.Context,
     checkpoint_path: CheckpointArg,
     gif: Annotated[Path, typer.Option(help="GIF: originals with the read window (green) beside the canvas with the write window (red).")] = Path("reconstruction.gif"),
-    png: Annotated[Optional[Path], typer.Option(help="Also write the final frame as a PNG.")] = None,
+    png: PngOption = None,
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to reconstruct.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed choosing the images and the posterior noise.")] = 0,
-    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="Frames per second (the last frame is held 2 s).")] = 8.0,
+    fps: FpsOption = 8.0,
     scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 3,
-    dataset: Annotated[Optional[str], typer.Option(help="Data set (default: the one it was trained on).")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")] = None,
+    dataset: DatasetOption = None,
+    data_dir: DataDirOption = None,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
     threads: ThreadsOption = None,
 ) -> None:
@@ -119,17 +120,17 @@ def glimpses(
     ctx: typer.Context,
     checkpoint_path: CheckpointArg,
     gif: Annotated[Path, typer.Option(help="GIF: test images with each glimpse's read window (green), one frame per glimpse; captions give the glimpse, then the predicted and true labels.")] = Path("glimpses.gif"),
-    png: Annotated[Optional[Path], typer.Option(help="Also write the last frame as a PNG.")] = None,
+    png: PngOption = None,
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to show.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed choosing the images.")] = 0,
-    fps: Annotated[float, typer.Option(min=0.1, max=100.0, help="Frames per second (the last frame is held 2 s).")] = 2.0,
+    fps: FpsOption = 2.0,
     scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 1,
-    dataset: Annotated[Optional[str], typer.Option(help="Labelled data set (default: the one it was trained on).")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")] = None,
+    dataset: DatasetOption = None,
+    data_dir: DataDirOption = None,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
     threads: ThreadsOption = None,
 ) -> None:
-    """Show an attention classifier at work: where each glimpse reads, and what it predicts (the paper's Figure 5)."""
+    """Show an attention classifier at work: where each glimpse reads, and what it predicts."""
     import torch
 
     from drawcli import checkpoint, devices, render

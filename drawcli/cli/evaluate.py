@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, err, handles_errors, out
-from drawcli.cli.options import Binarize, Device, DeviceOption, ThreadsOption
+from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption
 
 
 def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: str, binarize: str | None,
@@ -95,8 +95,8 @@ def print_bounds(report: dict[str, Any], samples: int) -> None:
 def evaluate(
     ctx: typer.Context,
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")],
-    dataset: Annotated[Optional[str], typer.Option(help="Data set (default: the one it was trained on).")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")] = None,
+    dataset: DatasetOption = None,
+    data_dir: DataDirOption = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     binarize: Annotated[Optional[Binarize], typer.Option(help="Binarization (default: the training run's).")] = None,  # type: ignore[valid-type]
     samples: Annotated[int, typer.Option(min=0, max=100000, help="K posterior samples for the importance-weighted bound; 0 skips it.")] = 0,

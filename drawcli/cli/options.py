@@ -29,6 +29,10 @@ SETTING_PARAMS = {"compile_model": "compile"}
 
 DeviceOption = Annotated[Device, typer.Option(help="auto takes CUDA when present.")]  # type: ignore[valid-type]
 ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: half the cores).")]
+DatasetOption = Annotated[Optional[str], typer.Option(help="Data set (default: the one it was trained on).")]
+DataDirOption = Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")]
+PngOption = Annotated[Optional[Path], typer.Option(help="Also write the last frame as a PNG.")]
+FpsOption = Annotated[float, typer.Option(min=0.1, max=100.0, help="GIF frames per second (the last frame is held 2 s).")]
 
 
 def setting_param(field: str) -> str:
