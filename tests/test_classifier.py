@@ -127,3 +127,9 @@ def test_glimpse_frame_draws_each_window_at_its_position() -> None:
     wrong = frames[1][pad + 16 : pad + 16 + render.CAPTION_HEIGHT, 2 * pad + 16 : 2 * pad + 32].astype(int)
     assert (right[..., 1] > right[..., 0] + 100).any() and not (right[..., 0] > right[..., 1] + 100).any()  # green
     assert (wrong[..., 0] > wrong[..., 1] + 100).any() and not (wrong[..., 1] > wrong[..., 0] + 100).any()  # red
+
+
+def test_compile_is_refused_for_a_classifier(idx_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "1", "--compile")
+    assert result.exit_code == 2
+    assert "error: --compile and --compile-mode compile DRAW's glimpse; the classifier runs eagerly" in result.stderr

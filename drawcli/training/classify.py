@@ -12,7 +12,7 @@ from torch import nn
 from drawcli import data, distributed
 from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
-from drawcli.errors import DataError
+from drawcli.errors import ConfigError, DataError
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
@@ -68,6 +68,8 @@ class ClassifierFamily(ModelFamily):
 
     def __init__(self, config: DrawConfig, settings: TrainSettings, device: torch.device,
                  ctx: distributed.Dist | None = None) -> None:  # fmt: skip
+        if settings.compile:
+            raise ConfigError("--compile and --compile-mode compile DRAW's glimpse; the classifier runs eagerly")
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
         dataset = data.open_dataset(settings.dataset)
