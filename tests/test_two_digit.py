@@ -106,3 +106,19 @@ def test_missing_folder_is_one_clear_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "train-images-idx3-ubyte" in lines[0]
+
+
+@pytest.mark.usefixtures("small")
+def test_preset_trains_a_60x60_model(tmp_path: Path) -> None:
+    """`--preset paper-two-digit-mnist` (shrunk by explicit options) trains on the 60 x 60 images at Adam 5e-4."""
+    import json
+
+    folder = write_digits(tmp_path / "mnist", blobs(8, TRAIN_INK, 0), blobs(6, TEST_INK, 1))
+    run = tmp_path / "run"
+    result = invoke("train", "--preset", "paper-two-digit-mnist", "--data-dir", folder, "--glimpses", "2",
+                    "--rnn-size", "8", "--z-size", "2", "--batch-size", "8", "--steps", "1", "--sample-every", "0",
+                    "--threads", "1", "--quiet", "--out", run)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "run.json").read_text())
+    assert (saved["config"]["height"], saved["config"]["width"], saved["config"]["read_size"]) == (60, 60, 2)
+    assert saved["settings"]["dataset"] == "two-digit-mnist" and saved["settings"]["lr"] == 5e-4
