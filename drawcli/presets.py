@@ -40,7 +40,7 @@ PRESETS: dict[str, Preset] = {
         "z 100, read 2x2, write 5x5; Adam 5e-4",
         {"dataset": "two-digit-mnist", "reader": "filterbank", "writer": "filterbank", "glimpses": 64,
          "rnn_size": 256, "z_size": 100, "read_size": 2, "write_size": 5,
-         # At the default 1e-3 the loss went non-finite at step 1187 and training stopped
+         # At the default 1e-3 the gradient went non-finite from step 1124 and training stopped
          # (docs/reproducing.md#two-digit-mnist-60-x-60); 5e-4 trained 2750 steps.
          "lr": 5e-4},
     ),
