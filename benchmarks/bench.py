@@ -37,6 +37,7 @@ from drawcli.training.step import make_optimizer, train_step
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_draw import baseline_like  # noqa: E402
 from flops import LSTM_COLS, LSTM_INNER, attention, glimpse_flops, lstm_shape, setting_label, train_flops  # noqa: E402
+from profiling import profile_step  # noqa: E402
 from tables import environment, print_compile_table, report  # noqa: E402
 from timing import (  # noqa: E402
     Result, Timer, current_rss_mib, interleave, json_from_child, matmul_gflops, peak_memory_mib, synchronizer,
@@ -184,34 +185,6 @@ def compile_setting(label: str, cfg: DrawConfig, batch: int, device: torch.devic
     return {"setting": label, "batch": batch, "compile_s": compile_s, **{f"{k}_ips": v for k, v in ips.items()}}
 
 
-def profile_step(cfg: DrawConfig, batch: int, device: torch.device, rows: int = 30, steps: int = 3) -> None:
-    """Print the top operators (by self time) of drawcli training steps, after two warm-up steps."""
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.manual_seed(0)
-    step = step_function(drawcli_subject(cfg, device), images(cfg, batch, device))
-    for _ in range(2):
-        step()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            step()
-        synchronizer(device)()
-    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = prof.key_averages()
-    print(f"\ntorch.profiler, {steps} drawcli training steps, batch {batch}, {cfg.reader}/{cfg.writer}:")
-    print(events.table(sort_by=sort, row_limit=rows))
-    total = sum(getattr(e, sort) for e in events)
-    matmul = sum(getattr(e, sort) for e in events if e.key in _MATMUL_OPS)
-    calls = sum(e.count for e in events if e.key.startswith("aten::"))
-    print(f"per step: matmul kernels ({', '.join(sorted(_MATMUL_OPS))}) {matmul / steps / 1e3:.1f} ms of "
-          f"{total / steps / 1e3:.1f} ms self time ({matmul / max(total, 1):.0%}); {calls // steps} aten op calls, "
-          f"nested ones included")  # fmt: skip
-
-
-_MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm"}
-
-
 # The command line
 
 
@@ -295,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
 
     compiled = compile_section(configs, args.batches, device, args) if args.compile else None
     if args.profile:
-        profile_step(next(iter(configs.values())), args.batches[0], device)
+        cfg, batch = next(iter(configs.values())), args.batches[0]
+        torch.manual_seed(0)
+        step = step_function(drawcli_subject(cfg, device), images(cfg, batch, device))
+        profile_step(step, f"batch {batch}, {setting_label(cfg)}", device)
     if args.json:
         payload = {
             "environment": env,
