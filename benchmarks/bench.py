@@ -157,32 +157,46 @@ def memory_child(name: str, cfg: DrawConfig, batch: int, device: torch.device) -
 
 
 def compile_section(configs: dict[str, DrawConfig], batches: list[int], device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """drawcli training with the compiled glimpse against eager drawcli, interleaved; compile time apart."""
+    """The ways drawcli train can run (eager, compiled, bf16) against the baseline, interleaved; compile time apart."""
     out = [compile_setting(label, cfg, batch, device, args) for label, cfg in configs.items() for batch in batches]
     print_compile_table(out, args.compile_mode, args.plain)
     return out
 
 
+def variants(cfg: DrawConfig, device: torch.device, args: argparse.Namespace) -> dict[str, tuple[Subject, bool]]:
+    """name -> (subject, compiled?): the baseline, drawcli eager and compiled, and with --bf16 both in bf16."""
+    out = {}
+    for name, compiled, low in (("baseline", False, None), ("eager", False, None), ("compiled", True, None),
+                                ("eager bf16", False, torch.bfloat16), ("compiled bf16", True, torch.bfloat16)):  # fmt: skip
+        if low is not None and not args.bf16:
+            continue
+        torch.manual_seed(0)
+        subject = (baseline_subject if name == "baseline" else drawcli_subject)(cfg, device)
+        if name != "baseline":
+            subject.model.low_precision(low)
+        if compiled:
+            subject.model.compile_glimpses(args.compile_mode)
+        out[name] = (subject, compiled)
+    return out
+
+
 def compile_setting(label: str, cfg: DrawConfig, batch: int, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
-    """compile_section at one setting: {setting, batch, compile_s, eager_ips, compiled_ips}."""
+    """compile_section at one setting: {setting, batch, ips: {variant: img/s}, compile_s: {variant: s}}."""
     sync = synchronizer(device)
     x = images(cfg, batch, device)
-    torch.manual_seed(0)
-    eager = drawcli_subject(cfg, device)
-    torch.manual_seed(0)
-    compiled = drawcli_subject(cfg, device)
-    compiled.model.compile_glimpses(args.compile_mode)
-    step = step_function(compiled, x)
-    start = time.perf_counter()
-    step()  # compiles forward and backward
-    sync()
-    compile_s = time.perf_counter() - start
-    timers = {"eager": Timer(step_function(eager, x), sync), "compiled": Timer(step, sync)}
-    for timer in timers.values():
-        timer.warm(args.warmup, args.min_time)
+    timers, compile_s = {}, {}
+    for name, (subject, compiled) in variants(cfg, device, args).items():
+        step = step_function(subject, x)
+        if compiled:
+            start = time.perf_counter()
+            step()  # compiles forward and backward
+            sync()
+            compile_s[name] = time.perf_counter() - start
+        timers[name] = Timer(step, sync)
+        timers[name].warm(args.warmup, args.min_time)
     interleave(list(timers.values()), args.reps)
     ips = {k: batch / statistics.median(t.times) for k, t in timers.items()}
-    return {"setting": label, "batch": batch, "compile_s": compile_s, **{f"{k}_ips": v for k, v in ips.items()}}
+    return {"setting": label, "batch": batch, "ips": ips, "compile_s": compile_s}
 
 
 # The command line
@@ -200,7 +214,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 reps, 1 warm-up, batch 64 only")
     parser.add_argument("--only", choices=["attention", "no-attention"], help="measure one setting only")
     parser.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of drawcli training steps (first batch, first setting)")
-    parser.add_argument("--compile", action="store_true", help="also measure drawcli with --compile (torch.compile of the glimpse), compile time apart")
+    parser.add_argument("--compile", action="store_true", help="also measure the ways drawcli train runs (eager, compiled: the default at this size) against the baseline, compile time apart")
+    parser.add_argument("--bf16", action="store_true", help="with --compile, also drawcli with --amp bf16 (emulated, so very slow, on CPUs without AMX or AVX512-BF16)")
     parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
                         help="torch.compile mode of --compile (reduce-overhead: CUDA graphs on a GPU)")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of rich")

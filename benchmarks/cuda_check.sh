@@ -40,13 +40,13 @@ tail -n 40 "$out/bench.log"
     --no-memory --json "$out/bench-graphs.json" $bench_args >"$out/bench-graphs.log" 2>&1
 tail -n 5 "$out/bench-graphs.log"
 
-# Epoch time and test bound against batch size (paper-mnist, bf16 autocast; eager, then CUDA graphs). lr stays 1e-3.
+# Epoch time and test bound against batch size (paper-mnist, bf16 LSTM matmuls; eager, then CUDA graphs). lr stays 1e-3.
 for job in $(for b in $batches; do echo "eager:$b"; done; for b in $graph_batches; do echo "graphs:$b"; done); do
     mode=${job%%:*} batch=${job#*:}
     run="$out/paper-mnist-$mode-b$batch"
     limit=(--epochs "$epochs")
     [ -n "$steps" ] && limit=(--steps "$steps")
-    extra=()
+    extra=(--compile off)
     [ "$mode" = graphs ] && extra=(--compile-mode reduce-overhead)
     timeout -s TERM "$run_limit" drawcli train --preset paper-mnist --data-dir "$data" --device "$device" --batch-size "$batch" --amp bf16 \
         "${limit[@]}" "${extra[@]}" --sample-every 0 --quiet --out "$run" >"$run.log" 2>&1

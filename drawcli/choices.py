@@ -7,7 +7,8 @@ importing it; the modules that use a list import it from here.
 from __future__ import annotations
 
 BINARIZE_MODES = ("stochastic", "threshold")  # data.binarize
-AMP_MODES = ("off", "bf16")  # training precision of the forward (TrainSettings.amp)
+AMP_MODES = ("off", "bf16")  # training precision of the LSTM matmuls (TrainSettings.amp)
+COMPILE_CHOICES = ("auto", "on", "off")  # whether the glimpse is compiled (TrainSettings.compile)
 COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of DRAW.compile_glimpses
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
 MODEL_KINDS = ("draw", "classifier")  # DrawConfig.kind: models.build makes each

@@ -19,6 +19,7 @@ from drawcli.choices import COMPILE_MODES
 from drawcli.config import DrawConfig
 from drawcli.contract import Reader, Sampler, Window, Writer
 from drawcli.errors import PluginError
+from drawcli.lstm import LSTMCell
 
 
 
@@ -64,25 +65,27 @@ class DRAW(nn.Module):
         self.reader: Reader = _component("reader", config.reader, Reader, config, config.reader_options)
         self.writer: Writer = _component("writer", config.writer, Writer, config, config.writer_options)
         self.sampler: Sampler = _component("sampler", config.sampler, Sampler, config, config.sampler_options)
-        self.encoder = nn.LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
-        self.decoder = nn.LSTMCell(self.sampler.z_size, config.dec_size)
+        self.encoder = LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
+        self.decoder = LSTMCell(self.sampler.z_size, config.dec_size)
         self._compiled: Any = None
         self._compile_mode: str | None = None
+        self.compile_failure: str | None = None  # why torch.compile failed, after which training ran eagerly
+        self._low_precision: torch.dtype | None = None
 
     def _glimpse(
         self, x: torch.Tensor, canvas: torch.Tensor, h_enc: torch.Tensor, c_enc: torch.Tensor, h_dec: torch.Tensor,
-        c_dec: torch.Tensor, noise: torch.Tensor,
+        c_dec: torch.Tensor, noise: torch.Tensor, lstm_lp: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[Any, ...]:
-        """One glimpse, eqs. 3-8: the unit `compile_glimpses` hands to torch.compile."""
+        """One glimpse, eqs. 3-8: the unit `compile_glimpses` hands to torch.compile.
+
+        `lstm_lp`: the encoder's and decoder's low-precision weights for this step, or None.
+        """
+        enc_lp, dec_lp = lstm_lp if lstm_lp is not None else (None, None)
         x_hat = x - torch.sigmoid(canvas)  # eq. 3
         r, read_window = self.reader(x, x_hat, h_dec)  # eq. 4
-        h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))  # eq. 5
-        if torch.is_autocast_enabled(x.device.type):  # --amp: latents and KL in float32, like the loss
-            with torch.autocast(x.device.type, enabled=False):
-                z, kl = self.sampler(h_enc.float(), noise)  # eq. 6
-        else:
-            z, kl = self.sampler(h_enc, noise)  # eq. 6
-        h_dec, c_dec = self.decoder(z, (h_dec, c_dec))  # eq. 7
+        h_enc, c_enc = self.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc), enc_lp)  # eq. 5
+        z, kl = self.sampler(h_enc, noise)  # eq. 6
+        h_dec, c_dec = self.decoder(z, (h_dec, c_dec), dec_lp)  # eq. 7
         update, write_window = self.writer(h_dec)
         return canvas + update, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window  # eq. 8
 
@@ -99,6 +102,13 @@ class DRAW(nn.Module):
         # static shapes: the fastest kernels
         self._compiled = torch.compile(self._glimpse, dynamic=False, mode=None if mode == "default" else mode)
         self._compile_mode = mode
+
+    def low_precision(self, dtype: torch.dtype | None) -> None:
+        """Run training forwards' LSTM matmuls in `dtype` (torch.bfloat16), None for float32 (lstm.py).
+
+        Evaluation (model.eval()) stays float32.
+        """
+        self._low_precision = dtype
 
     def start_step(self) -> None:
         """Call before each training step: under CUDA graphs (reduce-overhead) the previous
@@ -130,15 +140,24 @@ class DRAW(nn.Module):
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
         step = self._glimpse
+        lstm_lp = None
+        if self._low_precision is not None and self.training:  # once per step, not once per glimpse
+            lstm_lp = (self.encoder.low_precision_weight(self._low_precision),
+                       self.decoder.low_precision_weight(self._low_precision))  # fmt: skip
         if self._compiled is not None and self.training and not densities:
             step = self._compiled
             # Zero states that require grad, like every later glimpse's inputs: glimpse 0 then
             # reuses the one compiled graph instead of getting (and compiling) a second one.
             h_enc, c_enc, h_dec, c_dec, canvas = (s.clone().requires_grad_() for s in (h_enc, c_enc, h_dec, c_dec, canvas))
         for t in range(cfg.glimpses):
-            canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(
-                x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t]
-            )
+            args = (x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t], lstm_lp)
+            try:
+                canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(*args)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure; an eager error re-raises below
+                if step is self._glimpse:
+                    raise
+                step = self._compile_failed(exc)
+                canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(*args)
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
                 log_ratio = log_ratio + log_p - log_q
@@ -155,6 +174,13 @@ class DRAW(nn.Module):
             out.read_windows = _windows_or_none(read_windows)
             out.write_windows = _windows_or_none(write_windows)
         return out
+
+    def _compile_failed(self, exc: Exception) -> Any:
+        """Drop the compiled glimpse after a compiler error, record why, and return the eager one."""
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        self.compile_failure = f"{type(exc).__name__}: {first_line}"
+        self._compiled = None
+        return self._glimpse
 
     @torch.no_grad()
     def generate(self, n: int, noise: torch.Tensor | None = None) -> Generation:

@@ -31,11 +31,12 @@ class Reporter:
         self._epoch_steps = 0
         self._epoch_done = 0
 
-    def start(self, total: int, done: int, device: str, threads: int, params: int) -> None:
+    def start(self, total: int, done: int, device: str, threads: int, params: int, execution: str = "") -> None:
         self.total = total
         verb = "resuming at step" if done else "training for"
         count = f"{done}/{total}" if done else f"{total} steps"
-        self.console.print(f"{verb} {count} on {device} ({threads} threads), {params:,} parameters")
+        self.console.print(f"{verb} {count} on {device} ({threads} threads), {params:,} parameters"
+                           + (f"; {execution}" if execution else ""), highlight=False)
 
     def epoch_start(self, epoch: int, steps_in_epoch: int) -> None:
         self._epoch, self._epoch_steps, self._epoch_done = epoch, steps_in_epoch, 0
@@ -92,8 +93,8 @@ class RichReporter(Reporter):
         )
         self.task: Any = None
 
-    def start(self, total: int, done: int, device: str, threads: int, params: int) -> None:
-        super().start(total, done, device, threads, params)
+    def start(self, total: int, done: int, device: str, threads: int, params: int, execution: str = "") -> None:
+        super().start(total, done, device, threads, params, execution)
         self.progress.start()
 
     def epoch_start(self, epoch: int, steps_in_epoch: int) -> None:
@@ -124,7 +125,7 @@ class RichReporter(Reporter):
 class SilentReporter(Reporter):
     """For ranks other than 0 in a torchrun job: only rank 0 reports."""
 
-    def start(self, total: int, done: int, device: str, threads: int, params: int) -> None:
+    def start(self, total: int, done: int, device: str, threads: int, params: int, execution: str = "") -> None:
         self.total = total
 
     def step(self, step: int, text: str, images: int) -> None:

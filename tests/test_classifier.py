@@ -130,6 +130,6 @@ def test_glimpse_frame_draws_each_window_at_its_position() -> None:
 
 
 def test_compile_is_refused_for_a_classifier(idx_dir: Path, tmp_path: Path) -> None:
-    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "1", "--compile")
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "1", "--compile", "on")
     assert result.exit_code == 2
-    assert "error: --compile and --compile-mode compile DRAW's glimpse; the classifier runs eagerly" in result.stderr
+    assert "error: --compile on and --compile-mode compile DRAW's glimpse; the classifier runs eagerly" in result.stderr

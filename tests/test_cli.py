@@ -137,7 +137,7 @@ def test_resume_refuses_a_different_training_setting_and_takes_execution_options
     result = invoke("train", "--resume", tmp_path / "r", "--steps", "3", "--lr", "0.5")
     assert result.exit_code == 2
     assert "--lr 0.5 conflicts with the run being resumed (lr = 0.001)" in result.stderr
-    result = invoke("train", "--resume", tmp_path / "r", "--steps", "3", "--lr", "0.001", "--compile", "--quiet")
+    result = invoke("train", "--resume", tmp_path / "r", "--steps", "3", "--lr", "0.001", "--compile", "on", "--quiet")
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in metric_records(tmp_path / "r", "compile")] == [3]
 

@@ -1,4 +1,4 @@
-"""Device paths: bf16 autocast (checked on the CPU too) and CUDA training (skipped without CUDA)."""
+"""Device paths: the bf16 training path (checked on the CPU too) and CUDA training (skipped without CUDA)."""
 
 from __future__ import annotations
 
@@ -23,48 +23,45 @@ TINY = [*TINY_ARGS, "--quiet", "--sample-every", "0"]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _bound_under(model: DRAW, x: torch.Tensor, noise: torch.Tensor, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        out = model(x, noise=noise)
-    return out.recon, out.kl
+def _bound_and_grads(model: DRAW, x: torch.Tensor, noise: torch.Tensor, low: torch.dtype | None) -> tuple:
+    model.low_precision(low)
+    out = model(x, noise=noise)
+    grads = torch.autograd.grad(out.recon.mean() + out.kl.sum(1).mean(), list(model.parameters()))
+    return out.recon, out.kl, grads
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
-def test_bf16_autocast_keeps_the_loss_in_float32(tiny_config: Callable[..., DrawConfig], device: str) -> None:
+def test_bf16_training_path_keeps_the_loss_and_gradients_float32(tiny_config: Callable[..., DrawConfig], device: str) -> None:
     torch.manual_seed(0)
-    model = DRAW(tiny_config(glimpses=4)).to(device)
-    x = (torch.rand(8, 1, 8, 8, device=device) > 0.5).float()
-    noise = model.noise(8)
-    recon32, kl32 = _bound_under(model, x, noise, amp=False)
-    recon16, kl16 = _bound_under(model, x, noise, amp=True)
+    model = DRAW(tiny_config(glimpses=8, enc_size=48, dec_size=48)).to(device)
+    x = (torch.rand(16, 1, 8, 8, device=device) > 0.5).float()
+    noise = model.noise(16)
+    recon32, kl32, grads32 = _bound_and_grads(model, x, noise, None)
+    recon16, kl16, grads16 = _bound_and_grads(model, x, noise, torch.bfloat16)
     assert recon16.dtype == kl16.dtype == torch.float32
-    # bf16 keeps 8 bits of mantissa: the bound moves by well under 1%, not by rounding the sum itself
+    # bf16 keeps 8 bits of mantissa in the LSTM matmuls only: the bound moves by well under 1%
     torch.testing.assert_close(recon16, recon32, rtol=1e-2, atol=0.0)
     torch.testing.assert_close(kl16.sum(1), kl32.sum(1), rtol=5e-2, atol=5e-2)
-    grads32 = torch.autograd.grad(recon32.mean() + kl32.sum(1).mean(), list(model.parameters()))
-    grads16 = torch.autograd.grad(recon16.mean() + kl16.sum(1).mean(), list(model.parameters()))
-    # every parameter still learns under bf16, in the same direction as in float32
+    assert not torch.equal(recon16, recon32)  # the bf16 path did run
+    # every parameter's gradient arrives in float32 and points where float32's does (the issue's 0.999)
     for (name, _), g16, g32 in zip(model.named_parameters(), grads16, grads32):
-        cosine = torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0)
-        assert cosine > 0.99, (name, cosine)
+        assert g16.dtype == torch.float32, name
+        cosine = torch.nn.functional.cosine_similarity(g16.double().flatten(), g32.double().flatten(), dim=0)
+        assert cosine >= 0.999, (name, float(cosine))
 
 
 def test_train_with_amp_on_the_cpu(idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--amp bf16 runs every training forward under bf16 autocast and the held-out evaluation without it."""
-    seen: list[tuple[bool, bool]] = []  # (training, autocast enabled) of every forward
-    forward = DRAW.forward
+    """--amp bf16 makes the LSTMs' bf16 weights once per training step and none for the held-out evaluation."""
+    from drawcli.lstm import LSTMCell
 
-    def recording(self: DRAW, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append((self.training, torch.is_autocast_enabled("cpu")))
-        return forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(DRAW, "forward", recording)
+    made: list[torch.dtype] = []
+    copy = LSTMCell.low_precision_weight
+    monkeypatch.setattr(LSTMCell, "low_precision_weight", lambda self, dtype: made.append(dtype) or copy(self, dtype))
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--data-dir", str(idx_dir), "--out", str(run), "--steps", "3",
                                  "--amp", "bf16", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert [amp for training, amp in seen if training] == [True] * 3
-    assert [amp for training, amp in seen if not training] == [False]  # 20 test images: one evaluation batch
+    assert made == [torch.bfloat16] * 6  # encoder and decoder, 3 steps; the evaluation after them adds none
     assert json.loads((run / "run.json").read_text())["settings"]["amp"] == "bf16"
     assert 0 < checkpoint.read_info(run).training["last_test"]["bound"] < 1e4
 
@@ -218,7 +215,7 @@ def test_nonfinite_steps_found_at_a_grouped_read(idx_dir: Path, tmp_path: Path, 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
 def test_compile_mode_reduce_overhead_trains_like_eager(idx_dir: Path, tmp_path: Path, device: str) -> None:
-    """--compile-mode reduce-overhead (CUDA graphs on a GPU) implies --compile, is saved with the
+    """--compile-mode reduce-overhead (CUDA graphs on a GPU) implies --compile on, is saved with the
     run, and gives the eager run's epoch: 12 steps of replayed graphs, forward and backward."""
     epochs = {}
     for name, extra in (("eager", []), ("graphs", ["--compile-mode", "reduce-overhead"])):
@@ -229,7 +226,7 @@ def test_compile_mode_reduce_overhead_trains_like_eager(idx_dir: Path, tmp_path:
         assert result.exit_code == 0, result.output
         (epochs[name],) = metric_records(run, "epoch")
     settings = json.loads((tmp_path / "graphs" / "run.json").read_text())["settings"]
-    assert settings["compile"] is True and settings["compile_mode"] == "reduce-overhead"
+    assert settings["compile"] == "on" and settings["compile_mode"] == "reduce-overhead"
     assert [r["step"] for r in metric_records(tmp_path / "graphs", "compile")] == [1]
     for key in ("train_loss", "train_kl", "test_bound", "test_kl"):
         assert epochs["graphs"][key] == pytest.approx(epochs["eager"][key], rel=1e-4), key

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY_ARGS, invoke
 
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_MODES, DEVICES
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES
 from drawcli.errors import ConfigError
 from drawcli.training.settings import EXECUTION, RUN, TrainSettings
 
@@ -22,7 +22,7 @@ def test_every_field_is_tagged_run_or_execution() -> None:
                                                 "kl_warmup", "seed")  # fmt: skip
 
 
-@pytest.mark.parametrize(("field", "allowed"), [("amp", AMP_MODES), ("compile_mode", COMPILE_MODES),
+@pytest.mark.parametrize(("field", "allowed"), [("amp", AMP_MODES), ("compile", COMPILE_CHOICES), ("compile_mode", COMPILE_MODES),
                                                 ("binarize", BINARIZE_MODES), ("device", DEVICES)])  # fmt: skip
 def test_modes_are_checked_against_their_one_list(field: str, allowed: tuple[str, ...]) -> None:
     for value in allowed:
@@ -34,9 +34,12 @@ def test_modes_are_checked_against_their_one_list(field: str, allowed: tuple[str
 
 def test_run_json_round_trip_drops_retired_fields_and_refuses_unknown_ones() -> None:
     settings = TrainSettings(lr=3e-4, steps=7, compile_mode="reduce-overhead")
-    assert settings.compile is True  # a compile mode implies --compile
+    assert settings.compile == "on"  # a compile mode implies --compile on
     assert TrainSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     assert TrainSettings.from_dict({**settings.to_dict(), "extra": {}}) == settings  # run.json of earlier versions
+    old = {**settings.to_dict(), "compile_mode": "default"}  # --compile was a flag: run.json held a bool
+    assert TrainSettings.from_dict({**old, "compile": True}).compile == "on"
+    assert TrainSettings.from_dict({**old, "compile": False}).compile == "off"
     with pytest.raises(ConfigError, match="^unknown training setting\\(s\\): warp$"):
         TrainSettings.from_dict({"warp": 9})
 

@@ -13,6 +13,7 @@ from drawcli import data, distributed
 from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError, DataError
+from drawcli.training.execution import Execution
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
@@ -68,8 +69,8 @@ class ClassifierFamily(ModelFamily):
 
     def __init__(self, config: DrawConfig, settings: TrainSettings, device: torch.device,
                  ctx: distributed.Dist | None = None) -> None:  # fmt: skip
-        if settings.compile:
-            raise ConfigError("--compile and --compile-mode compile DRAW's glimpse; the classifier runs eagerly")
+        if settings.compile == "on":
+            raise ConfigError("--compile on and --compile-mode compile DRAW's glimpse; the classifier runs eagerly")
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
         dataset = data.open_dataset(settings.dataset)
@@ -81,6 +82,10 @@ class ClassifierFamily(ModelFamily):
         self.config = config.replace(classes=len(train.classes))  # the number of classes comes from the data
         self.images, self.labels, self.classes = train
         self.train_size = len(self.images)
+
+    def execution(self) -> Execution:
+        precision = "bf16 autocast" if self.settings.amp == "bf16" else "float32"
+        return Execution(compiled=False, compile_reason="the classifier runs eagerly", precision=precision)
 
     def build(self) -> AttentionClassifier:
         return AttentionClassifier(self.config).to(self.device)

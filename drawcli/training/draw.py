@@ -12,6 +12,7 @@ from drawcli import data, distributed
 from drawcli import evaluate as evaluation
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW, DrawOutput
+from drawcli.training.execution import Execution, decide_compile
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
@@ -50,14 +51,28 @@ class DrawFamily(ModelFamily):
         self.test_set = data.binarize_fixed(test, settings.binarize)
         self.train_size = len(self.train_images)
         self._binarize_gen: torch.Generator | None = None
+        self._model: DRAW | None = None
+        settings = self.settings
+        work = settings.total_steps(settings.steps_per_epoch(self.train_size)) * settings.batch_size * config.glimpses
+        compiled, why = decide_compile(settings.compile, work, device)
+        self._execution = Execution(compiled, why, "bf16" if settings.amp == "bf16" else "float32")
+
+    def execution(self) -> Execution:
+        failure = self._model.compile_failure if self._model is not None else None
+        if failure:  # the compiled glimpse failed and the model fell back to eager
+            return Execution(False, f"torch.compile failed, so eager: {failure}", self._execution.precision)
+        return self._execution
 
     def build(self) -> DRAW:
         model = DRAW(self.config).to(self.device)
-        if self.settings.compile:
+        if self._execution.compiled:
             model.compile_glimpses(self.settings.compile_mode)
+        if self._execution.precision == "bf16":
+            model.low_precision(torch.bfloat16)
         return model
 
     def prepare(self, model: nn.Module) -> None:
+        self._model = model  # type: ignore[assignment]
         if self.device.type == "cuda":  # the whole training set on the GPU, binarized there: no copies per step
             self.train_images = self.train_images.to(self.device)
         self._binarize_gen = torch.Generator(device=self.train_images.device).manual_seed(self.settings.seed + 1)
@@ -76,8 +91,7 @@ class DrawFamily(ModelFamily):
         x = data.binarize(self.train_images[indices], settings.binarize, self._binarize_gen)
         noise = model.noise(len(indices), self.device)
         x = distributed.shard(x, self.ctx).to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=settings.amp == "bf16"):
-            out = net(x, noise=distributed.shard(noise, self.ctx, dim=1))
+        out = net(x, noise=distributed.shard(noise, self.ctx, dim=1))
         objective = out.loss if step >= settings.kl_warmup else kl_annealed(out, step, settings.kl_warmup)
         sums = {"loss": out.loss.detach().sum(), "recon": out.recon.detach().sum(), "kl": out.kl.detach().sum()}
         return BatchLoss(objective, sums)
@@ -94,4 +108,5 @@ class DrawFamily(ModelFamily):
         return f"{first} {value:.2f} nats" + (f" ({parts})" if parts else "")
 
     def summary(self) -> dict[str, Any]:
-        return {"data_dir": self.settings.data_dir}
+        execution = self.execution()
+        return {"data_dir": self.settings.data_dir, "precision": execution.precision, "compiled": execution.compiled}

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from drawcli.training.execution import Execution
+
 
 @dataclass
 class BatchLoss:
@@ -37,6 +39,10 @@ class ModelFamily(ABC):
     @abstractmethod
     def build(self) -> nn.Module:
         """The model, built after the loop seeds torch's RNG; its `config` goes into the checkpoint."""
+
+    def execution(self) -> Execution:
+        """How the built model runs (compiled? which precision?), for the header and the checkpoint; default eager float32."""
+        return Execution(compiled=False, compile_reason="eager", precision="float32")
 
     def prepare(self, model: nn.Module) -> None:
         """Called once the model is on its device (e.g. to move data there); default: nothing."""

@@ -19,6 +19,7 @@ from drawcli import checkpoint, distributed, resume, rundir
 from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.metrics import MetricsLog
 from drawcli.progress import Reporter
+from drawcli.training.execution import native_bf16
 from drawcli.training.family import ModelFamily
 from drawcli.training.settings import TrainSettings
 from drawcli.training.signals import StopFlag
@@ -60,7 +61,8 @@ class Trainer:
         self.saved_step: int | None = None  # the step of the last save, None before the first
         self.nonfinite = 0  # non-finite steps in a row
         self.compile_reported = False
-        self.steps_per_epoch = math.ceil(family.train_size / settings.batch_size)
+        self.compile_planned = family.execution().compiled
+        self.steps_per_epoch = settings.steps_per_epoch(family.train_size)
         self.total = settings.total_steps(self.steps_per_epoch)
         self.log: Callable[[dict[str, Any]], None] = lambda record: None  # rank 0's metrics log, opened by fit
 
@@ -119,7 +121,11 @@ class Trainer:
             self.log = MetricsLog(self.run.metrics, self.run.tensorboard).write
         params = sum(p.numel() for p in self.model.parameters())
         self.reporter.start(total=self.total, done=self.state.step, device=str(self.device),
-                            threads=torch.get_num_threads(), params=params)  # fmt: skip
+                            threads=torch.get_num_threads(), params=params,
+                            execution=self.family.execution().describe())  # fmt: skip
+        if self.family.execution().precision != "float32" and not native_bf16(self.device):
+            self.reporter.warn(f"{self.device.type} has no native bf16 matmuls (AMX or AVX512-BF16 on a CPU): "
+                               "--amp bf16 is emulated here, many times slower than float32; --amp off is faster")  # fmt: skip
         self.model.train()
         with StopFlag() as stop:
             while self.state.step < self.total:
@@ -165,10 +171,15 @@ class Trainer:
 
     def _timed(self, seconds: float) -> None:
         self.state.wall_time += seconds
-        if self.settings.compile and not self.compile_reported:
+        if self.compile_planned and not self.compile_reported:
             self.compile_reported = True
-            self.reporter.warn(f"first step took {seconds:.1f} s, most of it compiling")
-            self.log({"event": "compile", "step": self.state.step + 1, "seconds": round(seconds, 3)})
+            execution = self.family.execution()
+            if not execution.compiled:
+                self.reporter.warn(f"{execution.compile_reason}; training continues")
+            else:
+                self.reporter.warn(f"first step took {seconds:.1f} s, most of it compiling")
+            self.log({"event": "compile", "step": self.state.step + 1, "seconds": round(seconds, 3),
+                      "compiled": execution.compiled})
 
     def _read(self, pending: list[tuple[int, int, StepOutput]]) -> bool:
         """Read queued steps' sums on the host: progress, log, non-finite policy; True if a stop was asked."""

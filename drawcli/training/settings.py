@@ -9,10 +9,11 @@ live): it may change when a run is resumed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_MODES, DEVICES
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES
 from drawcli.errors import ConfigError
 
 RUN = "run"
@@ -39,22 +40,29 @@ class TrainSettings:
     clip: float = _setting(10.0, RUN)
     beta1: float = _setting(0.9, RUN)
     kl_warmup: int = _setting(0, RUN)
-    amp: str = _setting("off", EXECUTION)  # "bf16": autocast the forward; loss, KL and canvas stay float32
+    amp: str = _setting("off", EXECUTION)  # "bf16": the LSTM matmuls in bf16; weights, state, loss and KL float32
     seed: int = _setting(0, RUN)
     device: str = _setting("auto", EXECUTION)
     threads: int | None = _setting(None, EXECUTION)
-    compile: bool = _setting(False, EXECUTION)
+    compile: str = _setting("auto", EXECUTION)  # "auto": when the run repays it (training/execution.py)
     compile_mode: str = _setting("default", EXECUTION)  # "reduce-overhead": CUDA graphs of the glimpse on a GPU
     sample_every: int = _setting(1, EXECUTION)
     sample_count: int = _setting(64, EXECUTION)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("amp", AMP_MODES), ("compile_mode", COMPILE_MODES), ("binarize", BINARIZE_MODES),
-                              ("device", DEVICES)):  # fmt: skip
+        if isinstance(self.compile, bool):  # run.json of versions where --compile was a flag
+            self.compile = "on" if self.compile else "off"
+        for name, allowed in (("amp", AMP_MODES), ("compile", COMPILE_CHOICES), ("compile_mode", COMPILE_MODES),
+                              ("binarize", BINARIZE_MODES), ("device", DEVICES)):  # fmt: skip
             if getattr(self, name) not in allowed:
                 flag = name.replace("_", "-")
                 raise ConfigError(f"unknown --{flag} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
-        self.compile = self.compile or self.compile_mode != "default"  # a compile mode implies --compile
+        if self.compile_mode != "default":  # a compile mode implies --compile on
+            self.compile = "on"
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        """Optimizer steps in one pass over `train_size` examples (the last batch may be short)."""
+        return math.ceil(train_size / self.batch_size)
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """--steps wins when given; else --epochs (1 when neither is given)."""

@@ -1,0 +1,80 @@
+"""How far the bf16 training path's gradients are from float32's, on one fixed batch.
+
+Both passes see the same images, binarization and noise; the bf16 pass runs the LSTM matmuls
+in bfloat16 from weight copies made once per step (drawcli/lstm.py). Prints the cosine
+similarity of the whole gradient and of each tensor, the loss difference, and each pass's time.
+
+    .venv/bin/python benchmarks/bf16_gradients.py --data-dir ../shared/data/mnist            # at initialisation
+    .venv/bin/python benchmarks/bf16_gradients.py --checkpoint runs/X/checkpoint.safetensors  # a trained model
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from drawcli import checkpoint, data, presets
+from drawcli.config import DrawConfig
+from drawcli.model import DRAW
+from drawcli.training.execution import native_bf16
+
+
+def paper_model() -> DRAW:
+    """paper-mnist's architecture, its reader options included, at its seed-0 initialisation."""
+    options = presets.get("paper-mnist").options
+    reader_options = dict(item.split("=") for item in options["reader_option"])
+    torch.manual_seed(0)
+    return DRAW(DrawConfig(reader_options={k: float(v) for k, v in reader_options.items()}))
+
+
+def gradients(model: DRAW, x: torch.Tensor, noise: torch.Tensor, dtype: torch.dtype | None) -> tuple[float, dict, float]:
+    """(mean loss, {name: gradient}, seconds) of one forward and backward."""
+    model.zero_grad()
+    model.low_precision(dtype)
+    tick = time.perf_counter()
+    loss = model(x, noise=noise).loss
+    loss.mean().backward()
+    seconds = time.perf_counter() - tick
+    return float(loss.detach().mean()), {n: p.grad.clone() for n, p in model.named_parameters()}, seconds
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine similarity of two tensors as flat vectors, in float64 (float32 drifts past 1 at a million entries)."""
+    return float(torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="a trained DRAW (default: paper-mnist at initialisation)")
+    parser.add_argument("--data-dir", type=Path, help="MNIST's folder (default: the checkpoint's, else the cache)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        model, info = checkpoint.load_model(args.checkpoint)
+        data_dir = args.data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
+    else:
+        model, data_dir = paper_model(), args.data_dir
+    model.train()
+    images = data.load_images(data.open_dataset("mnist"), "test", data_dir, model.config.image_shape)
+    x = data.binarize_fixed(images[: args.batch], "stochastic")
+    noise = model.noise(args.batch, torch.device("cpu"))
+    loss32, exact, t32 = gradients(model, x, noise, None)
+    loss16, fast, t16 = gradients(model, x, noise, torch.bfloat16)
+    flat = cosine(torch.cat([g.flatten() for g in exact.values()]), torch.cat([g.flatten() for g in fast.values()]))
+    print(f"model: {args.checkpoint or 'paper-mnist at initialisation (seed 0)'}; batch {args.batch}; "
+          f"native bf16 matmuls here: {native_bf16(torch.device('cpu'))}")
+    print(f"loss: float32 {loss32:.4f}, bf16 {loss16:.4f} nats (difference {loss16 - loss32:+.4f})")
+    print(f"forward+backward: float32 {t32:.2f} s, bf16 {t16:.2f} s")
+    print(f"cosine similarity of the whole gradient: {float(flat):.6f}")
+    for name in exact:
+        norm = float(fast[name].norm() / exact[name].norm().clamp_min(1e-30))
+        print(f"  {name:28s} cosine {cosine(exact[name], fast[name]):.6f}  norm ratio {norm:.4f}")
+
+
+if __name__ == "__main__":
+    main()

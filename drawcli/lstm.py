@@ -1,0 +1,55 @@
+"""DRAW's LSTM cell: nn.LSTMCell's parameters and checkpoint names, with a low-precision fast path for training.
+
+In low precision the four gates come from one bf16 matmul over [x, h_prev] with a bf16 copy of
+[W_ih, W_hh] made once per training step by the caller (not once per glimpse, as autocast
+would), while the float32 weights stay the optimizer's masters. Each glimpse's weight gradient
+is returned in float32, so autograd sums the glimpses in float32, and the cell state, the
+gates' nonlinearities and everything after them stay float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class _LowPrecisionGates(torch.autograd.Function):
+    """gates (B, 4H) = [x, h] W^T + b, the matmul in the dtype of `weight_lp` (4H, I + H)."""
+
+    @staticmethod
+    def forward(ctx: Any, xh: torch.Tensor, weight_lp: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        xh_lp = xh.to(weight_lp.dtype)
+        ctx.save_for_backward(xh_lp, weight_lp)
+        ctx.split = weight_ih.shape[1]
+        return torch.mm(xh_lp, weight_lp.t()).float() + bias
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xh_lp, weight_lp = ctx.saved_tensors
+        grad_lp = grad.to(weight_lp.dtype)
+        grad_xh = torch.mm(grad_lp, weight_lp).float()
+        grad_w = torch.mm(grad_lp.t(), xh_lp).float()  # float32 into the float32 masters' accumulation
+        return grad_xh, None, grad_w[:, : ctx.split], grad_w[:, ctx.split :], grad.sum(dim=0)
+
+
+class LSTMCell(nn.LSTMCell):
+    """nn.LSTMCell; `forward(x, state, weight_lp)` with a `low_precision_weight` copy takes the fast path."""
+
+    def low_precision_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """[W_ih, W_hh] (4H, I + H) in `dtype`, detached: make it once per step and pass it to every glimpse."""
+        return torch.cat([self.weight_ih, self.weight_hh], dim=1).detach().to(dtype)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                weight_lp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """x (B, I), state (h, c) each (B, H) -> (h, c); float32 in and out."""
+        if weight_lp is None or state is None:
+            return super().forward(x, state)
+        h, c = state
+        bias = self.bias_ih + self.bias_hh
+        gates = _LowPrecisionGates.apply(torch.cat([x, h], dim=1), weight_lp, self.weight_ih, self.weight_hh, bias)
+        i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c

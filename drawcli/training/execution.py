@@ -1,0 +1,69 @@
+"""How a run executes, decided once before it starts: whether the glimpse is compiled, and in which precision.
+
+Neither changes what a run computes in exact arithmetic, so both may change on resume.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import util
+
+import torch
+
+# torch.compile of a glimpse costs 8 s (warm cache) to 32 s (cold) on this project's 2-core CPUs
+# and saves a fifth to a quarter of each eager step: 2000 steps of T = 10, LSTM 128, batch 64
+# (1.28 million image-glimpses) took 199 s compiled against 251 s eager (docs/performance.md).
+# So it repays even a cold compile from about a million image-glimpses; one MNIST epoch at
+# T = 64 is 3.8 million.
+COMPILE_PAYS_AT = 1_000_000
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The decisions, with the reason shown in the progress header and stored in the checkpoint."""
+
+    compiled: bool
+    compile_reason: str
+    precision: str  # "float32" or "bf16"
+
+    def describe(self) -> str:
+        """'glimpse compiled (auto: ...), float32 matmuls'."""
+        how = "compiled" if self.compiled else "eager"
+        return f"glimpse {how} ({self.compile_reason}), {self.precision} LSTM matmuls"
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why torch.compile cannot work here, or None: inductor needs a C++ compiler on the CPU and Triton on CUDA."""
+    if device.type == "cuda":
+        return None if util.find_spec("triton") else "Triton is not installed"
+    candidates = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(name and shutil.which(name) for name in candidates):
+        return "no C++ compiler (g++, c++ or clang++) is on the PATH"
+    return None
+
+
+def decide_compile(choice: str, image_glimpses: int, device: torch.device) -> tuple[bool, str]:
+    """(compile?, why) for --compile `choice` ("auto", "on", "off") and a run of `image_glimpses` in all."""
+    if choice == "on":
+        return True, "--compile on"
+    if choice == "off":
+        return False, "--compile off"
+    missing = compiler_missing(device)
+    if missing:
+        return False, f"auto: {missing}"
+    if image_glimpses < COMPILE_PAYS_AT:
+        return False, f"auto: a short run, {image_glimpses:,} image-glimpses < {COMPILE_PAYS_AT:,}"
+    return True, "auto"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively: AMX or AVX512-BF16 on the CPU, compute capability 8 or more on CUDA.
+
+    Without them a CPU emulates bf16 matmuls, about 50x slower than float32 (an AVX2 AMD EPYC, torch 2.14).
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    cpu = torch.cpu
+    return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())

@@ -1,0 +1,92 @@
+"""How a run executes: --compile auto's decision, the eager fallback when compiling fails, and --amp bf16's report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY_ARGS, invoke
+
+from drawcli import checkpoint
+from drawcli.model import DRAW
+from drawcli.training import execution
+from drawcli.training.execution import COMPILE_PAYS_AT, Execution, decide_compile
+
+CPU = torch.device("cpu")
+
+
+def test_compile_auto_compiles_long_runs_only() -> None:
+    assert decide_compile("on", 1, CPU) == (True, "--compile on")
+    assert decide_compile("off", 10**9, CPU) == (False, "--compile off")
+    assert decide_compile("auto", COMPILE_PAYS_AT, CPU) == (True, "auto")
+    assert decide_compile("auto", 60_000 * 16, CPU) == (False, "auto: a short run, 960,000 image-glimpses < 1,000,000")
+
+
+def test_compile_auto_stays_eager_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(execution.shutil, "which", lambda name: None)
+    assert decide_compile("auto", 10**9, CPU) == (False, "auto: no C++ compiler (g++, c++ or clang++) is on the PATH")
+    assert decide_compile("on", 10**9, CPU)[0]  # asked for: torch.compile itself will say what is missing
+
+
+def test_execution_describes_itself() -> None:
+    assert Execution(True, "auto", "bf16").describe() == "glimpse compiled (auto), bf16 LSTM matmuls"
+
+
+def test_a_short_run_says_it_runs_eagerly_and_why(idx_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    header = "training for 2 steps on cpu (1 threads), 4,"  # parameters follow
+    line = next(line for line in result.stderr.splitlines() if line.startswith(header))
+    assert line.endswith("; glimpse eager (auto: a short run, 96 image-glimpses < 1,000,000), float32 LSTM matmuls")
+    summary = checkpoint.read_info(tmp_path / "run" / "checkpoint.safetensors").training
+    assert (summary["precision"], summary["compiled"]) == ("float32", False)
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_glimpse(tiny_config) -> None:
+    torch.manual_seed(0)
+    model = DRAW(tiny_config(glimpses=3))
+    x = (torch.rand(4, *model.config.image_shape) > 0.5).float()
+    noise = model.noise(4)
+    eager = model(x, noise=noise).loss
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("inductor: no compiler\nmore detail")
+
+    model._compiled = broken
+    assert torch.equal(model(x, noise=noise).loss, eager)
+    assert model.compile_failure == "RuntimeError: inductor: no compiler"
+    assert model._compiled is None
+
+
+def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    def broken(*args: object) -> None:
+        raise RuntimeError("BackendCompilerFailed: boom")
+
+    monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", broken))
+    run = tmp_path / "run"
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "3", "--compile", "on", "--quiet")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: torch.compile failed, so eager: RuntimeError: BackendCompilerFailed: boom; training continues"]
+    assert checkpoint.read_info(run / "checkpoint.safetensors").training["compiled"] is False
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["compiled"] for e in events if e["event"] == "compile"] == [False]
+
+
+def test_bf16_is_reported_and_warns_where_it_is_emulated(idx_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from drawcli.training import loop
+
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    run = tmp_path / "run"
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "2", "--amp", "bf16", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "bf16 LSTM matmuls" in result.stderr.splitlines()[0]
+    assert ("warning: cpu has no native bf16 matmuls (AMX or AVX512-BF16 on a CPU): --amp bf16 is emulated here, many "
+            "times slower than float32; --amp off is faster") in result.stderr  # fmt: skip
+    assert checkpoint.read_info(run / "checkpoint.safetensors").training["precision"] == "bf16"
+    assert json.loads((run / "run.json").read_text())["settings"]["amp"] == "bf16"

@@ -1,0 +1,37 @@
+"""DRAW's LSTM cell: the fast path computes nn.LSTMCell's function, and in bf16 keeps float32 masters and gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from drawcli.lstm import LSTMCell
+from drawcli.model import DRAW
+
+
+def test_the_fused_gate_path_is_nn_lstmcell_in_float32() -> None:
+    """With a float32 'low-precision' copy the one-matmul path must equal PyTorch's cell: gate order, bias, split."""
+    torch.manual_seed(0)
+    cell = LSTMCell(5, 7)
+    reference = nn.LSTMCell(5, 7)
+    reference.load_state_dict(cell.state_dict())
+    x, h, c = torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 7)
+    h1, c1 = cell(x, (h, c), cell.low_precision_weight(torch.float32))
+    h2, c2 = reference(x, (h, c))
+    torch.testing.assert_close((h1, c1), (h2, c2), rtol=1e-6, atol=1e-6)
+    (h1.sum() + c1.square().sum()).backward()
+    (h2.sum() + c2.square().sum()).backward()
+    for (name, p), q in zip(cell.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_evaluation_stays_float32_under_bf16_training(tiny_config) -> None:
+    torch.manual_seed(0)
+    model = DRAW(tiny_config(glimpses=4)).eval()
+    x = (torch.rand(4, *model.config.image_shape) > 0.5).float()
+    noise = model.noise(4)
+    exact = model(x, noise=noise).loss
+    model.low_precision(torch.bfloat16)
+    assert torch.equal(model(x, noise=noise).loss, exact)
+    model.train()
+    assert not torch.equal(model(x, noise=noise).loss, exact)
