@@ -84,11 +84,17 @@ def test_shard_and_scale() -> None:
     assert distributed.shard(t, distributed.Dist()) is t
 
 
-def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
+CLASSIFIER = ["--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--read-size", "3", "--batch-size", "16",
+              "--threads", "1", "--device", "cpu"]  # fmt: skip
+
+
+@pytest.mark.parametrize("model_args", [TINY, CLASSIFIER], ids=["draw", "classifier"])
+def test_torchrun_two_processes_match_one(tmp_path: Path, model_args: list[str]) -> None:
     """`torchrun --nproc_per_node 2 -m drawcli train` finishes, writes one checkpoint without a DDP
-    prefix that loads in a single process, and ends where a single-process run ends."""
+    prefix that loads in a single process, and ends where a single-process run ends: for DRAW
+    and for the attention classifier alike."""
     write_idx_dataset(tmp_path / "data", n_train=40, n_test=8)
-    common = [*TINY, "--data-dir", str(tmp_path / "data"), "--steps", "4", "--quiet", "--sample-every", "0"]
+    common = [*model_args, "--data-dir", str(tmp_path / "data"), "--steps", "4", "--quiet", "--sample-every", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "drawcli", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
