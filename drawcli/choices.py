@@ -11,4 +11,5 @@ AMP_MODES = ("off", "bf16")  # training precision of the LSTM matmuls (TrainSett
 COMPILE_CHOICES = ("auto", "on", "off")  # whether the glimpse is compiled (TrainSettings.compile)
 COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of DRAW.compile_glimpses
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
+CANVAS_STARTS = ("zero", "learned")  # DrawConfig.canvas: c_0 = 0, or a learned per-pixel logit
 MODEL_KINDS = ("draw", "classifier")  # DrawConfig.kind: models.build makes each

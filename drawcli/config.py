@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from drawcli.choices import MODEL_KINDS
+from drawcli.choices import CANVAS_STARTS, MODEL_KINDS
 from drawcli.errors import ConfigError
 
 # Upper bounds that keep a hostile or mistyped config from allocating the machine away.
@@ -33,7 +33,8 @@ class DrawConfig:
     kind "classifier" is the attention classifier of section 4.1: one LSTM of dec_size units
     (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
     of `classes` classes (set from the training data's labels); it has no encoder, latents or
-    writer, so those fields go unused.
+    writer, so those fields go unused. `canvas` "learned" makes c_0 a per-pixel parameter
+    (training starts it at the training images' mean logit) instead of 0; the bound stays a bound.
     """
 
     kind: str = "draw"
@@ -54,6 +55,7 @@ class DrawConfig:
     writer_options: dict[str, Any] = field(default_factory=dict)
     sampler_options: dict[str, Any] = field(default_factory=dict)
     classes: int = 10
+    canvas: str = "zero"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -104,6 +106,8 @@ def _validate(cfg: DrawConfig) -> None:
                 raise ConfigError(f"config field {f.name!r} is not JSON-able: {exc}") from None
             if size > MAX_OPTIONS_JSON:
                 raise ConfigError(f"config field {f.name!r} is too large ({size} bytes)")
+    if cfg.canvas not in CANVAS_STARTS:
+        raise ConfigError(f"unknown canvas start {cfg.canvas!r}; expected one of {', '.join(CANVAS_STARTS)}")
     if cfg.kind not in MODEL_KINDS:
         raise ConfigError(f"unknown model kind {cfg.kind!r}; expected one of {', '.join(MODEL_KINDS)}")
     limits = {

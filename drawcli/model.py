@@ -71,6 +71,8 @@ class DRAW(nn.Module):
         self._compile_mode: str | None = None
         self.compile_failure: str | None = None  # why torch.compile failed, after which training ran eagerly
         self._low_precision: torch.dtype | None = None
+        if config.canvas == "learned":  # c_0 as logits (C, H, W); init_canvas sets it from the data
+            self.canvas0 = nn.Parameter(torch.zeros(config.image_shape))
 
     def _glimpse(
         self, x: torch.Tensor, canvas: torch.Tensor, h_enc: torch.Tensor, c_enc: torch.Tensor, h_dec: torch.Tensor,
@@ -102,6 +104,18 @@ class DRAW(nn.Module):
         # static shapes: the fastest kernels
         self._compiled = torch.compile(self._glimpse, dynamic=False, mode=None if mode == "default" else mode)
         self._compile_mode = mode
+
+    def initial_canvas(self, n: int, device: torch.device) -> torch.Tensor:
+        """c_0 for n images (n, C, H, W), in logits: 0 (grey 0.5) or the learned canvas0."""
+        if self.config.canvas == "learned":
+            return self.canvas0.expand(n, *self.config.image_shape)
+        return torch.zeros(n, *self.config.image_shape, device=device)
+
+    @torch.no_grad()
+    def init_canvas(self, images: torch.Tensor) -> None:
+        """Start a learned c_0 at the per-pixel mean logit of uint8 images (N, C, H, W)."""
+        mean = (images.float().mean(dim=0) / 255).clamp(1e-3, 1 - 1e-3)
+        self.canvas0.copy_(torch.logit(mean))
 
     def low_precision(self, dtype: torch.dtype | None) -> None:
         """Run training forwards' LSTM matmuls in `dtype` (torch.bfloat16), None for float32 (lstm.py).
@@ -136,7 +150,7 @@ class DRAW(nn.Module):
             noise = self.noise(batch, x.device)
         h_enc = c_enc = x.new_zeros(batch, cfg.enc_size)
         h_dec = c_dec = x.new_zeros(batch, cfg.dec_size)
-        canvas = torch.zeros_like(x)  # c_0 = 0 (logits), i.e. grey 0.5
+        canvas = self.initial_canvas(batch, x.device)
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
         step = self._glimpse
@@ -190,7 +204,7 @@ class DRAW(nn.Module):
         if noise is None:
             noise = self.noise(n, device)
         h_dec = c_dec = torch.zeros(n, cfg.dec_size, device=device)
-        canvas = torch.zeros(n, *cfg.image_shape, device=device)
+        canvas = self.initial_canvas(n, device)
         canvases, windows = [], []
         for t in range(cfg.glimpses):
             z = self.sampler.prior(noise[t])

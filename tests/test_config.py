@@ -25,7 +25,7 @@ def test_dict_round_trip(tiny_config) -> None:
     cfg = tiny_config(channels=3, height=6, width=10, reader="attn", writer_options={"k": [1, 2]})
     data = cfg.to_dict()
     assert data["channels"] == 3 and data["reader"] == "attn" and data["writer_options"] == {"k": [1, 2]}
-    assert len(data) == 17 and (data["kind"], data["classes"]) == ("draw", 10)
+    assert len(data) == 18 and (data["kind"], data["classes"], data["canvas"]) == ("draw", 10, "zero")
     assert DrawConfig.from_dict(data) == cfg
 
 

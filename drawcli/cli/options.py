@@ -10,7 +10,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from drawcli import registry
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES, MODEL_KINDS
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, CANVAS_STARTS, COMPILE_CHOICES, COMPILE_MODES, DEVICES, MODEL_KINDS
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -20,6 +20,7 @@ def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 Binarize = choices("Binarize", BINARIZE_MODES)
 Amp = choices("Amp", AMP_MODES)
+Canvas = choices("Canvas", CANVAS_STARTS)
 Compile = choices("Compile", COMPILE_CHOICES)
 CompileMode = choices("CompileMode", COMPILE_MODES)
 Device = choices("Device", DEVICES)

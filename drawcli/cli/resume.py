@@ -20,7 +20,7 @@ from drawcli.config import DrawConfig
 
 # Architecture options of `train`, each compared with the config of the run being resumed.
 ARCH_OPTIONS = ("reader", "writer", "sampler", "glimpses", "rnn_size", "enc_size", "dec_size", "z_size",
-                "read_size", "write_size", "channels", "height", "width")  # fmt: skip
+                "read_size", "write_size", "channels", "height", "width", "canvas")  # fmt: skip
 COMPONENT_OPTIONS = {"reader_option": "reader_options", "writer_option": "writer_options", "sampler_option": "sampler_options"}
 LENGTH = ("epochs", "steps")  # given on resume, either one replaces both: the run's new length
 
@@ -30,7 +30,7 @@ def _conflict(flag: str, value: Any, name: str, stored: Any, hint: str = "") -> 
 
 
 def _check_architecture(ctx: typer.Context, config: DrawConfig, components: dict[str, Any]) -> None:
-    given = {name: ctx.params[name] for name in ARCH_OPTIONS if from_command_line(ctx, name)}
+    given = {name: plain(ctx.params[name]) for name in ARCH_OPTIONS if from_command_line(ctx, name)}
     if "rnn_size" in given:
         given.setdefault("enc_size", given["rnn_size"])
         given.setdefault("dec_size", given.pop("rnn_size"))

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
-from drawcli.cli.options import (Amp, Binarize, Compile, CompileMode, Device, ModelKind, component, from_command_line, key_values,
+from drawcli.cli.options import (Amp, Binarize, Canvas, Compile, CompileMode, Device, ModelKind, component, from_command_line, key_values,
                                  plain, positive_float, setting_param)  # fmt: skip
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
@@ -57,7 +57,7 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
             z_size=p["z_size"], read_size=p["read_size"], write_size=p["write_size"],
             reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
             reader_options=key_values(p["reader_option"]), writer_options=key_values(p["writer_option"]),
-            sampler_options=key_values(p["sampler_option"]),
+            sampler_options=key_values(p["sampler_option"]), canvas=plain(p["canvas"]),
         )  # fmt: skip
     except ConfigError as exc:
         fail(str(exc), code=2)
@@ -95,6 +95,7 @@ def train(
     z_size: Annotated[int, Positive(help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
     read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
     write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
+    canvas: Annotated[Canvas, typer.Option(help="c_0, where the canvas starts: zero (logit 0, grey; the paper's) or learned (one logit per pixel, a parameter started at the training images' mean).", rich_help_panel=ARCH)] = Canvas(DrawConfig.canvas),  # type: ignore[valid-type]
     reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the reader (VALUE parsed as JSON when it can be); repeatable.", rich_help_panel=ARCH)] = None,
     writer_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the writer; repeatable.", rich_help_panel=ARCH)] = None,
     sampler_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the sampler; repeatable.", rich_help_panel=ARCH)] = None,

@@ -65,6 +65,8 @@ class DrawFamily(ModelFamily):
 
     def build(self) -> DRAW:
         model = DRAW(self.config).to(self.device)
+        if self.config.canvas == "learned":
+            model.init_canvas(self.train_images.to(self.device))
         if self._execution.compiled:
             model.compile_glimpses(self.settings.compile_mode)
         if self._execution.precision == "bf16":
