@@ -31,6 +31,14 @@ def test_compile_auto_stays_eager_without_a_compiler(monkeypatch: pytest.MonkeyP
     assert decide_compile("on", 10**9, CPU)[0]  # asked for: torch.compile itself will say what is missing
 
 
+def test_the_bf16_warning_names_what_the_device_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execution, "native_bf16", lambda device: True)
+    assert execution.bf16_warning(CPU) == ""
+    monkeypatch.setattr(execution, "native_bf16", lambda device: False)
+    assert execution.bf16_warning(torch.device("cuda")).startswith(
+        "this GPU has no native bf16 matmuls (compute capability 8.0 or later)")
+
+
 def test_execution_describes_itself() -> None:
     assert Execution(True, "auto", "bf16").describe() == "glimpse compiled (auto), bf16 LSTM matmuls"
 
@@ -79,14 +87,12 @@ def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, t
 
 def test_bf16_is_reported_and_warns_where_it_is_emulated(idx_dir: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from drawcli.training import loop
-
-    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    monkeypatch.setattr(execution, "native_bf16", lambda device: False)
     run = tmp_path / "run"
     result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "2", "--amp", "bf16", "--quiet")
     assert result.exit_code == 0, result.output
     assert "bf16 LSTM matmuls" in result.stderr.splitlines()[0]
-    assert ("warning: cpu has no native bf16 matmuls (AMX or AVX512-BF16 on a CPU): --amp bf16 is emulated here, many "
-            "times slower than float32; --amp off is faster") in result.stderr  # fmt: skip
+    assert ("warning: this CPU has no native bf16 matmuls (AMX or AVX512-BF16): --amp bf16 is emulated here, about 5x "
+            "slower than float32 on an AVX2 CPU; --amp off is faster") in result.stderr  # fmt: skip
     assert checkpoint.read_info(run / "checkpoint.safetensors").training["precision"] == "bf16"
     assert json.loads((run / "run.json").read_text())["settings"]["amp"] == "bf16"

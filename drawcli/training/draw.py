@@ -52,7 +52,6 @@ class DrawFamily(ModelFamily):
         self.train_size = len(self.train_images)
         self._binarize_gen: torch.Generator | None = None
         self._model: DRAW | None = None
-        settings = self.settings
         work = settings.total_steps(settings.steps_per_epoch(self.train_size)) * settings.batch_size * config.glimpses
         compiled, why = decide_compile(settings.compile, work, device)
         self._execution = Execution(compiled, why, "bf16" if settings.amp == "bf16" else "float32")

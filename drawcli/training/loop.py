@@ -19,7 +19,7 @@ from drawcli import checkpoint, distributed, resume, rundir
 from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.metrics import MetricsLog
 from drawcli.progress import Reporter
-from drawcli.training.execution import native_bf16
+from drawcli.training.execution import bf16_warning
 from drawcli.training.family import ModelFamily
 from drawcli.training.settings import TrainSettings
 from drawcli.training.signals import StopFlag
@@ -123,9 +123,9 @@ class Trainer:
         self.reporter.start(total=self.total, done=self.state.step, device=str(self.device),
                             threads=torch.get_num_threads(), params=params,
                             execution=self.family.execution().describe())  # fmt: skip
-        if self.family.execution().precision != "float32" and not native_bf16(self.device):
-            self.reporter.warn(f"{self.device.type} has no native bf16 matmuls (AMX or AVX512-BF16 on a CPU): "
-                               "--amp bf16 is emulated here, many times slower than float32; --amp off is faster")  # fmt: skip
+        emulated = self.family.execution().precision != "float32" and bf16_warning(self.device)
+        if emulated:
+            self.reporter.warn(emulated)
         self.model.train()
         with StopFlag() as stop:
             while self.state.step < self.total:
