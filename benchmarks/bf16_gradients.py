@@ -34,9 +34,12 @@ def gradients(model: DRAW, x: torch.Tensor, noise: torch.Tensor, dtype: torch.dt
     """(mean loss, {name: gradient}, seconds) of one forward and backward."""
     model.zero_grad()
     model.low_precision(dtype)
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    sync()
     tick = time.perf_counter()
     loss = model(x, noise=noise).loss
     loss.mean().backward()
+    sync()
     seconds = time.perf_counter() - tick
     return float(loss.detach().mean()), {n: p.grad.clone() for n, p in model.named_parameters()}, seconds
 
@@ -52,22 +55,24 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="MNIST's folder (default: the checkpoint's, else the cache)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     if args.checkpoint:
-        model, info = checkpoint.load_model(args.checkpoint)
+        model, info = checkpoint.load_model(args.checkpoint, device)
         data_dir = args.data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
     else:
-        model, data_dir = paper_model(), args.data_dir
+        model, data_dir = paper_model().to(device), args.data_dir
     model.train()
     images = data.load_images(data.open_dataset("mnist"), "test", data_dir, model.config.image_shape)
-    x = data.binarize_fixed(images[: args.batch], "stochastic")
-    noise = model.noise(args.batch, torch.device("cpu"))
+    x = data.binarize_fixed(images[: args.batch], "stochastic").to(device)
+    noise = model.noise(args.batch, device)
     loss32, exact, t32 = gradients(model, x, noise, None)
     loss16, fast, t16 = gradients(model, x, noise, torch.bfloat16)
     flat = cosine(torch.cat([g.flatten() for g in exact.values()]), torch.cat([g.flatten() for g in fast.values()]))
     print(f"model: {args.checkpoint or 'paper-mnist at initialisation (seed 0)'}; batch {args.batch}; "
-          f"native bf16 matmuls here: {native_bf16(torch.device('cpu'))}")
+          f"device {device}; native bf16 matmuls: {native_bf16(device)}")
     print(f"loss: float32 {loss32:.4f}, bf16 {loss16:.4f} nats (difference {loss16 - loss32:+.4f})")
     print(f"forward+backward: float32 {t32:.2f} s, bf16 {t16:.2f} s")
     print(f"cosine similarity of the whole gradient: {float(flat):.6f}")

@@ -7,7 +7,7 @@
 # printed. Not yet run on a GPU: the run limits bound the training part to about 6 minutes.
 #
 #   bash benchmarks/cuda_check.sh OUT_DIR
-#   DEVICE=cpu BATCHES=256 STEPS=20 BENCH_ARGS="--quick --only attention" DATA=../shared/data/mnist \
+#   DEVICE=cpu BATCHES=256 STEPS=20 QUALITY_SEEDS=0 BENCH_ARGS="--quick --only attention" DATA=../shared/data/mnist \
 #       PYTHON=.venv/bin/python PATH=.venv/bin:$PATH bash benchmarks/cuda_check.sh /tmp/check   # dry run
 set -uo pipefail
 out=${1:?usage: cuda_check.sh OUT_DIR}
@@ -33,9 +33,13 @@ fi
 "$python" -m pytest -q -rs tests/test_devices.py 2>&1 | tee "$out/tests.log" | tail -n 5
 
 # The benchmark table, with torch.compile measured apart.
-"$python" benchmarks/bench.py --device "$device" --compile --plain --no-memory --json "$out/bench.json" \
+"$python" benchmarks/bench.py --device "$device" --compile --bf16 --plain --no-memory --json "$out/bench.json" \
     $bench_args >"$out/bench.log" 2>&1
 tail -n 40 "$out/bench.log"
+
+# The bf16 path's gradients against float32's on one fixed batch, paper-mnist at initialisation.
+"$python" benchmarks/bf16_gradients.py --device "$device" --data-dir "$data" >"$out/bf16-gradients.log" 2>&1
+head -n 4 "$out/bf16-gradients.log"
 "$python" benchmarks/bench.py --device "$device" --compile --compile-mode reduce-overhead --only attention --plain \
     --no-memory --json "$out/bench-graphs.json" $bench_args >"$out/bench-graphs.log" 2>&1
 tail -n 5 "$out/bench-graphs.log"
@@ -64,4 +68,18 @@ if train:
 if not rows:
     print("  nothing logged (no epoch finished, fewer steps than the metrics interval)")
 PY
+done
+
+# Opt in (QUALITY_SEEDS="0 1 2"): bf16 against float32 on one paper-mnist epoch per seed, paired
+# by seed (the bf16 quality check: the mean gap should be under 1.5 nats). About 12 runs' worth
+# of the run limit; leave it out of a first, short call.
+for seed in ${QUALITY_SEEDS:-}; do
+    for amp in off bf16; do
+        run="$out/quality-s$seed-$amp"
+        limit=(--epochs 1)
+        [ -n "$steps" ] && limit=(--steps "$steps")
+        timeout -s TERM "$run_limit" drawcli train --preset paper-mnist --data-dir "$data" --device "$device" --amp "$amp" \
+            --seed "$seed" "${limit[@]}" --sample-every 0 --quiet --out "$run" >"$run.log" 2>&1
+        echo "seed $seed, amp $amp: exit $?; $(grep -o 'test bound [0-9.]* nats' "$run.log" | tail -n 1)"
+    done
 done
