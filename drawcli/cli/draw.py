@@ -9,8 +9,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, err, fail, handles_errors, out
-from drawcli.cli.options import (DataDirOption, DatasetOption, Device, DeviceOption, FpsOption, PngOption, ThreadsOption,
-                                 check_outputs)  # fmt: skip
+from drawcli.cli.options import (DataDirOption, DatasetOption, Device, DeviceOption, FpsOption, PngOption, ScaleOption,
+                                 ThreadsOption, check_outputs)  # fmt: skip
 
 CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")]
 
@@ -48,7 +48,7 @@ def sample(
     n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Images to draw (laid out in a square grid).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for the prior samples.")] = 0,
     fps: FpsOption = 8.0,
-    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 2,
+    scale: ScaleOption = 2,
     boxes: Annotated[bool, typer.Option("--boxes", help="Draw each glimpse's write window (writers that produce windows).")] = False,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
     threads: ThreadsOption = None,
@@ -83,7 +83,7 @@ def reconstruct(
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to reconstruct.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed choosing the images and the posterior noise.")] = 0,
     fps: FpsOption = 8.0,
-    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 3,
+    scale: ScaleOption = 3,
     dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
@@ -124,7 +124,7 @@ def glimpses(
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to show.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed choosing the images.")] = 0,
     fps: FpsOption = 2.0,
-    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")] = 1,
+    scale: ScaleOption = 1,
     dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]

@@ -34,6 +34,7 @@ ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (
 DatasetOption = Annotated[Optional[str], typer.Option(help="Data set (default: the one it was trained on).")]
 DataDirOption = Annotated[Optional[Path], typer.Option(help="Data folder (default: the one it was trained with).")]
 PngOption = Annotated[Optional[Path], typer.Option(help="Also write the last frame as a PNG.")]
+ScaleOption = Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")]
 FpsOption = Annotated[float, typer.Option(min=0.1, max=100.0, help="GIF frames per second (the last frame is held 2 s).")]
 
 
