@@ -23,9 +23,9 @@ from drawcli.training.execution import native_bf16
 
 
 def paper_model() -> DRAW:
-    """paper-mnist's architecture, its reader options included, at its seed-0 initialisation."""
+    """paper-mnist's architecture, its reader options (if any) included, at its seed-0 initialisation."""
     options = presets.get("paper-mnist").options
-    reader_options = dict(item.split("=") for item in options["reader_option"])
+    reader_options = dict(item.split("=") for item in options.get("reader_option", []))
     torch.manual_seed(0)
     return DRAW(DrawConfig(reader_options={k: float(v) for k, v in reader_options.items()}))
 

@@ -129,7 +129,6 @@ def test_presets_resolve_and_explicit_options_win(tmp_path: Path) -> None:
     assert presets.PRESETS["paper-mnist"].options == {
         "dataset": "mnist", "reader": "filterbank", "writer": "filterbank", "glimpses": 64,
         "rnn_size": 256, "z_size": 100, "read_size": 2, "write_size": 5,
-        "reader_option": ["stride=10", "sigma=2.5"],
     }  # fmt: skip
     write_idx_dataset(tmp_path / "data", n_train=16, n_test=4)
     result = invoke("train", "--preset", "paper-mnist-noattn", *TINY_ARGS, "--data-dir", tmp_path / "data",

@@ -278,7 +278,7 @@ def test_cover_init_tiles_the_image_with_gamma_undoing_the_normalisation(write: 
 
 
 def test_stride_and_sigma_options_set_the_starting_window() -> None:
-    reader = fb.FilterbankReader(DrawConfig(), stride=10, sigma=2.5)  # the paper-mnist preset's read
+    reader = fb.FilterbankReader(DrawConfig(), stride=10, sigma=2.5)  # the narrower read start paper-mnist once had
     w = _starting_window(reader.window, 2)
     assert w.delta.item() == pytest.approx(10.0) and w.sigma2.item() == pytest.approx(6.25)
     assert w.gamma.item() == pytest.approx(math.sqrt(2 * math.pi * 6.25))
