@@ -5,7 +5,7 @@ training and sampling images/s of drawcli and of benchmarks/baseline_draw.py, wi
 and without, at each batch size; the machine's fp32 matmul rate at the LSTM shapes and at
 2048^3; the matmul-bound training limit from an analytic FLOP count; and peak memory.
 drawcli is used only through DrawConfig, DRAW(config), model(x).loss and model.generate(n);
-both subjects train through drawcli's one training step (drawcli.training.step.train_step).
+both subjects (benchmarks/subjects.py) train through drawcli's one training step.
 
     .venv/bin/python benchmarks/bench.py --quick
     .venv/bin/python benchmarks/bench.py --threads 1 --json bench.json
@@ -19,88 +19,31 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from torch import nn
 
 from drawcli.choices import COMPILE_MODES
 from drawcli.config import DrawConfig
-from drawcli.model import DRAW
-from drawcli.training.family import BatchLoss
-from drawcli.training.settings import TrainSettings
-from drawcli.training.step import make_optimizer, train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_draw import baseline_like  # noqa: E402
 from flops import LSTM_COLS, LSTM_INNER, attention, glimpse_flops, lstm_shape, setting_label, train_flops  # noqa: E402
 from profiling import profile_step  # noqa: E402
+from subjects import SUBJECTS, Subject, baseline_subject, drawcli_subject, images, step_function  # noqa: E402
 from tables import environment, print_compile_table, report  # noqa: E402
 from timing import (  # noqa: E402
     Result, Timer, current_rss_mib, interleave, json_from_child, matmul_gflops, peak_memory_mib, synchronizer,
 )
 
-DEFAULTS = TrainSettings()  # lr, beta1 and clip of drawcli train
 # The settings measured, labelled (and chosen by --only) by what their models report.
 SETTINGS = (DrawConfig(), DrawConfig(reader="none", writer="none"))
 
 
-# What is measured
 
-
-@dataclass
-class Subject:
-    """A model under test: its training objective, its optimizer and its sampler."""
-
-    name: str
-    model: nn.Module
-    loss: Callable[[torch.Tensor], BatchLoss]  # images -> objective (no metrics)
-    optimizer: Callable[[], torch.optim.Optimizer]  # a fresh one per training step function
-    sample: Callable[[int], Any]
-    per_image: bool  # objective per image (scaled by 1 / batch) or already the batch mean
-
-
-def drawcli_subject(cfg: DrawConfig, device: torch.device) -> Subject:
-    """drawcli's model, with the objective and the fused Adam of drawcli's training loop."""
-    model = DRAW(cfg).to(device)
-
-    def loss(x: torch.Tensor) -> BatchLoss:
-        model.start_step()  # reduce-overhead: a new CUDA graph step (else nothing), as the training loop does
-        return BatchLoss(model(x).loss, {})
-
-    optimizer = partial(make_optimizer, model, DEFAULTS.lr, DEFAULTS.beta1, device)
-    return Subject("drawcli", model, loss, optimizer, lambda n: model.generate(n), per_image=True)
-
-
-def baseline_subject(cfg: DrawConfig, device: torch.device) -> Subject:
-    """The straightforward per-glimpse baseline of benchmarks/baseline_draw.py, with plain Adam."""
-    model = baseline_like(cfg).to(device)
-
-    def optimizer() -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=DEFAULTS.lr, betas=(DEFAULTS.beta1, 0.999))
-
-    return Subject("baseline", model, lambda x: BatchLoss(model.loss(x), {}), optimizer, model.generate, per_image=False)
-
-
-SUBJECTS: dict[str, Callable[[DrawConfig, torch.device], Subject]] = {
-    "drawcli": drawcli_subject,
-    "baseline": baseline_subject,
-}
-
-
-def step_function(subject: Subject, x: torch.Tensor) -> Callable[[], Any]:
-    """One training step on x as drawcli trains (loss, backward, global-norm clip, Adam), with a new optimizer."""
-    optimizer = subject.optimizer()
-    scale = 1 / len(x) if subject.per_image else 1.0
-    return lambda: train_step(subject.model, optimizer, partial(subject.loss, x), DEFAULTS.clip, scale)
-
-
-def images(cfg: DrawConfig, batch: int, device: torch.device) -> torch.Tensor:
-    """A batch of random binary images at MNIST's ink density."""
-    return torch.bernoulli(torch.full((batch, *cfg.image_shape), 0.13)).to(device)
+# The measurements
 
 
 def run_setting(cfg: DrawConfig, batch: int, device: torch.device, args: argparse.Namespace) -> list[Result]:
