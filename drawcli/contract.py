@@ -143,11 +143,14 @@ class Dataset(ABC):
 
     `image_shape` is the native (C, H, W), or None when the data adapt to the model
     (an image folder is resized to whatever the config asks). A data set with labels sets
-    `has_labels` and implements `load_labelled`; classifiers train on those.
+    `has_labels` and implements `load_labelled`; classifiers train on those. One that composes
+    its images (digits placed among clutter) may set `redraws` and implement
+    `load_labelled_epoch`, so that `train --redraw` sees a new composition every epoch.
     """
 
     image_shape: tuple[int, int, int] | None = None
     has_labels: bool = False
+    redraws: bool = False
 
     @abstractmethod
     def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -156,3 +159,11 @@ class Dataset(ABC):
     def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
         """Load `split` with its labels; only data sets with `has_labels` provide it."""
         raise DataError(f"the data set {type(self).__name__} has no labels")
+
+    def load_labelled_epoch(self, epoch: int, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
+        """The training split as composed for `epoch` (0-based; epoch 0 is `load_labelled("train")`).
+
+        Only data sets with `redraws`: the same number of images, drawn afresh from the same
+        training sources, the same for a given epoch on every machine (resume depends on it).
+        """
+        raise DataError(f"the data set {type(self).__name__} draws its training images once, so it cannot redraw them")

@@ -2,8 +2,9 @@
 DRAW's section 4.1 (after Mnih et al. 2014, "Recurrent Models of Visual Attention").
 
 Each image is drawn once from a fixed seed per split, so the test set is the same on every
-machine and the training clutter is the same every epoch (it is not redrawn). Train images
-are built from MNIST's training digits only, test images from its test digits only.
+machine and, by default, the training clutter is the same every epoch; `train --redraw` asks
+cluttered-mnist for a new composition of the training digits each epoch, from a seed per epoch.
+Train images are built from MNIST's training digits only, test images from its test digits only.
 """
 
 from __future__ import annotations
@@ -66,15 +67,30 @@ class ClutteredMNIST(Dataset):
 
     image_shape = (1, 100, 100)
     has_labels = True
+    redraws = True
     side, pieces, piece_size = 100, 8, 8
     sizes = {"train": 60000, "test": 10000}
+
+    def __init__(self) -> None:
+        self._sources: dict[tuple[str, Path | None], Labelled] = {}  # MNIST digits, read once per split
 
     def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
         return self.load_labelled(split, data_dir, image_shape).images
 
     def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
-        source = MNIST().load_labelled(split, data_dir, MNIST.image_shape)
-        gen = torch.Generator().manual_seed(SEEDS[split])
+        return self._compose(split, data_dir, torch.Generator().manual_seed(SEEDS[split]))
+
+    def load_labelled_epoch(self, epoch: int, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
+        """Epoch 0 is the fixed training set; epoch e > 0 is composed from seed SEEDS["train"] * 1000 + e."""
+        if epoch == 0:
+            return self.load_labelled("train", data_dir, image_shape)
+        return self._compose("train", data_dir, torch.Generator().manual_seed(SEEDS["train"] * 1000 + epoch))
+
+    def _compose(self, split: str, data_dir: Path | None, gen: torch.Generator) -> Labelled:
+        key = (split, data_dir)
+        if key not in self._sources:
+            self._sources[key] = MNIST().load_labelled(split, data_dir, MNIST.image_shape)
+        source = self._sources[key]
         images, labels = cluttered(source.images[:, 0], source.labels, self.sizes[split], self.side, self.pieces,
                                    self.piece_size, gen)  # fmt: skip
         return Labelled(images, labels, source.classes)

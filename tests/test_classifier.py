@@ -133,3 +133,33 @@ def test_compile_is_refused_for_a_classifier(idx_dir: Path, tmp_path: Path) -> N
     result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "1", "--compile", "on")
     assert result.exit_code == 2
     assert "error: --compile on and --compile-mode compile DRAW's glimpse; the classifier runs eagerly" in result.stderr
+
+
+def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """40 cluttered images, batch 16: 3 steps an epoch; a run split mid-epoch 1 must redraw epoch 1 identically."""
+    from drawcli_synthetic import ClutteredMNIST
+    from helpers import write_idx_dataset
+
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
+    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
+    common = [*CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", tmp_path / "mnist"]
+    runs = {name: tmp_path / name for name in ("straight", "split", "fixed")}
+    for name, extra in (("straight", ["--redraw", "--steps", "5"]), ("split", ["--redraw", "--steps", "4"]),
+                        ("fixed", ["--steps", "5"])):  # fmt: skip
+        result = invoke("train", *common, "--out", runs[name], *extra)
+        assert result.exit_code == 0, result.output
+    assert invoke("train", "--resume", runs["split"], "--steps", "5", "--quiet").exit_code == 0
+    weights = {name: load_file(run / "checkpoint.safetensors") for name, run in runs.items()}
+    assert all(torch.equal(weights["straight"][k], weights["split"][k]) for k in weights["straight"])
+    assert not all(torch.equal(weights["straight"][k], weights["fixed"][k]) for k in weights["straight"])
+    assert json.loads((runs["straight"] / "run.json").read_text())["settings"]["redraw"] is True
+
+
+def test_redraw_is_refused_where_it_cannot_apply(idx_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", tmp_path / "a", "--steps", "1", "--redraw")
+    assert result.exit_code == 2
+    assert "error: the data set 'mnist' draws its training images once, so --redraw does not apply" in result.stderr
+    result = invoke("train", "--glimpses", "2", "--rnn-size", "8", "--data-dir", idx_dir, "--out", tmp_path / "b",
+                    "--steps", "1", "--redraw", "--quiet")  # fmt: skip
+    assert result.exit_code == 2
+    assert "error: --redraw is for the classifier (--model classifier): DRAW trains on fixed images" in result.stderr

@@ -127,3 +127,25 @@ def test_evaluate_a_classifier_on_a_labelled_folder(idx_dir: Path, tmp_path: Pat
     Image.new("L", (28, 28)).save(folder / "test" / "zebra" / "0.png")
     result = invoke("evaluate", run, "--dataset", "folder", "--data-dir", folder)
     assert result.exit_code == 1 and "has classes the model does not know: zebra" in result.stderr
+
+
+def test_cluttered_mnist_redraws_each_epoch_from_training_digits(tmp_path: Path, small_cluttered: None) -> None:
+    """Epoch 0 is the fixed set; epoch 1 is a new composition, the same on every call, of training digits only."""
+    square_digits(tmp_path)
+    dataset = data.open_dataset("cluttered-mnist")
+    fixed = data.load_labelled(dataset, "train", tmp_path, (1, 100, 100))
+    first = data.load_labelled_epoch(dataset, 0, tmp_path, (1, 100, 100))
+    assert torch.equal(first.images, fixed.images) and torch.equal(first.labels, fixed.labels)
+    one = data.load_labelled_epoch(dataset, 1, tmp_path, (1, 100, 100))
+    again = data.load_labelled_epoch(data.open_dataset("cluttered-mnist"), 1, tmp_path, (1, 100, 100))
+    assert one.images.shape == (40, 1, 100, 100) and torch.equal(one.images, again.images)
+    assert torch.equal(one.labels, again.labels) and one.classes == fixed.classes
+    assert not torch.equal(one.images, fixed.images)
+    assert set(one.images.unique().tolist()) == {0, SQUARES["train"]}  # no test digit leaks in
+    blocks = torch.nn.functional.avg_pool2d((one.images > 0).float(), 28, stride=1)
+    assert (blocks.flatten(1).max(dim=1).values == 1.0).all()  # each image still holds a whole digit
+
+
+def test_a_data_set_that_draws_once_cannot_redraw(idx_dir: Path) -> None:
+    with pytest.raises(DataError, match="MNIST draws its training images once, so --redraw does not apply"):
+        data.load_labelled_epoch(data.open_dataset("mnist"), 1, idx_dir, (1, 28, 28))

@@ -18,7 +18,7 @@ def test_every_field_is_tagged_run_or_execution() -> None:
     """Resume's rules come from these tags, so an untagged field would be neither kept nor changeable."""
     fields = [f.name for f in dataclasses.fields(TrainSettings)]
     assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
-    assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "batch_size", "lr", "clip", "beta1",
+    assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "clip", "beta1",
                                                 "kl_warmup", "seed")  # fmt: skip
 
 

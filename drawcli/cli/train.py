@@ -106,6 +106,7 @@ def train(
     dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
     binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize(TrainSettings.binarize),  # type: ignore[valid-type]
+    redraw: Annotated[bool, typer.Option("--redraw/--no-redraw", help="Compose a new training set every epoch, for data sets that compose their images (cluttered-mnist: new positions and clutter for the same training digits); the test set never changes. Classifier only; off: the same training images every epoch.", rich_help_panel=DATA)] = TrainSettings.redraw,
     epochs: Annotated[Optional[int], Positive(help="Epochs to train (default 1 when --steps is not given).", rich_help_panel=TRAINING)] = None,
     steps: Annotated[Optional[int], Positive(help="Optimizer steps to train; wins over --epochs.", rich_help_panel=TRAINING)] = None,
     batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = TrainSettings.batch_size,

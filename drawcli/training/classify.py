@@ -73,8 +73,10 @@ class ClassifierFamily(ModelFamily):
             raise ConfigError("--compile on and --compile-mode compile DRAW's glimpse; the classifier runs eagerly")
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
-        dataset = data.open_dataset(settings.dataset)
-        data_dir = Path(settings.data_dir) if settings.data_dir else None
+        self.dataset = dataset = data.open_dataset(settings.dataset)
+        self.data_dir = data_dir = Path(settings.data_dir) if settings.data_dir else None
+        if settings.redraw and not dataset.redraws:
+            raise ConfigError(f"the data set {settings.dataset!r} draws its training images once, so --redraw does not apply")
         train = data.load_labelled(dataset, "train", data_dir, config.image_shape)
         self.test = data.load_labelled(dataset, "test", data_dir, config.image_shape)
         if self.test.classes != train.classes:
@@ -82,6 +84,7 @@ class ClassifierFamily(ModelFamily):
         self.config = config.replace(classes=len(train.classes))  # the number of classes comes from the data
         self.images, self.labels, self.classes = train
         self.train_size = len(self.images)
+        self.drawn_epoch = 0  # the epoch whose composition self.images holds
 
     def execution(self) -> Execution:
         precision = "bf16 autocast" if self.settings.amp == "bf16" else "float32"
@@ -93,6 +96,18 @@ class ClassifierFamily(ModelFamily):
     def prepare(self, model: nn.Module) -> None:
         if self.device.type == "cuda":  # the training set on the GPU: no copies per step
             self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
+
+    def start_epoch(self, epoch: int) -> None:
+        """With --redraw, the data set's composition for this epoch (epoch 0: the fixed training set)."""
+        if not self.settings.redraw or epoch == self.drawn_epoch:
+            return
+        drawn = data.load_labelled_epoch(self.dataset, epoch, self.data_dir, self.config.image_shape)
+        if len(drawn.images) != self.train_size or drawn.classes != self.classes:
+            raise DataError(f"epoch {epoch}'s training set has {len(drawn.images)} images of classes {drawn.classes}, "
+                            f"not {self.train_size} of {self.classes} like epoch 0's")  # fmt: skip
+        device = self.images.device
+        self.images, self.labels = drawn.images.to(device), drawn.labels.to(device)
+        self.drawn_epoch = epoch
 
     def index_device(self) -> torch.device:
         return self.images.device

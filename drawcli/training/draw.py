@@ -11,6 +11,7 @@ from torch import nn
 from drawcli import data, distributed
 from drawcli import evaluate as evaluation
 from drawcli.config import DrawConfig
+from drawcli.errors import ConfigError
 from drawcli.model import DRAW, DrawOutput
 from drawcli.training.execution import Execution, decide_compile
 from drawcli.training.family import BatchLoss, ModelFamily
@@ -44,6 +45,8 @@ class DrawFamily(ModelFamily):
                  ctx: distributed.Dist | None = None) -> None:  # fmt: skip
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
+        if settings.redraw:
+            raise ConfigError("--redraw is for the classifier (--model classifier): DRAW trains on fixed images")
         dataset = data.open_dataset(settings.dataset)
         data_dir = Path(settings.data_dir) if settings.data_dir else None
         self.train_images = data.load_images(dataset, "train", data_dir, config.image_shape)

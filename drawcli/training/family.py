@@ -55,6 +55,9 @@ class ModelFamily(ABC):
         """RNG streams of the family's own, saved with the run and restored on resume."""
         return {}
 
+    def start_epoch(self, epoch: int) -> None:
+        """Called before each epoch's first batch (0-based; also when a resumed run re-enters one); default: nothing."""
+
     @abstractmethod
     def batch_loss(self, net: nn.Module, model: nn.Module, indices: torch.Tensor, step: int) -> BatchLoss:
         """Objective and metric sums of the examples `indices` (the global batch) at optimizer step `step`.

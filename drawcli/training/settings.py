@@ -33,6 +33,7 @@ class TrainSettings:
     dataset: str = _setting("mnist", RUN)
     data_dir: str | None = _setting(None, EXECUTION)
     binarize: str = _setting("stochastic", RUN)
+    redraw: bool = _setting(False, RUN)  # a new composition of the training set every epoch (classifier)
     epochs: int | None = _setting(None, EXECUTION)
     steps: int | None = _setting(None, EXECUTION)
     batch_size: int = _setting(64, RUN)
