@@ -170,8 +170,10 @@ class DRAW(nn.Module):
             except Exception as exc:  # noqa: BLE001 - any compiler failure; an eager error re-raises below
                 if step is self._glimpse:
                     raise
+                # If the eager glimpse fails too, the error is the model's, not the compiler's: it
+                # propagates and the compiled glimpse stays.
+                canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = self._glimpse(*args)
                 step = self._compile_failed(exc)
-                canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(*args)
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
                 log_ratio = log_ratio + log_p - log_q

@@ -69,6 +69,23 @@ def test_a_failing_compiler_falls_back_to_the_eager_glimpse(tiny_config) -> None
     assert model._compiled is None
 
 
+def test_an_error_of_the_model_itself_is_not_taken_for_a_compiler_failure(tiny_config,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    model = DRAW(tiny_config(glimpses=2))
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("inductor: no compiler")
+
+    def wrong_shape(*args: object) -> None:
+        raise ValueError("the model's own bug")
+
+    model._compiled = broken
+    monkeypatch.setattr(model, "_glimpse", wrong_shape)
+    with pytest.raises(ValueError, match="the model's own bug"):
+        model(torch.zeros(2, *model.config.image_shape))
+    assert model.compile_failure is None and model._compiled is broken
+
+
 def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     def broken(*args: object) -> None:
