@@ -12,4 +12,5 @@ COMPILE_CHOICES = ("auto", "on", "off")  # whether the glimpse is compiled (Trai
 COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of DRAW.compile_glimpses
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
 CANVAS_STARTS = ("zero", "learned")  # DrawConfig.canvas: c_0 = 0, or a learned per-pixel logit
+LR_SCHEDULES = ("constant", "cosine")  # TrainSettings.lr_at
 MODEL_KINDS = ("draw", "classifier")  # DrawConfig.kind: models.build makes each

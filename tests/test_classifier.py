@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import invoke
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from drawcli import registry, render
@@ -163,3 +164,37 @@ def test_redraw_is_refused_where_it_cannot_apply(idx_dir: Path, tmp_path: Path) 
                     "--steps", "1", "--redraw", "--quiet")  # fmt: skip
     assert result.exit_code == 2
     assert "error: --redraw is for the classifier (--model classifier): DRAW trains on fixed images" in result.stderr
+
+
+def test_cosine_schedule_steps_the_learning_rate_and_resumes_exactly(idx_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A 4-step cosine run stopped after step 2 (as by Ctrl-C) and resumed ends bit for bit as one straight run."""
+    import signal
+
+    from drawcli.training import loop
+
+    class StopAtSecondStep(loop.StopFlag):
+        reads = 0
+
+        @property
+        def signal(self) -> int | None:
+            StopAtSecondStep.reads += 1
+            return signal.SIGINT if StopAtSecondStep.reads == 2 else None
+
+        @signal.setter
+        def signal(self, value: int | None) -> None:
+            pass
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = [*CLASSIFIER, "--data-dir", idx_dir, "--lr-schedule", "cosine", "--lr", "1e-2", "--steps", "4"]
+    assert invoke("train", *common, "--out", straight).exit_code == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "StopFlag", StopAtSecondStep)
+        result = invoke("train", *common, "--out", split)
+    assert result.exit_code == 130 and "interrupted at step 2" in result.stderr
+    assert invoke("train", "--resume", split, "--quiet").exit_code == 0
+    a, b = load_file(straight / "checkpoint.safetensors"), load_file(split / "checkpoint.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with safe_open(str(straight / "resume.safetensors"), "pt") as f:
+        groups = json.loads(f.metadata()["param_groups"])
+    assert groups[0]["lr"] == pytest.approx(1e-2 * (1 + math.cos(math.pi * 3 / 4)) / 2)  # step 3 of 0..3

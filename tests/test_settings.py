@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY_ARGS, invoke
 
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES, LR_SCHEDULES
 from drawcli.errors import ConfigError
 from drawcli.training.settings import EXECUTION, RUN, TrainSettings
 
@@ -18,18 +18,27 @@ def test_every_field_is_tagged_run_or_execution() -> None:
     """Resume's rules come from these tags, so an untagged field would be neither kept nor changeable."""
     fields = [f.name for f in dataclasses.fields(TrainSettings)]
     assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
-    assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "clip", "beta1",
+    assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "lr_schedule", "clip", "beta1",
                                                 "kl_warmup", "seed")  # fmt: skip
 
 
 @pytest.mark.parametrize(("field", "allowed"), [("amp", AMP_MODES), ("compile", COMPILE_CHOICES), ("compile_mode", COMPILE_MODES),
-                                                ("binarize", BINARIZE_MODES), ("device", DEVICES)])  # fmt: skip
+                                                ("binarize", BINARIZE_MODES), ("device", DEVICES),
+                                                ("lr_schedule", LR_SCHEDULES)])  # fmt: skip
 def test_modes_are_checked_against_their_one_list(field: str, allowed: tuple[str, ...]) -> None:
     for value in allowed:
         assert getattr(TrainSettings(**{field: value}), field) == value
     flag = field.replace("_", "-")
     with pytest.raises(ConfigError, match=rf"^unknown --{flag} 'nope'; expected one of {', '.join(allowed)}$"):
         TrainSettings(**{field: "nope"})
+
+
+def test_cosine_learning_rate_by_hand() -> None:
+    """lr (1 + cos(pi s / 4)) / 2 for s = 0..4: 1, (1 + 1/sqrt 2) / 2, 1/2, (1 - 1/sqrt 2) / 2, 0 (times lr)."""
+    cosine = TrainSettings(lr=2e-3, lr_schedule="cosine")
+    assert [cosine.lr_at(s, 4) for s in range(5)] == pytest.approx([2e-3, 1.7071068e-3, 1e-3, 0.2928932e-3, 0.0])
+    assert TrainSettings(lr=2e-3).lr_at(3, 4) == 2e-3  # constant
+    assert cosine.lr_at(9, 4) == 0.0  # past the end (a shortened resume) it stays at 0
 
 
 def test_run_json_round_trip_drops_retired_fields_and_refuses_unknown_ones() -> None:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from drawcli import registry
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, CANVAS_STARTS, COMPILE_CHOICES, COMPILE_MODES, DEVICES, MODEL_KINDS
+from drawcli.choices import (AMP_MODES, BINARIZE_MODES, CANVAS_STARTS, COMPILE_CHOICES, COMPILE_MODES, DEVICES, LR_SCHEDULES,
+                             MODEL_KINDS)  # fmt: skip
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -24,6 +25,7 @@ Canvas = choices("Canvas", CANVAS_STARTS)
 Compile = choices("Compile", COMPILE_CHOICES)
 CompileMode = choices("CompileMode", COMPILE_MODES)
 Device = choices("Device", DEVICES)
+LrSchedule = choices("LrSchedule", LR_SCHEDULES)
 ModelKind = choices("ModelKind", MODEL_KINDS)
 
 # `train` parameter -> TrainSettings field, where the two names differ.

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
-from drawcli.cli.options import (Amp, Binarize, Canvas, Compile, CompileMode, Device, ModelKind, component, from_command_line, key_values,
+from drawcli.cli.options import (Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, from_command_line, key_values,
                                  plain, positive_float, setting_param)  # fmt: skip
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
@@ -111,6 +111,7 @@ def train(
     steps: Annotated[Optional[int], Positive(help="Optimizer steps to train; wins over --epochs.", rich_help_panel=TRAINING)] = None,
     batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = TrainSettings.batch_size,
     lr: Annotated[float, typer.Option(callback=positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = TrainSettings.lr,
+    lr_schedule: Annotated[LrSchedule, typer.Option(help="constant: --lr throughout; cosine: from --lr down to 0 along half a cosine over the run's length (--epochs or --steps; a resume that changes the length reshapes the rest of the curve).", rich_help_panel=TRAINING)] = LrSchedule(TrainSettings.lr_schedule),  # type: ignore[valid-type]
     clip: Annotated[float, typer.Option(callback=positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = TrainSettings.clip,
     beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = TrainSettings.beta1,
     kl_warmup: Annotated[int, typer.Option(min=0, help="Steps over which the KL weight of the training objective rises to 1 (the reported bound always has full KL).", rich_help_panel=TRAINING)] = TrainSettings.kl_warmup,

@@ -154,6 +154,8 @@ class Trainer:
         for b, idx in batches(self.family.train_size, settings.batch_size, settings.seed, state.epoch, state.batch,
                               self.family.index_device()):  # fmt: skip
             tick = time.perf_counter()
+            for group in self.optimizer.param_groups:
+                group["lr"] = settings.lr_at(state.step, self.total)
             if stop.signal is not None:
                 self.stop_flag.fill_(1.0)  # a device-side write: making a new tensor from the host would sync
             out = train_step(self.model, self.optimizer, lambda: self.family.batch_loss(self.net, self.model, idx, state.step),
@@ -205,7 +207,7 @@ class Trainer:
             self.reporter.step(step, self.family.describe(means), examples)
             if finite and step % METRICS_EVERY == 0:
                 self.log({"event": "train", "step": step, "epoch": self.state.epoch, **means, "grad_norm": grad_norm,
-                          "wall_time_s": round(self.state.wall_time, 3)})  # fmt: skip
+                          "lr": self.settings.lr_at(step - 1, self.total), "wall_time_s": round(self.state.wall_time, 3)})  # fmt: skip
         return stopping
 
     def _skip_nonfinite(self, step: int, loss: float, grad_norm: float) -> None:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES, LR_SCHEDULES
 from drawcli.errors import ConfigError
 
 RUN = "run"
@@ -38,6 +38,7 @@ class TrainSettings:
     steps: int | None = _setting(None, EXECUTION)
     batch_size: int = _setting(64, RUN)
     lr: float = _setting(1e-3, RUN)
+    lr_schedule: str = _setting("constant", RUN)
     clip: float = _setting(10.0, RUN)
     beta1: float = _setting(0.9, RUN)
     kl_warmup: int = _setting(0, RUN)
@@ -54,7 +55,7 @@ class TrainSettings:
         if isinstance(self.compile, bool):  # run.json of versions where --compile was a flag
             self.compile = "on" if self.compile else "off"
         for name, allowed in (("amp", AMP_MODES), ("compile", COMPILE_CHOICES), ("compile_mode", COMPILE_MODES),
-                              ("binarize", BINARIZE_MODES), ("device", DEVICES)):  # fmt: skip
+                              ("binarize", BINARIZE_MODES), ("device", DEVICES), ("lr_schedule", LR_SCHEDULES)):  # fmt: skip
             if getattr(self, name) not in allowed:
                 flag = name.replace("_", "-")
                 raise ConfigError(f"unknown --{flag} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
@@ -70,6 +71,16 @@ class TrainSettings:
         if self.steps is not None:
             return self.steps
         return (self.epochs or 1) * steps_per_epoch
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Adam's learning rate for optimizer step `step` (0-based) of a `total`-step run.
+
+        cosine: lr (1 + cos(pi step / total)) / 2 (SGDR's curve without restarts, Loshchilov and
+        Hutter 2017), lr at the first step and near 0 at the last.
+        """
+        if self.lr_schedule == "constant":
+            return self.lr
+        return self.lr * (1 + math.cos(math.pi * min(step, total) / max(total, 1))) / 2
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-able: run.json's "settings"."""
