@@ -198,3 +198,29 @@ def test_cosine_schedule_steps_the_learning_rate_and_resumes_exactly(idx_dir: Pa
     with safe_open(str(straight / "resume.safetensors"), "pt") as f:
         groups = json.loads(f.metadata()["param_groups"])
     assert groups[0]["lr"] == pytest.approx(1e-2 * (1 + math.cos(math.pi * 3 / 4)) / 2)  # step 3 of 0..3
+
+
+def test_preset_flags_read_as_a_command_line() -> None:
+    from drawcli import presets
+
+    assert presets.command_line({"reader_option": ["init=cover", "sigma=2"], "redraw": True, "binarize": False,
+                                 "lr": 3e-4}) == "--reader-option init=cover --reader-option sigma=2 --redraw --no-binarize --lr 0.0003"  # fmt: skip
+
+
+def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measured setting (docs/reproducing.md): the window at gain 1 and Adam 3e-4, through `train --preset`."""
+    from drawcli_synthetic import ClutteredMNIST
+    from helpers import write_idx_dataset
+
+    from drawcli import presets
+
+    assert presets.command_line(presets.PRESETS["paper-cluttered-mnist"].options) == (
+        "--model classifier --dataset cluttered-mnist --reader filterbank --glimpses 8 --rnn-size 256 --read-size 12 "
+        "--reader-option init=cover-unscaled --lr 0.0003")  # fmt: skip
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 16, "test": 8})
+    write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10)
+    result = invoke("train", "--preset", "paper-cluttered-mnist", "--rnn-size", "8", "--glimpses", "2", "--read-size", "3",
+                    "--data-dir", tmp_path / "mnist", "--out", tmp_path / "run", "--steps", "1", "--threads", "1", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["config"]["reader_options"] == {"init": "cover-unscaled"} and run["settings"]["lr"] == 3e-4

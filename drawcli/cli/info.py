@@ -41,8 +41,7 @@ def list_presets() -> None:
     table.add_column("description")
     table.add_column("options")
     for name, preset in presets.PRESETS.items():
-        options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in preset.options.items())
-        table.add_row(name, preset.description, options)
+        table.add_row(name, preset.description, presets.command_line(preset.options))
     out.print(table)
 
 
