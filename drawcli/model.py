@@ -168,7 +168,7 @@ class DRAW(nn.Module):
             try:
                 canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(*args)
             except Exception as exc:  # noqa: BLE001 - any compiler failure; an eager error re-raises below
-                if step is self._glimpse:
+                if step is not self._compiled:  # (a bound method is a new object at each lookup: compare the compiled one)
                     raise
                 # If the eager glimpse fails too, the error is the model's, not the compiler's: it
                 # propagates and the compiled glimpse stays.

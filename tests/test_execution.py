@@ -86,6 +86,20 @@ def test_an_error_of_the_model_itself_is_not_taken_for_a_compiler_failure(tiny_c
     assert model.compile_failure is None and model._compiled is broken
 
 
+def test_an_eager_glimpse_error_runs_the_glimpse_once(tiny_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def failing(self: DRAW, *args: object) -> None:
+        calls.append(1)
+        raise ValueError("eager failure")
+
+    monkeypatch.setattr(DRAW, "_glimpse", failing)
+    model = DRAW(tiny_config(glimpses=2))
+    with pytest.raises(ValueError, match="eager failure") as info:
+        model(torch.zeros(2, *model.config.image_shape))
+    assert calls == [1] and info.value.__context__ is None and model.compile_failure is None
+
+
 def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     def broken(*args: object) -> None:
