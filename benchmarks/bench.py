@@ -42,7 +42,6 @@ from timing import (  # noqa: E402
 SETTINGS = (DrawConfig(), DrawConfig(reader="none", writer="none"))
 
 
-
 # The measurements
 
 

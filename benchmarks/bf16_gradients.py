@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from drawcli import checkpoint, data, presets
+from drawcli.cli.options import key_values
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
 from drawcli.training.execution import native_bf16
@@ -25,9 +26,8 @@ from drawcli.training.execution import native_bf16
 def paper_model() -> DRAW:
     """paper-mnist's architecture, its reader options (if any) included, at its seed-0 initialisation."""
     options = presets.get("paper-mnist").options
-    reader_options = dict(item.split("=") for item in options.get("reader_option", []))
     torch.manual_seed(0)
-    return DRAW(DrawConfig(reader_options={k: float(v) for k, v in reader_options.items()}))
+    return DRAW(DrawConfig(reader_options=key_values(options.get("reader_option"))))
 
 
 def gradients(model: DRAW, x: torch.Tensor, noise: torch.Tensor, dtype: torch.dtype | None) -> tuple[float, dict, float]:

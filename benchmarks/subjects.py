@@ -19,6 +19,8 @@ from drawcli.training.step import make_optimizer, train_step
 from baseline_draw import baseline_like
 
 DEFAULTS = TrainSettings()  # lr, beta1 and clip of drawcli train
+
+
 @dataclass
 class Subject:
     """A model under test: its training objective, its optimizer and its sampler."""
@@ -69,5 +71,3 @@ def step_function(subject: Subject, x: torch.Tensor) -> Callable[[], Any]:
 def images(cfg: DrawConfig, batch: int, device: torch.device) -> torch.Tensor:
     """A batch of random binary images at MNIST's ink density."""
     return torch.bernoulli(torch.full((batch, *cfg.image_shape), 0.13)).to(device)
-
-

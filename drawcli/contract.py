@@ -166,4 +166,4 @@ class Dataset(ABC):
         Only data sets with `redraws`: the same number of images, drawn afresh from the same
         training sources, the same for a given epoch on every machine (resume depends on it).
         """
-        raise DataError(f"the data set {type(self).__name__} draws its training images once, so it cannot redraw them")
+        raise DataError(f"the data set {type(self).__name__} draws its training images once, so --redraw does not apply")

@@ -48,8 +48,6 @@ def load_labelled(dataset: Dataset, split: str, data_dir: Path | None, image_sha
 
 def load_labelled_epoch(dataset: Dataset, epoch: int, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
     """The training split composed afresh for `epoch` (`train --redraw`), checked as load_labelled does."""
-    if not dataset.redraws:
-        raise DataError(f"data set {type(dataset).__name__} draws its training images once, so --redraw does not apply")
     return _checked(dataset.load_labelled_epoch(epoch, data_dir, image_shape), f"epoch {epoch}'s train", image_shape)
 
 

@@ -84,7 +84,6 @@ class ClassifierFamily(ModelFamily):
         self.config = config.replace(classes=len(train.classes))  # the number of classes comes from the data
         self.images, self.labels, self.classes = train
         self.train_size = len(self.images)
-        self.drawn_epoch = 0  # the epoch whose composition self.images holds
 
     def execution(self) -> Execution:
         precision = "bf16 autocast" if self.settings.amp == "bf16" else "float32"
@@ -98,8 +97,11 @@ class ClassifierFamily(ModelFamily):
             self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
 
     def start_epoch(self, epoch: int) -> None:
-        """With --redraw, the data set's composition for this epoch (epoch 0: the fixed training set)."""
-        if not self.settings.redraw or epoch == self.drawn_epoch:
+        """With --redraw, the data set's composition for this epoch (epoch 0's was loaded in __init__).
+
+        The loop calls this once per epoch, so each composition is drawn once.
+        """
+        if not self.settings.redraw or epoch == 0:
             return
         drawn = data.load_labelled_epoch(self.dataset, epoch, self.data_dir, self.config.image_shape)
         if len(drawn.images) != self.train_size or drawn.classes != self.classes:
@@ -107,7 +109,6 @@ class ClassifierFamily(ModelFamily):
                             f"not {self.train_size} of {self.classes} like epoch 0's")  # fmt: skip
         device = self.images.device
         self.images, self.labels = drawn.images.to(device), drawn.labels.to(device)
-        self.drawn_epoch = epoch
 
     def index_device(self) -> torch.device:
         return self.images.device
