@@ -191,6 +191,14 @@ class DRAW(nn.Module):
             out.write_windows = _windows_or_none(write_windows)
         return out
 
+    def compiled_backward_failed(self, exc: Exception) -> bool:
+        """After an error in backward: drop a compiled glimpse (compiled lazily, its backward can fail
+        first) so train_step redoes the step eagerly; False when no compiled glimpse ran."""
+        if self._compiled is None or not self.training:
+            return False
+        self._compile_failed(exc)
+        return True
+
     def _compile_failed(self, exc: Exception) -> Any:
         """Drop the compiled glimpse after a compiler error, record why, and return the eager one."""
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -156,6 +156,29 @@ def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(tmp_path: Path, 
     assert json.loads((runs["straight"] / "run.json").read_text())["settings"]["redraw"] is True
 
 
+def test_redraw_time_counts_as_training_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Composing epoch 1's images (made to take 0.5 s here) is part of the logged training wall time."""
+    import time
+
+    from drawcli_synthetic import ClutteredMNIST
+    from helpers import write_idx_dataset
+
+    compose = ClutteredMNIST.load_labelled_epoch
+
+    def slow(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)
+        return compose(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
+    monkeypatch.setattr(ClutteredMNIST, "load_labelled_epoch", slow)
+    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
+    result = invoke("train", *CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", tmp_path / "mnist",
+                    "--out", tmp_path / "run", "--redraw", "--steps", "4")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["wall_time_s"] for r in records if "wall_time_s" in r) >= 0.5
+
+
 def test_redraw_is_refused_where_it_cannot_apply(idx_dir: Path, tmp_path: Path) -> None:
     result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", tmp_path / "a", "--steps", "1", "--redraw")
     assert result.exit_code == 2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -114,6 +116,40 @@ def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, t
     assert checkpoint.read_info(run / "checkpoint.safetensors").training["compiled"] is False
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["compiled"] for e in events if e["event"] == "compile"] == [False]
+
+
+class _FailingBackward(torch.autograd.Function):
+    """The identity whose backward fails, as a compiled graph's lazily compiled backward can."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("BackendCompilerFailed: backward boom")
+
+
+def test_a_compiler_failure_in_backward_falls_back_and_redoes_the_step(idx_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    def compiled(self: DRAW, *args: Any) -> tuple:
+        canvas, *rest = self._glimpse(*args)
+        return (_FailingBackward.apply(canvas), *rest)
+
+    monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", partial(compiled, self)))
+    run = tmp_path / "run"
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "3", "--compile", "on", "--quiet")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: torch.compile failed, so eager: RuntimeError: BackendCompilerFailed: backward boom; "
+                        "training continues"]  # fmt: skip
+    training = checkpoint.read_info(run / "checkpoint.safetensors").training
+    assert training["compiled"] is False and training["steps"] == 3
+
+
+def test_a_backward_error_without_a_compiled_glimpse_propagates(tiny_config) -> None:
+    model = DRAW(tiny_config(glimpses=2))
+    assert model.compiled_backward_failed(RuntimeError("x")) is False and model.compile_failure is None
 
 
 def test_bf16_is_reported_and_warns_where_it_is_emulated(idx_dir: Path, tmp_path: Path,

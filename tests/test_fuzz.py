@@ -30,8 +30,7 @@ from drawcli.cli import app
 from drawcli.errors import DrawcliError
 from drawcli.model import DRAW
 
-ITERATIONS = 300
-SECONDS = 20.0  # whichever comes first; 300 iterations take 4-8 s on a shared 2-core machine
+ITERATIONS = 300  # a fixed count, never a time bound: the outcome must not depend on the machine's load
 SEED = 20150216
 BIG_INT = "9" * 5000  # longer than Python's int-parsing limit: json raises ValueError, not JSONDecodeError
 DEEP = "[" * 5000 + "]" * 5000  # deeper than the recursion limit
@@ -138,7 +137,7 @@ def valid(tmp_path: Path, tiny_config: Callable[..., Any]) -> bytes:
 
 
 def test_fuzzed_checkpoints_only_raise_clean_errors(valid: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """300 iterations or 20 s: read_info and load_model raise DrawcliError or succeed; inspect exits 0 or 1.
+    """300 seeded iterations: read_info and load_model raise DrawcliError or succeed; inspect exits 0 or 1.
 
     Measured: 300 iterations in 7.9 s on a shared 2-core machine, 150 of them also through the CLI:
     236 refused by read_info, 62 by load_model, 2 still loaded (edits of the version string, the
@@ -150,8 +149,7 @@ def test_fuzzed_checkpoints_only_raise_clean_errors(valid: bytes, tmp_path: Path
     outcomes: Counter[str] = Counter()
     crashes: list[str] = []
     start = time.monotonic()
-    iterations = 0
-    while iterations < ITERATIONS and time.monotonic() - start < SECONDS:
+    for iterations in range(ITERATIONS):
         raw, applied = valid, []
         for name in rng.sample(sorted(MUTATIONS), rng.randint(1, 3)):
             raw = MUTATIONS[name](raw, rng)
@@ -175,10 +173,8 @@ def test_fuzzed_checkpoints_only_raise_clean_errors(valid: bytes, tmp_path: Path
             ):
                 crashes.append(f"iteration {iterations} {applied} inspect: exit {result.exit_code} {result.exception!r}")
             outcomes[f"inspect exit {result.exit_code}"] += 1
-        iterations += 1
     elapsed = time.monotonic() - start
-    print(f"fuzz: {iterations} iterations in {elapsed:.1f} s: {dict(sorted(outcomes.items()))}")
+    print(f"fuzz: {ITERATIONS} iterations in {elapsed:.1f} s: {dict(sorted(outcomes.items()))}")
     assert not crashes, "\n".join(crashes)
-    assert iterations >= 100  # the time bound must not hollow the test out
     # the mutations reach every stage: refused early, refused late, and harmless damage that still loads
     assert outcomes["read_info refused"] and outcomes["load_model refused"] and outcomes["loaded"]

@@ -146,7 +146,9 @@ class Trainer:
         state, settings = self.state, self.settings
         self.epoch_sums: dict[str, float] = dict.fromkeys(self.family.metrics, 0.0)
         self.epoch_examples = 0
+        tick = time.perf_counter()
         self.family.start_epoch(state.epoch)
+        state.wall_time += time.perf_counter() - tick  # composing a redrawn training set is training time
         self.reporter.epoch_start(state.epoch, steps_in_epoch=min(self.steps_per_epoch - state.batch, self.total - state.step))
         pending: list[tuple[int, int, StepOutput]] = []  # (step, examples, sums) not yet read on the host
         stopping = False

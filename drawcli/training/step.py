@@ -62,7 +62,17 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Callabl
     ctx = ctx or distributed.Dist()
     batch = loss()
     optimizer.zero_grad(set_to_none=True)
-    (batch.objective.sum() * scale).backward()
+    try:
+        (batch.objective.sum() * scale).backward()
+    except Exception as exc:
+        # A model may compile parts of its graph, whose backward compiles at first use; if the model
+        # drops them after such a failure, the step is redone eagerly and any error after that is real.
+        drop_compiled = getattr(model, "compiled_backward_failed", None)
+        if drop_compiled is None or not drop_compiled(exc):
+            raise
+        batch = loss()
+        optimizer.zero_grad(set_to_none=True)
+        (batch.objective.sum() * scale).backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     device = grad_norm.device
     flag = stop if stop is not None else torch.zeros((), device=device)
