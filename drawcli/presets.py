@@ -1,7 +1,7 @@
 """Named settings from the paper (Gregor et al. 2015, table 2 and section 4).
 
 A preset fills architecture and training options; any option given explicitly on the
-command line wins over the preset.
+command line wins over the preset, and component KEY=VALUE options merge key by key.
 """
 
 from __future__ import annotations

@@ -247,3 +247,20 @@ def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.Mo
     assert result.exit_code == 0, result.output
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["config"]["reader_options"] == {"init": "cover-unscaled"} and run["settings"]["lr"] == 3e-4
+
+
+@pytest.mark.parametrize(("given", "expected"), [(["init=cover"], {"init": "cover"}),
+                                                 (["sigma=2"], {"init": "cover-unscaled", "sigma": 2})])  # fmt: skip
+def test_reader_options_merge_with_the_presets_key_by_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          given: list[str], expected: dict) -> None:  # fmt: skip
+    from drawcli_synthetic import ClutteredMNIST
+    from helpers import write_idx_dataset
+
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 16, "test": 8})
+    write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10)
+    flags = [flag for pair in given for flag in ("--reader-option", pair)]
+    result = invoke("train", "--preset", "paper-cluttered-mnist", "--rnn-size", "8", "--glimpses", "2", "--read-size", "3",
+                    *flags, "--data-dir", tmp_path / "mnist", "--out", tmp_path / "run", "--steps", "1", "--threads", "1",
+                    "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["reader_options"] == expected

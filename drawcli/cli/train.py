@@ -34,11 +34,15 @@ def _with_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
     """The command's parameters with the preset's values filled in where not given explicitly."""
     from drawcli import presets
 
+    from drawcli.cli.resume import COMPONENT_OPTIONS
+
     params = dict(ctx.params)
     if name is not None:
         for key, value in presets.get(name).options.items():
             if not from_command_line(ctx, key):
                 params[key] = value
+            elif key in COMPONENT_OPTIONS:  # KEY=VALUE lists merge: a key given on the command line wins
+                params[key] = [*value, *params[key]]
     return params
 
 
@@ -102,7 +106,7 @@ def train(
     channels: Annotated[Optional[int], Positive(help="Image channels (1 or 3); default: the data set's.", rich_help_panel=ARCH)] = None,
     height: Annotated[Optional[int], Positive(help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     width: Annotated[Optional[int], Positive(help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win. Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win (a --reader-option KEY=VALUE replaces the preset's value of KEY only). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
     dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
     binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize(TrainSettings.binarize),  # type: ignore[valid-type]
