@@ -3,6 +3,8 @@
 Both passes see the same images, binarization and noise; the bf16 pass runs the LSTM matmuls
 in bfloat16 from weight copies made once per step (drawcli/lstm.py). Prints the cosine
 similarity of the whole gradient and of each tensor, the loss difference, and each pass's time.
+`--float64` adds float32's own distance from a float64 pass: how far rounding alone moves the
+gradient of this model, the scale against which bf16's distance is read.
 
     .venv/bin/python benchmarks/bf16_gradients.py --data-dir ../shared/data/mnist            # at initialisation
     .venv/bin/python benchmarks/bf16_gradients.py --checkpoint runs/X/checkpoint.safetensors  # a trained model
@@ -11,6 +13,7 @@ similarity of the whole gradient and of each tensor, the loss difference, and ea
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -56,6 +59,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (the batch is fixed)")
+    parser.add_argument("--float64", action="store_true", help="also compare float32 with a float64 pass")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -67,18 +72,24 @@ def main() -> None:
     model.train()
     images = data.load_images(data.open_dataset("mnist"), "test", data_dir, model.config.image_shape)
     x = data.binarize_fixed(images[: args.batch], "stochastic").to(device)
+    torch.manual_seed(args.seed)
     noise = model.noise(args.batch, device)
     loss32, exact, t32 = gradients(model, x, noise, None)
     loss16, fast, t16 = gradients(model, x, noise, torch.bfloat16)
     flat = cosine(torch.cat([g.flatten() for g in exact.values()]), torch.cat([g.flatten() for g in fast.values()]))
     print(f"model: {args.checkpoint or 'paper-mnist at initialisation (seed 0)'}; batch {args.batch}; "
-          f"device {device}; native bf16 matmuls: {native_bf16(device)}")
+          f"noise seed {args.seed}; device {device}; native bf16 matmuls: {native_bf16(device)}")
     print(f"loss: float32 {loss32:.4f}, bf16 {loss16:.4f} nats (difference {loss16 - loss32:+.4f})")
     print(f"forward+backward: float32 {t32:.2f} s, bf16 {t16:.2f} s")
     print(f"cosine similarity of the whole gradient: {float(flat):.6f}")
     for name in exact:
         norm = float(fast[name].norm() / exact[name].norm().clamp_min(1e-30))
         print(f"  {name:28s} cosine {cosine(exact[name], fast[name]):.6f}  norm ratio {norm:.4f}")
+    if args.float64:
+        loss64, wide, _ = gradients(copy.deepcopy(model).double(), x.double(), noise.double(), None)
+        flat64 = cosine(torch.cat([g.flatten() for g in wide.values()]), torch.cat([g.flatten() for g in exact.values()]))
+        print(f"float64 reference: loss {loss64:.4f} nats; cosine similarity of float32's whole gradient "
+              f"to float64's: {flat64:.6f}")
 
 
 if __name__ == "__main__":
