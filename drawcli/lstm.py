@@ -2,7 +2,9 @@
 
 In low precision the four gates come from one bf16 matmul over [x, h_prev] with a bf16 copy of
 [W_ih, W_hh] made once per training step by the caller (not once per glimpse, as autocast
-would), while the float32 weights stay the optimizer's masters. Each glimpse's weight gradient
+would), while the float32 weights stay the optimizer's masters. [x, h_prev] enters as two bf16
+parts, hi + lo, stacked into that one matmul: rounding the activations to bf16's 8 bits, not
+the weights, is what moved a trained model's gradient (docs/performance.md). Each glimpse's weight gradient
 is returned in float32, so autograd sums the glimpses in float32, and the cell state, the
 gates' nonlinearities and everything after them stay float32.
 """
@@ -16,15 +18,21 @@ from torch import nn
 
 
 class _LowPrecisionGates(torch.autograd.Function):
-    """gates (B, 4H) = [x, h] W^T + b, the matmul in the dtype of `weight_lp` (4H, I + H)."""
+    """gates (B, 4H) = [x, h] W^T + b, the matmul in the dtype of `weight_lp` (4H, I + H).
+
+    [x, h] = hi + lo, each in that dtype (about 16 mantissa bits together); one matmul over
+    both (2B rows), its halves summed in float32. The backward uses hi alone.
+    """
 
     @staticmethod
     def forward(ctx: Any, xh: torch.Tensor, weight_lp: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        xh_lp = xh.to(weight_lp.dtype)
-        ctx.save_for_backward(xh_lp, weight_lp)
+        hi = xh.to(weight_lp.dtype)
+        lo = (xh - hi.float()).to(weight_lp.dtype)
+        ctx.save_for_backward(hi, weight_lp)
         ctx.split = weight_ih.shape[1]
-        return torch.mm(xh_lp, weight_lp.t()).float() + bias
+        both = torch.mm(torch.cat([hi, lo]), weight_lp.t()).float()
+        return both[: len(xh)] + both[len(xh) :] + bias
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
