@@ -4,7 +4,8 @@ In low precision the four gates come from one bf16 matmul over [x, h_prev] with 
 [W_ih, W_hh] made once per training step by the caller (not once per glimpse, as autocast
 would), while the float32 weights stay the optimizer's masters. [x, h_prev] enters as two bf16
 parts, hi + lo, stacked into that one matmul: rounding the activations to bf16's 8 bits, not
-the weights, is what moved a trained model's gradient (docs/performance.md). Each glimpse's weight gradient
+the weights, is what moved a trained model's gradient (docs/performance.md). The split is a
+custom op, so that torch.compile keeps it. Each glimpse's weight gradient
 is returned in float32, so autograd sums the glimpses in float32, and the cell state, the
 gates' nonlinearities and everything after them stay float32.
 """
@@ -17,20 +18,38 @@ import torch
 from torch import nn
 
 
+@torch.library.custom_op("drawcli::split_low_precision", mutates_args=())
+def split_low_precision(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (float32) -> (hi, lo) in `dtype` with hi + lo = x to about twice `dtype`'s mantissa bits.
+
+    An opaque op, because torch.compile folds `x - x.to(bf16).float()` to zero.
+    """
+    hi = x.to(dtype)
+    return hi, (x - hi.float()).to(dtype)
+
+
+@split_low_precision.register_fake
+def _(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.new_empty(x.shape, dtype=dtype), x.new_empty(x.shape, dtype=dtype)
+
+
 class _LowPrecisionGates(torch.autograd.Function):
     """gates (B, 4H) = [x, h] W^T + b, the matmul in the dtype of `weight_lp` (4H, I + H).
 
     [x, h] = hi + lo, each in that dtype (about 16 mantissa bits together); one matmul over
-    both (2B rows), its halves summed in float32. The backward uses hi alone.
+    both (2B rows), its halves summed in float32, though each half's product is still rounded
+    to the dtype. The backward uses hi alone.
     """
 
     @staticmethod
     def forward(ctx: Any, xh: torch.Tensor, weight_lp: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        hi = xh.to(weight_lp.dtype)
-        lo = (xh - hi.float()).to(weight_lp.dtype)
-        ctx.save_for_backward(hi, weight_lp)
         ctx.split = weight_ih.shape[1]
+        if weight_lp.dtype == xh.dtype:  # a full-precision copy: nothing to split
+            ctx.save_for_backward(xh, weight_lp)
+            return torch.mm(xh, weight_lp.t()) + bias
+        hi, lo = split_low_precision(xh, weight_lp.dtype)
+        ctx.save_for_backward(hi, weight_lp)
         both = torch.mm(torch.cat([hi, lo]), weight_lp.t()).float()
         return both[: len(xh)] + both[len(xh) :] + bias
 

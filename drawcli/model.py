@@ -7,8 +7,9 @@ c_t = c_{t-1} + write(h_dec_t). Loss (eqs. 9-12): -log Bernoulli(x | sigmoid(c_T
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -191,13 +192,23 @@ class DRAW(nn.Module):
             out.write_windows = _windows_or_none(write_windows)
         return out
 
-    def compiled_backward_failed(self, exc: Exception) -> bool:
-        """After an error in backward: drop a compiled glimpse (compiled lazily, its backward can fail
-        first) so train_step redoes the step eagerly; False when no compiled glimpse ran."""
+    def eager_rerun(self, exc: Exception) -> Any:
+        """After an error in backward, a context to redo the step in: without the compiled glimpse
+        inside it, recorded as a compiler failure if the redo succeeds, restored if it fails too.
+        None when no compiled glimpse could have run."""
         if self._compiled is None or not self.training:
-            return False
+            return None
+        return self._without_compiled(exc)
+
+    @contextlib.contextmanager
+    def _without_compiled(self, exc: Exception) -> Iterator[None]:
+        compiled, self._compiled = self._compiled, None
+        try:
+            yield
+        except BaseException:
+            self._compiled = compiled
+            raise
         self._compile_failed(exc)
-        return True
 
     def _compile_failed(self, exc: Exception) -> Any:
         """Drop the compiled glimpse after a compiler error, record why, and return the eager one."""

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 import torch
 from helpers import TINY_ARGS, invoke
+from safetensors.torch import load_file
 
 from drawcli import checkpoint
 from drawcli.model import DRAW
+from drawcli.training.family import BatchLoss
+from drawcli.training.step import train_step
 from drawcli.training import execution
 from drawcli.training.execution import COMPILE_PAYS_AT, Execution, decide_compile
 
@@ -130,26 +133,85 @@ class _FailingBackward(torch.autograd.Function):
         raise RuntimeError("BackendCompilerFailed: backward boom")
 
 
-def test_a_compiler_failure_in_backward_falls_back_and_redoes_the_step(idx_dir: Path, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def _failing_backward(message: str) -> Any:
+    """A glimpse: the eager one, whose canvas's backward raises `message`."""
+
+    class Failing(_FailingBackward):
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError(message)
+
+    def glimpse(model: DRAW, *args: Any) -> tuple:
+        canvas, *rest = DRAW._glimpse(model, *args)
+        return (Failing.apply(canvas), *rest)
+
+    return glimpse
+
+
+def test_a_compiler_failure_in_backward_redoes_the_step_eagerly_from_the_same_draws(
+        idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The redone step binarizes and draws noise as the failed attempt did: the weights equal an eager run's."""
+    failing = _failing_backward("BackendCompilerFailed: backward boom")
+    monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", partial(failing, self)))
+    runs = {mode: tmp_path / mode for mode in ("on", "off")}
+    results = {mode: invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "3", "--compile", mode,
+                            "--quiet") for mode, run in runs.items()}  # fmt: skip
+    assert all(result.exit_code == 0 for result in results.values()), results["on"].output
+    warnings = [line for line in results["on"].stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: torch.compile failed, so eager: RuntimeError: BackendCompilerFailed: backward boom; "
+                        "training continues"]  # fmt: skip
+    training = checkpoint.read_info(runs["on"] / "checkpoint.safetensors").training
+    assert training["compiled"] is False and training["steps"] == 3
+    on, off = (load_file(run / "checkpoint.safetensors") for run in (runs["on"], runs["off"]))
+    assert all(torch.equal(on[k], off[k]) for k in off)
+
+
+def _one_step(model: DRAW) -> None:
+    optimizer = torch.optim.Adam(model.parameters())
+    x = (torch.rand(2, *model.config.image_shape) > 0.5).float()
+    train_step(model, optimizer, lambda: BatchLoss(model(x).loss, {}), clip=10.0)
+
+
+def test_an_eager_backward_error_propagates_and_keeps_the_compiled_glimpse(tiny_config,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """If the eager redo fails as well, the error is the model's: it propagates, nothing is recorded."""
+    model = DRAW(tiny_config(glimpses=2))
+    compiled = partial(_failing_backward("BackendCompilerFailed"), model)
+    model._compiled = compiled
+    monkeypatch.setattr(model, "_glimpse", partial(_failing_backward("the model's own backward bug"), model))
+    with pytest.raises(RuntimeError, match="the model's own backward bug"):
+        _one_step(model)
+    assert model._compiled is compiled and model.compile_failure is None
+
+
+def test_a_backward_error_without_a_compiled_glimpse_propagates(tiny_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = DRAW(tiny_config(glimpses=2))
+    monkeypatch.setattr(model, "_glimpse", partial(_failing_backward("eager backward bug"), model))
+    with pytest.raises(RuntimeError, match="eager backward bug"):
+        _one_step(model)
+    assert model.compile_failure is None and model.eager_rerun(RuntimeError()) is None
+
+
+def test_a_fallback_after_the_first_step_is_reported_too(idx_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The compiled glimpse works for step 1 (3 glimpses) and fails in step 2: a second warning says so."""
+    calls = []
+
     def compiled(self: DRAW, *args: Any) -> tuple:
-        canvas, *rest = self._glimpse(*args)
-        return (_FailingBackward.apply(canvas), *rest)
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("BackendCompilerFailed: a new shape")
+        return DRAW._glimpse(self, *args)
 
     monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", partial(compiled, self)))
     run = tmp_path / "run"
     result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "3", "--compile", "on", "--quiet")
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == ["warning: torch.compile failed, so eager: RuntimeError: BackendCompilerFailed: backward boom; "
-                        "training continues"]  # fmt: skip
-    training = checkpoint.read_info(run / "checkpoint.safetensors").training
-    assert training["compiled"] is False and training["steps"] == 3
-
-
-def test_a_backward_error_without_a_compiled_glimpse_propagates(tiny_config) -> None:
-    model = DRAW(tiny_config(glimpses=2))
-    assert model.compiled_backward_failed(RuntimeError("x")) is False and model.compile_failure is None
+    assert len(warnings) == 2 and warnings[0].endswith("most of it compiling")
+    assert warnings[1] == "warning: torch.compile failed, so eager: RuntimeError: BackendCompilerFailed: a new shape; training continues"
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["compiled"]) for e in events if e["event"] == "compile"] == [(1, True), (2, False)]
 
 
 def test_bf16_is_reported_and_warns_where_it_is_emulated(idx_dir: Path, tmp_path: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -37,10 +38,12 @@ def test_evaluation_stays_float32_under_bf16_training(tiny_config) -> None:
     assert not torch.equal(model(x, noise=noise).loss, exact)
 
 
-def test_bf16_gates_keep_the_activations_bits_that_bf16_drops() -> None:
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_bf16_gates_keep_the_activations_bits_that_bf16_drops(compiled: bool) -> None:
     """[1 + 3u, 1 + u] . [1, -1] with u = 2^-12 is 2u; bf16 rounds both inputs to 1 (spacing 2^-7), giving 0.
 
-    The gates take [x, h] as hi + lo in two bf16 parts, so the difference survives.
+    The gates take [x, h] as hi + lo in two bf16 parts, so the difference survives, compiled too
+    (torch.compile folds a plain x - x.to(bf16).float() to zero).
     """
     from drawcli.lstm import _LowPrecisionGates
 
@@ -48,6 +51,10 @@ def test_bf16_gates_keep_the_activations_bits_that_bf16_drops() -> None:
     xh = torch.tensor([[1 + 3 * u, 1 + u]])
     weight = torch.tensor([[1.0, -1.0]])
     assert torch.equal(xh.bfloat16().float() @ weight.t(), torch.zeros(1, 1))  # what rounding the inputs would give
-    gates = _LowPrecisionGates.apply(xh, weight.bfloat16(), weight[:, :1], weight[:, 1:], torch.zeros(1))
-    assert gates.dtype == torch.float32
-    torch.testing.assert_close(gates, torch.tensor([[2 * u]]), rtol=1e-2, atol=0.0)
+    gates = _LowPrecisionGates.apply
+    if compiled:
+        torch._dynamo.reset()
+        gates = torch.compile(lambda *args: _LowPrecisionGates.apply(*args), fullgraph=True)
+    out = gates(xh, weight.bfloat16(), weight[:, :1], weight[:, 1:], torch.zeros(1))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([[2 * u]]), rtol=1e-2, atol=0.0)

@@ -12,7 +12,7 @@ from drawcli.cli.app import app, debugging, err, fail, handles_errors
 from drawcli.cli.options import (Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, from_command_line, key_values,
                                  plain, positive_float, setting_param)  # fmt: skip
 from drawcli.config import DrawConfig
-from drawcli.errors import ConfigError
+from drawcli.errors import ConfigError, DrawcliError
 from drawcli.training.settings import TrainSettings
 
 ARCH = "Architecture"
@@ -38,12 +38,27 @@ def _with_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
 
     params = dict(ctx.params)
     if name is not None:
-        for key, value in presets.get(name).options.items():
+        options = presets.get(name).options
+        for key, value in options.items():
+            if key in COMPONENT_OPTIONS and _replaced(ctx, key.removesuffix("_option"), options):
+                continue  # the preset's options were for the component the command line replaced
             if not from_command_line(ctx, key):
                 params[key] = value
             elif key in COMPONENT_OPTIONS:  # KEY=VALUE lists merge: a key given on the command line wins
                 params[key] = [*value, *params[key]]
     return params
+
+
+def _replaced(ctx: typer.Context, kind: str, options: dict[str, Any]) -> bool:
+    """True if the command line names a different `kind` component (reader, ...) than the preset's."""
+    from drawcli import registry
+
+    if not from_command_line(ctx, kind) or kind not in options:
+        return False
+    try:
+        return registry.resolve(kind, ctx.params[kind]).name != registry.resolve(kind, options[kind]).name
+    except DrawcliError:
+        return True  # an unknown name: the error comes with the config, not here
 
 
 def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
@@ -106,7 +121,7 @@ def train(
     channels: Annotated[Optional[int], Positive(help="Image channels (1 or 3); default: the data set's.", rich_help_panel=ARCH)] = None,
     height: Annotated[Optional[int], Positive(help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     width: Annotated[Optional[int], Positive(help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win (a --reader-option KEY=VALUE replaces the preset's value of KEY only). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win (a --reader-option KEY=VALUE replaces the preset's value of KEY only; another --reader drops the preset's reader options). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
     dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
     binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize(TrainSettings.binarize),  # type: ignore[valid-type]

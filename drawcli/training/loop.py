@@ -19,7 +19,7 @@ from drawcli import checkpoint, distributed, resume, rundir
 from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.metrics import MetricsLog
 from drawcli.progress import Reporter
-from drawcli.training.execution import bf16_warning
+from drawcli.training.execution import Execution, bf16_warning
 from drawcli.training.family import ModelFamily
 from drawcli.training.settings import TrainSettings
 from drawcli.training.signals import StopFlag
@@ -60,8 +60,8 @@ class Trainer:
         self.state = RunState()
         self.saved_step: int | None = None  # the step of the last save, None before the first
         self.nonfinite = 0  # non-finite steps in a row
-        self.compile_reported = False
         self.compile_planned = family.execution().compiled
+        self.reported: Execution | None = None  # the execution last reported, once a compiled run has stepped
         self.steps_per_epoch = settings.steps_per_epoch(family.train_size)
         self.total = settings.total_steps(self.steps_per_epoch)
         self.log: Callable[[dict[str, Any]], None] = lambda record: None  # rank 0's metrics log, opened by fit
@@ -161,7 +161,8 @@ class Trainer:
             if stop.signal is not None:
                 self.stop_flag.fill_(1.0)  # a device-side write: making a new tensor from the host would sync
             out = train_step(self.model, self.optimizer, lambda: self.family.batch_loss(self.net, self.model, idx, state.step),
-                             settings.clip, distributed.objective_scale(len(idx), self.ctx), self.ctx, self.stop_flag)  # fmt: skip
+                             settings.clip, distributed.objective_scale(len(idx), self.ctx), self.ctx, self.stop_flag,
+                             self.family.generators())  # fmt: skip
             self._timed(time.perf_counter() - tick)
             state.step += 1
             state.batch = b + 1
@@ -175,16 +176,20 @@ class Trainer:
         return stopping
 
     def _timed(self, seconds: float) -> None:
+        """Count a step's time; in a compiled run, report the first step and any later fallback to eager."""
         self.state.wall_time += seconds
-        if self.compile_planned and not self.compile_reported:
-            self.compile_reported = True
-            execution = self.family.execution()
-            if not execution.compiled:
-                self.reporter.warn(f"{execution.compile_reason}; training continues")
-            else:
-                self.reporter.warn(f"first step took {seconds:.1f} s, most of it compiling")
-            self.log({"event": "compile", "step": self.state.step + 1, "seconds": round(seconds, 3),
-                      "compiled": execution.compiled})
+        if not self.compile_planned:
+            return
+        execution = self.family.execution()
+        if execution == self.reported:
+            return
+        first, self.reported = self.reported is None, execution
+        if not execution.compiled:
+            self.reporter.warn(f"{execution.compile_reason}; training continues")
+        elif first:
+            self.reporter.warn(f"first step took {seconds:.1f} s, most of it compiling")
+        self.log({"event": "compile", "step": self.state.step + 1, "seconds": round(seconds, 3),
+                  "compiled": execution.compiled})
 
     def _read(self, pending: list[tuple[int, int, StepOutput]]) -> bool:
         """Read queued steps' sums on the host: progress, log, non-finite policy; True if a stop was asked."""

@@ -15,6 +15,7 @@ from torch import nn
 
 from drawcli import distributed
 from drawcli.training.family import BatchLoss
+from drawcli.training.state import restore_rng, rng_state
 
 STEP_FIELDS = ("stop", "objective", "grad_norm")  # after the family's metrics in StepOutput.sums
 
@@ -52,31 +53,42 @@ class StepOutput:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Callable[[], BatchLoss], clip: float,
-               scale: float = 1.0, ctx: distributed.Dist | None = None,
-               stop: torch.Tensor | None = None) -> StepOutput:  # fmt: skip
+               scale: float = 1.0, ctx: distributed.Dist | None = None, stop: torch.Tensor | None = None,
+               generators: dict[str, torch.Generator] | None = None) -> StepOutput:  # fmt: skip
     """One optimizer step on the objective `loss()` returns, its sum multiplied by `scale`.
 
     `scale` turns a rank's summed objective into its share of the global mean (objective_scale);
-    `stop` (0-dim, on the device) is a flag to carry to every rank in the same reduction.
+    `stop` (0-dim, on the device) is a flag to carry to every rank in the same reduction;
+    `generators` are the RNG streams `loss()` draws from besides torch's global one.
     """
     ctx = ctx or distributed.Dist()
+    device = next(model.parameters()).device
+    rng = rng_state(generators or {}, device)
     batch = loss()
     optimizer.zero_grad(set_to_none=True)
     try:
         (batch.objective.sum() * scale).backward()
     except Exception as exc:
-        # A model may compile parts of its graph, whose backward compiles at first use; if the model
-        # drops them after such a failure, the step is redone eagerly and any error after that is real.
-        drop_compiled = getattr(model, "compiled_backward_failed", None)
-        if drop_compiled is None or not drop_compiled(exc):
-            raise
-        batch = loss()
-        optimizer.zero_grad(set_to_none=True)
-        (batch.objective.sum() * scale).backward()
+        batch = _redo_eagerly(model, optimizer, loss, scale, exc, lambda: restore_rng(rng, generators or {}, device))
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    device = grad_norm.device
-    flag = stop if stop is not None else torch.zeros((), device=device)
-    parts = [*batch.metrics.values(), flag, batch.objective.detach().sum(), grad_norm.to(device)]
+    flag = stop if stop is not None else torch.zeros((), device=grad_norm.device)
+    parts = [*batch.metrics.values(), flag, batch.objective.detach().sum(), grad_norm.to(grad_norm.device)]
     sums = distributed.all_sum(torch.stack(parts).float(), ctx)
     optimizer_step(optimizer, torch.isfinite(sums).all())
     return StepOutput((*batch.metrics, *STEP_FIELDS), sums)
+
+
+def _redo_eagerly(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Callable[[], BatchLoss], scale: float,
+                  exc: Exception, rewind: Callable[[], object]) -> BatchLoss:  # fmt: skip
+    """After an error in backward: if the model ran compiled parts (whose backward compiles at first
+    use), redo the step without them, from the same random draws; otherwise re-raise."""
+    eager_rerun = getattr(model, "eager_rerun", None)
+    rerun = eager_rerun(exc) if eager_rerun is not None else None
+    if rerun is None:
+        raise exc
+    rewind()  # the same binarization and noise as the failed attempt: resume stays bit for bit
+    with rerun:  # an error here is the model's own: the compiled parts come back and it propagates
+        batch = loss()
+        optimizer.zero_grad(set_to_none=True)
+        (batch.objective.sum() * scale).backward()
+    return batch
