@@ -30,7 +30,7 @@ def split_low_precision(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tens
 
 @split_low_precision.register_fake
 def _(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    return x.new_empty(x.shape, dtype=dtype), x.new_empty(x.shape, dtype=dtype)
+    return torch.empty_like(x, dtype=dtype), torch.empty_like(x, dtype=dtype)
 
 
 class _LowPrecisionGates(torch.autograd.Function):

@@ -7,6 +7,7 @@ a non-finite step together, and the update is skipped on the device without a ho
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,6 +70,10 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Callabl
     try:
         (batch.objective.sum() * scale).backward()
     except Exception as exc:
+        if ctx.world_size > 1:
+            raise  # under DDP an aborted backward leaves the gradient reduction half done: no redo
+        del batch  # free the failed attempt's graph (and the traceback's hold on it) before the redo
+        traceback.clear_frames(exc.__traceback__)
         batch = _redo_eagerly(model, optimizer, loss, scale, exc, lambda: restore_rng(rng, generators or {}, device))
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     flag = stop if stop is not None else torch.zeros((), device=grad_norm.device)
