@@ -239,7 +239,7 @@ def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.Mo
 
     assert presets.command_line(presets.PRESETS["paper-cluttered-mnist"].options) == (
         "--model classifier --dataset cluttered-mnist --reader filterbank --glimpses 8 --rnn-size 256 --read-size 12 "
-        "--reader-option init=cover-unscaled --lr 0.0003")  # fmt: skip
+        "--reader-option init=cover-unscaled --lr 0.0003 --redraw --lr-schedule cosine --epochs 20")  # fmt: skip
     monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 16, "test": 8})
     write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10)
     result = invoke("train", "--preset", "paper-cluttered-mnist", "--rnn-size", "8", "--glimpses", "2", "--read-size", "3",
