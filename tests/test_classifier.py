@@ -230,22 +230,28 @@ def test_preset_flags_read_as_a_command_line() -> None:
                                  "lr": 3e-4}) == "--reader-option init=cover --reader-option sigma=2 --redraw --no-binarize --lr 0.0003"  # fmt: skip
 
 
-def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The measured setting (docs/reproducing.md): the window at gain 1 and Adam 3e-4, through `train --preset`."""
+def _tiny_preset_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> dict:
+    """One step of `train --preset paper-cluttered-mnist` shrunk to a tiny model and data set -> its run.json."""
     from drawcli_synthetic import ClutteredMNIST
     from helpers import write_idx_dataset
 
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 16, "test": 8})
+    write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10)
+    result = invoke("train", "--preset", "paper-cluttered-mnist", "--rnn-size", "8", "--glimpses", "2", "--read-size", "3",
+                    *extra, "--data-dir", tmp_path / "mnist", "--out", tmp_path / "run", "--steps", "1", "--threads", "1",
+                    "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads((tmp_path / "run" / "run.json").read_text())
+
+
+def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measured setting (docs/reproducing.md): the window at gain 1 and Adam 3e-4, through `train --preset`."""
     from drawcli import presets
 
     assert presets.command_line(presets.PRESETS["paper-cluttered-mnist"].options) == (
         "--model classifier --dataset cluttered-mnist --reader filterbank --glimpses 8 --rnn-size 256 --read-size 12 "
         "--reader-option init=cover-unscaled --lr 0.0003 --redraw --lr-schedule cosine --epochs 20")  # fmt: skip
-    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 16, "test": 8})
-    write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10)
-    result = invoke("train", "--preset", "paper-cluttered-mnist", "--rnn-size", "8", "--glimpses", "2", "--read-size", "3",
-                    "--data-dir", tmp_path / "mnist", "--out", tmp_path / "run", "--steps", "1", "--threads", "1", "--quiet")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    run = _tiny_preset_run(tmp_path, monkeypatch)
     assert run["config"]["reader_options"] == {"init": "cover-unscaled"} and run["settings"]["lr"] == 3e-4
 
 
@@ -255,13 +261,4 @@ def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.Mo
                                                  (["--reader", "no-attention"], {})])  # fmt: skip
 def test_reader_options_merge_with_the_presets_for_the_same_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           given: list[str], expected: dict) -> None:  # fmt: skip
-    from drawcli_synthetic import ClutteredMNIST
-    from helpers import write_idx_dataset
-
-    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 16, "test": 8})
-    write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10)
-    result = invoke("train", "--preset", "paper-cluttered-mnist", "--rnn-size", "8", "--glimpses", "2", "--read-size", "3",
-                    *given, "--data-dir", tmp_path / "mnist", "--out", tmp_path / "run", "--steps", "1", "--threads", "1",
-                    "--quiet")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["reader_options"] == expected
+    assert _tiny_preset_run(tmp_path, monkeypatch, *given)["config"]["reader_options"] == expected

@@ -110,7 +110,7 @@ def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, t
     def broken(*args: object) -> None:
         raise RuntimeError("BackendCompilerFailed: boom")
 
-    monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", broken))
+    _compiler_gives(monkeypatch, lambda model, *args: broken(*args))
     run = tmp_path / "run"
     result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "3", "--compile", "on", "--quiet")
     assert result.exit_code == 0, result.output
@@ -122,37 +122,37 @@ def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, t
 
 
 class _FailingBackward(torch.autograd.Function):
-    """The identity whose backward fails, as a compiled graph's lazily compiled backward can."""
+    """The identity whose backward raises `message`, as a compiled graph's lazily compiled backward can."""
 
     @staticmethod
-    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, t: torch.Tensor, message: str) -> torch.Tensor:
+        ctx.message = message
         return t.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("BackendCompilerFailed: backward boom")
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        raise RuntimeError(ctx.message)
 
 
 def _failing_backward(message: str) -> Any:
     """A glimpse: the eager one, whose canvas's backward raises `message`."""
 
-    class Failing(_FailingBackward):
-        @staticmethod
-        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-            raise RuntimeError(message)
-
     def glimpse(model: DRAW, *args: Any) -> tuple:
         canvas, *rest = DRAW._glimpse(model, *args)
-        return (Failing.apply(canvas), *rest)
+        return (_FailingBackward.apply(canvas, message), *rest)
 
     return glimpse
+
+
+def _compiler_gives(monkeypatch: pytest.MonkeyPatch, glimpse: Any) -> None:
+    """Make compile_glimpses install `glimpse(model, *args)` as the model's 'compiled' glimpse."""
+    monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", partial(glimpse, self)))
 
 
 def test_a_compiler_failure_in_backward_redoes_the_step_eagerly_from_the_same_draws(
         idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """The redone step binarizes and draws noise as the failed attempt did: the weights equal an eager run's."""
-    failing = _failing_backward("BackendCompilerFailed: backward boom")
-    monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", partial(failing, self)))
+    _compiler_gives(monkeypatch, _failing_backward("BackendCompilerFailed: backward boom"))
     runs = {mode: tmp_path / mode for mode in ("on", "off")}
     results = {mode: invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "3", "--compile", mode,
                             "--quiet") for mode, run in runs.items()}  # fmt: skip
@@ -203,7 +203,7 @@ def test_a_fallback_after_the_first_step_is_reported_too(idx_dir: Path, tmp_path
             raise RuntimeError("BackendCompilerFailed: a new shape")
         return DRAW._glimpse(self, *args)
 
-    monkeypatch.setattr(DRAW, "compile_glimpses", lambda self, mode="default": setattr(self, "_compiled", partial(compiled, self)))
+    _compiler_gives(monkeypatch, compiled)
     run = tmp_path / "run"
     result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "3", "--compile", "on", "--quiet")
     assert result.exit_code == 0, result.output

@@ -33,7 +33,6 @@ def _preset_option(name: str | None) -> str | None:
 def _with_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
     """The command's parameters with the preset's values filled in where not given explicitly."""
     from drawcli import presets
-
     from drawcli.cli.resume import COMPONENT_OPTIONS
 
     params = dict(ctx.params)

@@ -62,22 +62,21 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Callabl
     `stop` (0-dim, on the device) is a flag to carry to every rank in the same reduction;
     `generators` are the RNG streams `loss()` draws from besides torch's global one.
     """
-    ctx = ctx or distributed.Dist()
+    ctx, generators = ctx or distributed.Dist(), generators or {}
     device = next(model.parameters()).device
-    rng = rng_state(generators or {}, device)
+    rng = rng_state(generators, device)
     batch = loss()
-    optimizer.zero_grad(set_to_none=True)
     try:
-        (batch.objective.sum() * scale).backward()
+        _backward(batch, optimizer, scale)
     except Exception as exc:
         if ctx.world_size > 1:
             raise  # under DDP an aborted backward leaves the gradient reduction half done: no redo
         del batch  # free the failed attempt's graph (and the traceback's hold on it) before the redo
         traceback.clear_frames(exc.__traceback__)
-        batch = _redo_eagerly(model, optimizer, loss, scale, exc, lambda: restore_rng(rng, generators or {}, device))
+        batch = _redo_eagerly(model, optimizer, loss, scale, exc, lambda: restore_rng(rng, generators, device))
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     flag = stop if stop is not None else torch.zeros((), device=grad_norm.device)
-    parts = [*batch.metrics.values(), flag, batch.objective.detach().sum(), grad_norm.to(grad_norm.device)]
+    parts = [*batch.metrics.values(), flag, batch.objective.detach().sum(), grad_norm]
     sums = distributed.all_sum(torch.stack(parts).float(), ctx)
     optimizer_step(optimizer, torch.isfinite(sums).all())
     return StepOutput((*batch.metrics, *STEP_FIELDS), sums)
@@ -94,6 +93,10 @@ def _redo_eagerly(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Call
     rewind()  # the same binarization and noise as the failed attempt: resume stays bit for bit
     with rerun:  # an error here is the model's own: the compiled parts come back and it propagates
         batch = loss()
-        optimizer.zero_grad(set_to_none=True)
-        (batch.objective.sum() * scale).backward()
+        _backward(batch, optimizer, scale)
     return batch
+
+
+def _backward(batch: BatchLoss, optimizer: torch.optim.Optimizer, scale: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    (batch.objective.sum() * scale).backward()
