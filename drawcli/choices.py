@@ -8,8 +8,8 @@ from __future__ import annotations
 
 BINARIZE_MODES = ("stochastic", "threshold")  # data.binarize
 AMP_MODES = ("off", "bf16")  # training precision of the LSTM matmuls (TrainSettings.amp)
-COMPILE_CHOICES = ("auto", "on", "off")  # whether the glimpse is compiled (TrainSettings.compile)
-COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of DRAW.compile_glimpses
+COMPILE_CHOICES = ("auto", "on", "off")  # whether the training unit is compiled (TrainSettings.compile)
+COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of compile_glimpses (compiled.py)
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
 CANVAS_STARTS = ("zero", "learned")  # DrawConfig.canvas: c_0 = 0, or a learned per-pixel logit
 LR_SCHEDULES = ("constant", "cosine")  # TrainSettings.lr_at

@@ -7,16 +7,15 @@ c_t = c_{t-1} + write(h_dec_t). Loss (eqs. 9-12): -log Bernoulli(x | sigmoid(c_T
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from drawcli import registry
-from drawcli.choices import COMPILE_MODES
+from drawcli.compiled import CompiledTraining
 from drawcli.config import DrawConfig
 from drawcli.contract import Reader, Sampler, Window, Writer
 from drawcli.errors import PluginError
@@ -57,8 +56,14 @@ def _component(kind: str, name: str, base: type, config: DrawConfig, options: di
     return module
 
 
-class DRAW(nn.Module):
-    """DRAW with its reader, writer and sampler loaded by name from the config."""
+class DRAW(CompiledTraining, nn.Module):
+    """DRAW with its reader, writer and sampler loaded by name from the config.
+
+    One glimpse (`_glimpse`) is what `compile_glimpses` compiles, not the 64-step loop, so
+    compile time stays bounded.
+    """
+
+    compile_unit = "_glimpse"
 
     def __init__(self, config: DrawConfig) -> None:
         super().__init__()
@@ -68,9 +73,6 @@ class DRAW(nn.Module):
         self.sampler: Sampler = _component("sampler", config.sampler, Sampler, config, config.sampler_options)
         self.encoder = LSTMCell(self.reader.out_size + config.dec_size, config.enc_size)
         self.decoder = LSTMCell(self.sampler.z_size, config.dec_size)
-        self._compiled: Any = None
-        self._compile_mode: str | None = None
-        self.compile_failure: str | None = None  # why torch.compile failed, after which training ran eagerly
         self._low_precision: torch.dtype | None = None
         if config.canvas == "learned":  # c_0 as logits (C, H, W); init_canvas sets it from the data
             self.canvas0 = nn.Parameter(torch.zeros(config.image_shape))
@@ -92,20 +94,6 @@ class DRAW(nn.Module):
         update, write_window = self.writer(h_dec)
         return canvas + update, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window  # eq. 8
 
-    def compile_glimpses(self, mode: str = "default") -> None:
-        """Use torch.compile for the glimpse of training forwards (fuses DRAW's many small ops).
-
-        One glimpse is compiled, not the 64-step loop, so compile time stays bounded; a new
-        batch shape (the epoch's short last batch) compiles once more. Evaluation stays eager.
-        mode "reduce-overhead" also replays each glimpse as a CUDA graph on a GPU (one launch
-        instead of dozens); on the CPU it is the same as "default".
-        """
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
-        # static shapes: the fastest kernels
-        self._compiled = torch.compile(self._glimpse, dynamic=False, mode=None if mode == "default" else mode)
-        self._compile_mode = mode
-
     def initial_canvas(self, n: int, device: torch.device) -> torch.Tensor:
         """c_0 for n images (n, C, H, W), in logits: 0 (grey 0.5) or the learned canvas0."""
         if self.config.canvas == "learned":
@@ -124,12 +112,6 @@ class DRAW(nn.Module):
         Evaluation (model.eval()) stays float32.
         """
         self._low_precision = dtype
-
-    def start_step(self) -> None:
-        """Call before each training step: under CUDA graphs (reduce-overhead) the previous
-        step's graph outputs may then be overwritten; otherwise it does nothing."""
-        if self._compile_mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
 
     def noise(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """Standard-normal noise for every glimpse of n images: (T, n, noise_size), one draw."""
@@ -154,27 +136,18 @@ class DRAW(nn.Module):
         canvas = self.initial_canvas(batch, x.device)
         kls, canvases, read_windows, write_windows = [], [], [], []
         log_ratio = x.new_zeros(batch) if densities else None
-        step = self._glimpse
+        step = self._glimpse if densities else self.training_unit()
         lstm_lp = None
         if self._low_precision is not None and self.training:  # once per step, not once per glimpse
             lstm_lp = (self.encoder.low_precision_weight(self._low_precision),
                        self.decoder.low_precision_weight(self._low_precision))  # fmt: skip
-        if self._compiled is not None and self.training and not densities:
-            step = self._compiled
+        if step is self._compiled:
             # Zero states that require grad, like every later glimpse's inputs: glimpse 0 then
             # reuses the one compiled graph instead of getting (and compiling) a second one.
             h_enc, c_enc, h_dec, c_dec, canvas = (s.clone().requires_grad_() for s in (h_enc, c_enc, h_dec, c_dec, canvas))
         for t in range(cfg.glimpses):
             args = (x, canvas, h_enc, c_enc, h_dec, c_dec, noise[t], lstm_lp)
-            try:
-                canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = step(*args)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure; an eager error re-raises below
-                if step is not self._compiled:  # (a bound method is a new object at each lookup: compare the compiled one)
-                    raise
-                # If the eager glimpse fails too, the error is the model's, not the compiler's: it
-                # propagates and the compiled glimpse stays.
-                canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window = self._glimpse(*args)
-                step = self._compile_failed(exc)
+            (canvas, h_enc, c_enc, h_dec, c_dec, z, kl, read_window, write_window), step = self.run_unit(step, *args)
             if log_ratio is not None:
                 log_q, log_p = self.sampler.log_prob(z, h_enc)
                 log_ratio = log_ratio + log_p - log_q
@@ -191,31 +164,6 @@ class DRAW(nn.Module):
             out.read_windows = _windows_or_none(read_windows)
             out.write_windows = _windows_or_none(write_windows)
         return out
-
-    def eager_rerun(self, exc: Exception) -> Any:
-        """After an error in backward, a context to redo the step in: without the compiled glimpse
-        inside it, recorded as a compiler failure if the redo succeeds, restored if it fails too.
-        None when no compiled glimpse could have run."""
-        if self._compiled is None or not self.training:
-            return None
-        return self._without_compiled(exc)
-
-    @contextlib.contextmanager
-    def _without_compiled(self, exc: Exception) -> Iterator[None]:
-        compiled, self._compiled = self._compiled, None
-        try:
-            yield
-        except BaseException:
-            self._compiled = compiled
-            raise
-        self._compile_failed(exc)
-
-    def _compile_failed(self, exc: Exception) -> Any:
-        """Drop the compiled glimpse after a compiler error, record why, and return the eager one."""
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        self.compile_failure = f"{type(exc).__name__}: {first_line}"
-        self._compiled = None
-        return self._glimpse
 
     @torch.no_grad()
     def generate(self, n: int, noise: torch.Tensor | None = None) -> Generation:

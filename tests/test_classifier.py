@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from drawcli import registry, render
+from drawcli import checkpoint, registry, render
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
 from drawcli.config import DrawConfig
 from drawcli.contract import Window
@@ -130,10 +130,46 @@ def test_glimpse_frame_draws_each_window_at_its_position() -> None:
     assert (wrong[..., 0] > wrong[..., 1] + 100).any() and not (wrong[..., 1] > wrong[..., 0] + 100).any()  # red
 
 
-def test_compile_is_refused_for_a_classifier(idx_dir: Path, tmp_path: Path) -> None:
-    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "1", "--compile", "on")
-    assert result.exit_code == 2
-    assert "error: --compile on and --compile-mode compile DRAW's glimpse; the classifier runs eagerly" in result.stderr
+def test_the_compiled_classifier_matches_eager() -> None:
+    """--compile compiles the whole glimpse loop: the same logits and gradients; evaluation and recording stay eager."""
+    torch.manual_seed(0)
+    model = AttentionClassifier(DrawConfig(**SMALL))
+    x, labels = torch.rand(5, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0])
+    eager = model(x)
+    eager.loss(labels).sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model.compile_glimpses()
+    compiled = model(x)
+    compiled.loss(labels).sum().backward()
+    assert model.compile_failure is None
+    torch.testing.assert_close(compiled.logits, eager.logits, rtol=1e-5, atol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert model(x, record=True).read_windows is not None and len(model(x, record=True).read_windows) == 3
+    assert model.eval().training_unit() == model._glimpses
+
+
+def test_a_failing_compiler_leaves_the_classifier_eager(idx_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """--compile on with a compiler that fails: one warning, the eager run's weights bit for bit, compiled False."""
+    def broken(self: AttentionClassifier, mode: str = "default") -> None:
+        def compiled(x: torch.Tensor) -> None:
+            raise RuntimeError("inductor: no compiler\nmore detail")
+        self._compiled = compiled
+
+    monkeypatch.setattr(AttentionClassifier, "compile_glimpses", broken)
+    runs = {mode: tmp_path / mode for mode in ("on", "off")}
+    results = {mode: invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", run, "--steps", "2", "--compile", mode)
+               for mode, run in runs.items()}  # fmt: skip
+    assert all(result.exit_code == 0 for result in results.values()), results["on"].output
+    header = next(line for line in results["on"].stderr.splitlines() if line.startswith("training for 2 steps"))
+    assert header.endswith("; glimpse compiled (--compile on), float32 LSTM matmuls")
+    warnings = [line for line in results["on"].stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: torch.compile failed, so eager: RuntimeError: inductor: no compiler; training continues"]
+    on, off = (load_file(run / "checkpoint.safetensors") for run in runs.values())
+    assert all(torch.equal(on[k], off[k]) for k in off)
+    assert checkpoint.read_info(runs["on"] / "checkpoint.safetensors").training["compiled"] is False
 
 
 def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

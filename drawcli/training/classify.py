@@ -13,7 +13,7 @@ from drawcli import data, distributed
 from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError, DataError
-from drawcli.training.execution import Execution
+from drawcli.training.execution import Execution, as_run, decide_compile
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
@@ -69,8 +69,6 @@ class ClassifierFamily(ModelFamily):
 
     def __init__(self, config: DrawConfig, settings: TrainSettings, device: torch.device,
                  ctx: distributed.Dist | None = None) -> None:  # fmt: skip
-        if settings.compile == "on":
-            raise ConfigError("--compile on and --compile-mode compile DRAW's glimpse; the classifier runs eagerly")
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
         self.dataset = dataset = data.open_dataset(settings.dataset)
@@ -84,15 +82,22 @@ class ClassifierFamily(ModelFamily):
         self.config = config.replace(classes=len(train.classes))  # the number of classes comes from the data
         self.images, self.labels, self.classes = train
         self.train_size = len(self.images)
+        self._model: AttentionClassifier | None = None
+        work = settings.total_steps(settings.steps_per_epoch(self.train_size)) * settings.batch_size * config.glimpses
+        compiled, why = decide_compile(settings.compile, work, device)
+        self._execution = Execution(compiled, why, "bf16 autocast" if settings.amp == "bf16" else "float32")
 
     def execution(self) -> Execution:
-        precision = "bf16 autocast" if self.settings.amp == "bf16" else "float32"
-        return Execution(compiled=False, compile_reason="the classifier runs eagerly", precision=precision)
+        return as_run(self._execution, self._model)
 
     def build(self) -> AttentionClassifier:
-        return AttentionClassifier(self.config).to(self.device)
+        model = AttentionClassifier(self.config).to(self.device)
+        if self._execution.compiled:
+            model.compile_glimpses(self.settings.compile_mode)
+        return model
 
     def prepare(self, model: nn.Module) -> None:
+        self._model = model  # type: ignore[assignment]
         if self.device.type == "cuda":  # the training set on the GPU: no copies per step
             self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
 
@@ -114,6 +119,7 @@ class ClassifierFamily(ModelFamily):
         return self.images.device
 
     def batch_loss(self, net: nn.Module, model: nn.Module, indices: torch.Tensor, step: int) -> BatchLoss:
+        model.start_step()
         x = distributed.shard(grey(self.images[indices]), self.ctx).to(self.device, non_blocking=True)
         y = distributed.shard(self.labels[indices], self.ctx).to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp == "bf16"):
@@ -126,7 +132,9 @@ class ClassifierFamily(ModelFamily):
         return {"loss": report["loss"], "error": report["error"]}
 
     def summary(self) -> dict[str, Any]:
-        return {"data_dir": self.settings.data_dir, "class_names": list(self.classes)}
+        execution = self.execution()
+        return {"data_dir": self.settings.data_dir, "class_names": list(self.classes), "precision": execution.precision,
+                "compiled": execution.compiled}  # fmt: skip
 
     def describe(self, metrics: dict[str, float]) -> str:
         """'loss 0.350 nats, error 10.20%' (errors are in % of the examples, in training and held out)."""

@@ -13,7 +13,7 @@ from drawcli import evaluate as evaluation
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
 from drawcli.model import DRAW, DrawOutput
-from drawcli.training.execution import Execution, decide_compile
+from drawcli.training.execution import Execution, as_run, decide_compile
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
@@ -60,10 +60,7 @@ class DrawFamily(ModelFamily):
         self._execution = Execution(compiled, why, "bf16" if settings.amp == "bf16" else "float32")
 
     def execution(self) -> Execution:
-        failure = self._model.compile_failure if self._model is not None else None
-        if failure:  # the compiled glimpse failed and the model fell back to eager
-            return Execution(False, f"torch.compile failed, so eager: {failure}", self._execution.precision)
-        return self._execution
+        return as_run(self._execution, self._model)
 
     def build(self) -> DRAW:
         model = DRAW(self.config).to(self.device)

@@ -58,6 +58,14 @@ def decide_compile(choice: str, image_glimpses: int, device: torch.device) -> tu
     return True, "auto"
 
 
+def as_run(planned: Execution, model: object) -> Execution:
+    """`planned`, or eager with the compiler's error once the model's compiled unit failed and it fell back."""
+    failure = getattr(model, "compile_failure", None)
+    if failure:
+        return Execution(False, f"torch.compile failed, so eager: {failure}", planned.precision)
+    return planned
+
+
 def bf16_warning(device: torch.device) -> str:
     """The warning for --amp bf16 where bf16 matmuls are not native on `device`, else ''."""
     if native_bf16(device):
