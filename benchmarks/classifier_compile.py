@@ -75,6 +75,8 @@ def main() -> None:
                "eager_images_per_s": round(result["eager"], 1), "compiled_images_per_s": round(result["compiled"], 1),
                "ratio": round(result["compiled"] / result["eager"], 3), "first_compiled_step_s": round(compile_s, 1),
                "compile_failure": compiled.compile_failure}  # fmt: skip
+    if compiled.compile_failure:  # the "compiled" model fell back to eager: its figure would mean nothing
+        sys.exit(f"torch.compile failed, so both models ran eagerly: {compiled.compile_failure}")
     print(f"classifier training, {args.glimpses} glimpses, batch {args.batch}, {figures['threads']} threads: "
           f"eager {figures['eager_images_per_s']} images/s, compiled {figures['compiled_images_per_s']} "
           f"({figures['ratio']}x); the first compiled step took {figures['first_compiled_step_s']} s")  # fmt: skip

@@ -44,7 +44,7 @@ class AttentionClassifier(CompiledTraining, nn.Module):
     glimpses is where most of the compiled speed-up comes from here.
     """
 
-    compile_unit = "_glimpses"
+    compile_unit = "_logits"
 
     def __init__(self, config: DrawConfig) -> None:
         super().__init__()
@@ -63,10 +63,17 @@ class AttentionClassifier(CompiledTraining, nn.Module):
             windows.append(window)
         return self.classify(h), windows
 
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The unit `compile_glimpses` compiles: logits alone, so the windows are no graph outputs."""
+        return self._glimpses(x)[0]
+
     def forward(self, x: torch.Tensor, record: bool = False) -> ClassifierOutput:
-        """x: (B, C, H, W) grey levels in [0, 1] -> logits (B, classes)."""
-        (logits, windows), _ = self.run_unit(self._glimpses if record else self.training_unit(), x)
-        return ClassifierOutput(logits, _windows_or_none(windows) if record else None)
+        """x: (B, C, H, W) grey levels in [0, 1] -> logits (B, classes); `record` keeps the windows (eagerly)."""
+        if record:
+            logits, windows = self._glimpses(x)
+            return ClassifierOutput(logits, _windows_or_none(windows))
+        logits, _ = self.run_unit(self.training_unit(), x)
+        return ClassifierOutput(logits)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per top-level part (reader, lstm, classify)."""

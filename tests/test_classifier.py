@@ -146,8 +146,18 @@ def test_the_compiled_classifier_matches_eager() -> None:
     torch.testing.assert_close(compiled.logits, eager.logits, rtol=1e-5, atol=1e-6)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)
-    assert model(x, record=True).read_windows is not None and len(model(x, record=True).read_windows) == 3
-    assert model.eval().training_unit() == model._glimpses
+    assert model.eval().training_unit() == model._logits  # evaluation runs eagerly
+
+
+def test_recording_windows_runs_the_eager_loop() -> None:
+    """record=True (the glimpse GIF) never calls the compiled unit, which returns logits alone."""
+    model = AttentionClassifier(DrawConfig(**SMALL))
+    calls = []
+    model._compiled = lambda x: calls.append(x)
+    out = model(torch.rand(2, 1, 12, 12), record=True)
+    assert calls == [] and out.read_windows is not None and len(out.read_windows) == 3
+    model(torch.rand(2, 1, 12, 12))
+    assert len(calls) == 1
 
 
 def test_a_failing_compiler_leaves_the_classifier_eager(idx_dir: Path, tmp_path: Path,
@@ -170,6 +180,51 @@ def test_a_failing_compiler_leaves_the_classifier_eager(idx_dir: Path, tmp_path:
     on, off = (load_file(run / "checkpoint.safetensors") for run in runs.values())
     assert all(torch.equal(on[k], off[k]) for k in off)
     assert checkpoint.read_info(runs["on"] / "checkpoint.safetensors").training["compiled"] is False
+
+
+class _FailingBackward(torch.autograd.Function):
+    """The identity whose backward raises, as a compiled graph's lazily compiled backward can."""
+
+    @staticmethod
+    def forward(ctx: object, t: torch.Tensor) -> torch.Tensor:
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("BackendCompilerFailed: backward boom")
+
+
+def test_a_compiler_failure_in_the_classifiers_backward_redoes_the_step_eagerly() -> None:
+    """train_step redoes the step without the compiled loop: the eager step's weights, the failure recorded."""
+    from drawcli.training.family import BatchLoss
+    from drawcli.training.step import train_step
+
+    torch.manual_seed(0)
+    models = [AttentionClassifier(DrawConfig(**SMALL)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    models[1]._compiled = lambda x: _FailingBackward.apply(models[1]._logits(x))
+    x, labels = torch.rand(4, 1, 12, 12), torch.tensor([0, 1, 2, 3])
+    for model in models:
+        optimizer = torch.optim.Adam(model.parameters())
+        train_step(model, optimizer, lambda: BatchLoss(model(x).loss(labels), {}), clip=10.0)  # noqa: B023
+    assert models[1].compile_failure == "RuntimeError: BackendCompilerFailed: backward boom"
+    assert models[1]._compiled is None
+    eager, redone = (model.state_dict() for model in models)
+    assert all(torch.equal(eager[k], redone[k]) for k in eager)
+
+
+def test_compile_auto_leaves_a_long_glimpse_loop_eager(idx_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The loop compiles unrolled: past 16 glimpses --compile auto stays eager even for a long run."""
+    from drawcli.training import execution
+
+    monkeypatch.setattr(execution, "COMPILE_PAYS_AT", 1)  # every run "long enough"
+    args = ["--model", "classifier", "--glimpses", "17", "--rnn-size", "8", "--read-size", "3", "--batch-size", "16",
+            "--threads", "1", "--quiet", "--steps", "1", "--compile", "auto"]  # fmt: skip
+    result = invoke("train", *args, "--data-dir", idx_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stderr.splitlines() if line.startswith("training for 1 steps"))
+    assert header.endswith("; glimpse eager (auto: 17 glimpses > 16, too many to compile as one loop), float32 LSTM matmuls")
 
 
 def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

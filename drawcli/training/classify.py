@@ -18,6 +18,10 @@ from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
 EVAL_BATCH_SIZE = 500
+# The classifier compiles its glimpse loop unrolled, so compile time grows with the glimpses:
+# 8 glimpses took 8-48 s here, while DRAW's 8 glimpses as one graph took 88 s and 64 took 412 s
+# (docs/performance.md). --compile auto compiles the classifier only up to this many.
+UNROLLED_GLIMPSES = 16
 
 
 def grey(images: torch.Tensor) -> torch.Tensor:
@@ -85,6 +89,8 @@ class ClassifierFamily(ModelFamily):
         self._model: AttentionClassifier | None = None
         work = settings.total_steps(settings.steps_per_epoch(self.train_size)) * settings.batch_size * config.glimpses
         compiled, why = decide_compile(settings.compile, work, device)
+        if compiled and settings.compile == "auto" and config.glimpses > UNROLLED_GLIMPSES:
+            compiled, why = False, f"auto: {config.glimpses} glimpses > {UNROLLED_GLIMPSES}, too many to compile as one loop"
         self._execution = Execution(compiled, why, "bf16 autocast" if settings.amp == "bf16" else "float32")
 
     def execution(self) -> Execution:

@@ -1,4 +1,5 @@
-"""How a run executes, decided once before it starts: whether the glimpse is compiled, and in which precision.
+"""How a run executes, decided once before it starts: whether the training unit (DRAW's glimpse, the
+classifier's glimpse loop) is compiled, and in which precision.
 
 Neither changes what a run computes in exact arithmetic, so both may change on resume.
 """

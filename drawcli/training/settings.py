@@ -47,7 +47,7 @@ class TrainSettings:
     device: str = _setting("auto", EXECUTION)
     threads: int | None = _setting(None, EXECUTION)
     compile: str = _setting("auto", EXECUTION)  # "auto": when the run repays it (training/execution.py)
-    compile_mode: str = _setting("default", EXECUTION)  # "reduce-overhead": CUDA graphs of the glimpse on a GPU
+    compile_mode: str = _setting("default", EXECUTION)  # "reduce-overhead": CUDA graphs of the compiled unit on a GPU
     sample_every: int = _setting(1, EXECUTION)
     sample_count: int = _setting(64, EXECUTION)
 
