@@ -23,6 +23,7 @@ import torch
 
 from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
+from drawcli.presets import PRESETS
 from drawcli.training.family import BatchLoss
 from drawcli.training.settings import TrainSettings
 from drawcli.training.step import make_optimizer, train_step
@@ -31,11 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import Timer, interleave  # noqa: E402
 
 DEFAULTS = TrainSettings()
+PRESET = PRESETS["paper-cluttered-mnist"].options
 
 
 def step_function(model: AttentionClassifier, x: torch.Tensor, y: torch.Tensor):  # noqa: ANN201
     """One training step of `model` on (x, y) as drawcli trains the classifier, with its own optimizer."""
-    optimizer = make_optimizer(model, 3e-4, DEFAULTS.beta1, x.device)
+    optimizer = make_optimizer(model, PRESET["lr"], DEFAULTS.beta1, x.device)
 
     def loss() -> BatchLoss:
         model.start_step()
@@ -70,13 +72,12 @@ def main() -> None:
     timers["eager"].warm(2, args.min_time)
     timers["compiled"].warm(2, args.min_time)
     interleave(list(timers.values()), args.reps)
+    if compiled.compile_failure:  # the "compiled" model fell back to eager: its figure would mean nothing
+        sys.exit(f"torch.compile failed, so both models ran eagerly: {compiled.compile_failure}")
     result = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
                "eager_images_per_s": round(result["eager"], 1), "compiled_images_per_s": round(result["compiled"], 1),
-               "ratio": round(result["compiled"] / result["eager"], 3), "first_compiled_step_s": round(compile_s, 1),
-               "compile_failure": compiled.compile_failure}  # fmt: skip
-    if compiled.compile_failure:  # the "compiled" model fell back to eager: its figure would mean nothing
-        sys.exit(f"torch.compile failed, so both models ran eagerly: {compiled.compile_failure}")
+               "ratio": round(result["compiled"] / result["eager"], 3), "first_compiled_step_s": round(compile_s, 1)}  # fmt: skip
     print(f"classifier training, {args.glimpses} glimpses, batch {args.batch}, {figures['threads']} threads: "
           f"eager {figures['eager_images_per_s']} images/s, compiled {figures['compiled_images_per_s']} "
           f"({figures['ratio']}x); the first compiled step took {figures['first_compiled_step_s']} s")  # fmt: skip

@@ -1,5 +1,5 @@
 """Test helpers: the tiny training options and `invoke` for the command line, tiny data written to
-tmp_path (idx files in MNIST's format), a run's metrics log, and a model patched to diverge."""
+tmp_path (idx files in MNIST's format), a run's metrics log, a model patched to diverge, and an identity whose backward fails."""
 
 from __future__ import annotations
 
@@ -72,3 +72,16 @@ def make_losses_nan(monkeypatch: pytest.MonkeyPatch) -> None:
         return out
 
     monkeypatch.setattr(DRAW, "forward", nan_forward)
+
+
+class FailingBackward(torch.autograd.Function):
+    """The identity whose backward raises `message`, as a compiled graph's lazily compiled backward can."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, message: str) -> torch.Tensor:
+        ctx.message = message
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        raise RuntimeError(ctx.message)

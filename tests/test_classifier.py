@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import invoke
+from helpers import FailingBackward, invoke
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -182,18 +182,6 @@ def test_a_failing_compiler_leaves_the_classifier_eager(idx_dir: Path, tmp_path:
     assert checkpoint.read_info(runs["on"] / "checkpoint.safetensors").training["compiled"] is False
 
 
-class _FailingBackward(torch.autograd.Function):
-    """The identity whose backward raises, as a compiled graph's lazily compiled backward can."""
-
-    @staticmethod
-    def forward(ctx: object, t: torch.Tensor) -> torch.Tensor:
-        return t.clone()
-
-    @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("BackendCompilerFailed: backward boom")
-
-
 def test_a_compiler_failure_in_the_classifiers_backward_redoes_the_step_eagerly() -> None:
     """train_step redoes the step without the compiled loop: the eager step's weights, the failure recorded."""
     from drawcli.training.family import BatchLoss
@@ -202,7 +190,7 @@ def test_a_compiler_failure_in_the_classifiers_backward_redoes_the_step_eagerly(
     torch.manual_seed(0)
     models = [AttentionClassifier(DrawConfig(**SMALL)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    models[1]._compiled = lambda x: _FailingBackward.apply(models[1]._logits(x))
+    models[1]._compiled = lambda x: FailingBackward.apply(models[1]._logits(x), "BackendCompilerFailed: backward boom")
     x, labels = torch.rand(4, 1, 12, 12), torch.tensor([0, 1, 2, 3])
     for model in models:
         optimizer = torch.optim.Adam(model.parameters())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import TINY_ARGS, invoke
+from helpers import TINY_ARGS, FailingBackward, invoke
 from safetensors.torch import load_file
 
 from drawcli import checkpoint
@@ -27,6 +27,10 @@ def test_compile_auto_compiles_long_runs_only() -> None:
     assert decide_compile("off", 10**9, CPU) == (False, "--compile off")
     assert decide_compile("auto", COMPILE_PAYS_AT, CPU) == (True, "auto")
     assert decide_compile("auto", 60_000 * 16, CPU) == (False, "auto: a short run, 960,000 image-glimpses < 1,000,000")
+    assert decide_compile("auto", COMPILE_PAYS_AT, CPU, unrolled=16) == (True, "auto")
+    assert decide_compile("auto", COMPILE_PAYS_AT, CPU, unrolled=17) == (
+        False, "auto: 17 glimpses > 16, too many to compile as one loop")
+    assert decide_compile("on", 1, CPU, unrolled=64) == (True, "--compile on")
 
 
 def test_compile_auto_stays_eager_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,25 +125,12 @@ def test_training_warns_once_and_continues_when_compiling_fails(idx_dir: Path, t
     assert [e["compiled"] for e in events if e["event"] == "compile"] == [False]
 
 
-class _FailingBackward(torch.autograd.Function):
-    """The identity whose backward raises `message`, as a compiled graph's lazily compiled backward can."""
-
-    @staticmethod
-    def forward(ctx: Any, t: torch.Tensor, message: str) -> torch.Tensor:
-        ctx.message = message
-        return t.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-        raise RuntimeError(ctx.message)
-
-
 def _failing_backward(message: str) -> Any:
     """A glimpse: the eager one, whose canvas's backward raises `message`."""
 
     def glimpse(model: DRAW, *args: Any) -> tuple:
         canvas, *rest = DRAW._glimpse(model, *args)
-        return (_FailingBackward.apply(canvas, message), *rest)
+        return (FailingBackward.apply(canvas, message), *rest)
 
     return glimpse
 

@@ -13,15 +13,11 @@ from drawcli import data, distributed
 from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError, DataError
-from drawcli.training.execution import Execution, as_run, decide_compile
+from drawcli.training.execution import Execution, as_run, plan
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
 EVAL_BATCH_SIZE = 500
-# The classifier compiles its glimpse loop unrolled, so compile time grows with the glimpses:
-# 8 glimpses took 8-48 s here, while DRAW's 8 glimpses as one graph took 88 s and 64 took 412 s
-# (docs/performance.md). --compile auto compiles the classifier only up to this many.
-UNROLLED_GLIMPSES = 16
 
 
 def grey(images: torch.Tensor) -> torch.Tensor:
@@ -87,11 +83,9 @@ class ClassifierFamily(ModelFamily):
         self.images, self.labels, self.classes = train
         self.train_size = len(self.images)
         self._model: AttentionClassifier | None = None
-        work = settings.total_steps(settings.steps_per_epoch(self.train_size)) * settings.batch_size * config.glimpses
-        compiled, why = decide_compile(settings.compile, work, device)
-        if compiled and settings.compile == "auto" and config.glimpses > UNROLLED_GLIMPSES:
-            compiled, why = False, f"auto: {config.glimpses} glimpses > {UNROLLED_GLIMPSES}, too many to compile as one loop"
-        self._execution = Execution(compiled, why, "bf16 autocast" if settings.amp == "bf16" else "float32")
+        precision = "bf16 autocast" if settings.amp == "bf16" else "float32"
+        # The compiled unit is the whole glimpse loop (classifier.py).
+        self._execution = plan(settings, self.train_size, config.glimpses, device, precision, unrolled=config.glimpses)
 
     def execution(self) -> Execution:
         return as_run(self._execution, self._model)
@@ -138,9 +132,7 @@ class ClassifierFamily(ModelFamily):
         return {"loss": report["loss"], "error": report["error"]}
 
     def summary(self) -> dict[str, Any]:
-        execution = self.execution()
-        return {"data_dir": self.settings.data_dir, "class_names": list(self.classes), "precision": execution.precision,
-                "compiled": execution.compiled}  # fmt: skip
+        return {"data_dir": self.settings.data_dir, "class_names": list(self.classes)}
 
     def describe(self, metrics: dict[str, float]) -> str:
         """'loss 0.350 nats, error 10.20%' (errors are in % of the examples, in training and held out)."""

@@ -13,7 +13,7 @@ from drawcli import evaluate as evaluation
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
 from drawcli.model import DRAW, DrawOutput
-from drawcli.training.execution import Execution, as_run, decide_compile
+from drawcli.training.execution import Execution, as_run, plan
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
 
@@ -55,9 +55,8 @@ class DrawFamily(ModelFamily):
         self.train_size = len(self.train_images)
         self._binarize_gen: torch.Generator | None = None
         self._model: DRAW | None = None
-        work = settings.total_steps(settings.steps_per_epoch(self.train_size)) * settings.batch_size * config.glimpses
-        compiled, why = decide_compile(settings.compile, work, device)
-        self._execution = Execution(compiled, why, "bf16" if settings.amp == "bf16" else "float32")
+        precision = "bf16" if settings.amp == "bf16" else "float32"
+        self._execution = plan(settings, self.train_size, config.glimpses, device, precision)
 
     def execution(self) -> Execution:
         return as_run(self._execution, self._model)
@@ -109,5 +108,4 @@ class DrawFamily(ModelFamily):
         return f"{first} {value:.2f} nats" + (f" ({parts})" if parts else "")
 
     def summary(self) -> dict[str, Any]:
-        execution = self.execution()
-        return {"data_dir": self.settings.data_dir, "precision": execution.precision, "compiled": execution.compiled}
+        return {"data_dir": self.settings.data_dir}

@@ -10,8 +10,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from importlib import util
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from drawcli.training.settings import TrainSettings
 
 # torch.compile of a glimpse costs 8 s (warm cache) to 32 s (cold) on this project's 2-core CPUs
 # and saves a fifth to a quarter of each eager step: 2000 steps of T = 10, LSTM 128, batch 64
@@ -19,6 +23,10 @@ import torch
 # So it repays even a cold compile from about a million image-glimpses; one MNIST epoch at
 # T = 64 is 3.8 million.
 COMPILE_PAYS_AT = 1_000_000
+# A unit holding several glimpses (the classifier's loop) compiles unrolled, so its compile time
+# grows with them: the classifier's 8 took 4-48 s here, while DRAW's 8 glimpses as one graph took
+# 88 s and 64 took 412 s (docs/performance.md). --compile auto compiles units of up to this many.
+UNROLLED_GLIMPSES = 16
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,17 @@ def compiler_missing(device: torch.device) -> str | None:
     return None
 
 
-def decide_compile(choice: str, image_glimpses: int, device: torch.device) -> tuple[bool, str]:
-    """(compile?, why) for --compile `choice` ("auto", "on", "off") and a run of `image_glimpses` in all."""
+def plan(settings: TrainSettings, train_size: int, glimpses: int, device: torch.device, precision: str,
+         unrolled: int = 1) -> Execution:  # fmt: skip
+    """The execution of a run of `settings` over `train_size` examples of `glimpses` glimpses each,
+    whose compiled unit holds `unrolled` of them."""
+    image_glimpses = settings.total_steps(settings.steps_per_epoch(train_size)) * settings.batch_size * glimpses
+    return Execution(*decide_compile(settings.compile, image_glimpses, device, unrolled), precision)
+
+
+def decide_compile(choice: str, image_glimpses: int, device: torch.device, unrolled: int = 1) -> tuple[bool, str]:
+    """(compile?, why) for --compile `choice` ("auto", "on", "off"), a run of `image_glimpses` in all
+    and a compiled unit of `unrolled` glimpses."""
     if choice == "on":
         return True, "--compile on"
     if choice == "off":
@@ -56,6 +73,8 @@ def decide_compile(choice: str, image_glimpses: int, device: torch.device) -> tu
         return False, f"auto: {missing}"
     if image_glimpses < COMPILE_PAYS_AT:
         return False, f"auto: a short run, {image_glimpses:,} image-glimpses < {COMPILE_PAYS_AT:,}"
+    if unrolled > UNROLLED_GLIMPSES:
+        return False, f"auto: {unrolled} glimpses > {UNROLLED_GLIMPSES}, too many to compile as one loop"
     return True, "auto"
 
 

@@ -97,9 +97,10 @@ class Trainer:
 
     def summary(self) -> dict[str, Any]:
         """The checkpoint's training summary: position, the last held-out metrics, what defines the run."""
-        state = self.state
+        state, execution = self.state, self.family.execution()
         return {"steps": state.step, "epochs": state.step / self.steps_per_epoch, "wall_time_s": round(state.wall_time, 3),
                 "last_test": state.last_test, **self.settings.run_defining(), **self.family.summary(),
+                "precision": execution.precision, "compiled": execution.compiled,
                 "device": self.device.type, "world_size": self.ctx.world_size}  # fmt: skip
 
     def save(self) -> None:
