@@ -18,6 +18,7 @@ from torch import nn
 from drawcli.compiled import CompiledTraining
 from drawcli.config import DrawConfig
 from drawcli.contract import Reader, Window
+from drawcli.lstm import update
 from drawcli.model import _component, _windows_or_none
 
 
@@ -56,12 +57,25 @@ class AttentionClassifier(CompiledTraining, nn.Module):
     def _glimpses(self, x: torch.Tensor) -> tuple[torch.Tensor, list[Window]]:
         """(logits (B, classes), the T read windows) of x (B, C, H, W)."""
         h = c = x.new_zeros(x.shape[0], self.config.dec_size)
+        if self.reader.fixed_glimpse:
+            return self._fixed_glimpses(x, h, c)
         windows = []
         for _ in range(self.config.glimpses):
             r, window = self.reader.read_image(x, h)  # the window from the previous state
             h, c = self.lstm(r, (h, c))
             windows.append(window)
         return self.classify(h), windows
+
+    def _fixed_glimpses(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, list[Window]]:
+        """_glimpses for a reader that reads the same glimpse every step: the glimpse and its
+        LSTM input term W_ih r + b_ih once instead of T times (the no-attention baseline's
+        whole-image read makes that term nearly all of its work)."""
+        r, window = self.reader.read_image(x, h)
+        lstm = self.lstm
+        from_glimpse = F.linear(r, lstm.weight_ih, lstm.bias_ih)  # (B, 4 dec_size)
+        for _ in range(self.config.glimpses):
+            h, c = update(from_glimpse + F.linear(h, lstm.weight_hh, lstm.bias_hh), c)
+        return self.classify(h), [window] * self.config.glimpses
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """The unit `compile_glimpses` compiles: logits alone, so the windows are no graph outputs."""

@@ -45,11 +45,14 @@ class Reader(nn.Module, ABC):
     """Reads the image and the error image, guided by the previous decoder state.
 
     Subclasses set `out_size`, the width of the vector they return, and `produces_windows`
-    = True when `forward` returns a Window (it is then drawn by `reconstruct`).
+    = True when `forward` returns a Window (it is then drawn by `reconstruct`). A reader whose
+    `read_image` ignores h (the same glimpse at every step) may set `fixed_glimpse` = True: a
+    model may then read once and reuse that glimpse and what it computes from it.
     """
 
     out_size: int
     produces_windows: bool = False
+    fixed_glimpse: bool = False
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()

@@ -77,6 +77,11 @@ class LSTMCell(nn.LSTMCell):
         h, c = state
         bias = self.bias_ih + self.bias_hh
         gates = _LowPrecisionGates.apply(torch.cat([x, h], dim=1), weight_lp, self.weight_ih, self.weight_hh, bias)
-        i, f, g, o = gates.chunk(4, dim=1)  # PyTorch's gate order
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        return update(gates, c)
+
+
+def update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """gates (B, 4H) in PyTorch's order (i, f, g, o), cell state c (B, H) -> the new (h, c)."""
+    i, f, g, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c

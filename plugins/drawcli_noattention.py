@@ -14,6 +14,8 @@ from drawcli.contract import Reader, Writer
 class NoAttentionReader(Reader):
     """read(x, x_hat, h_dec) = [x, x_hat] (eq. 17): the whole image and error, flattened."""
 
+    fixed_glimpse = True  # read_image is x itself, whatever the state
+
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__(config, **options)
         self.out_size = 2 * config.channels * config.height * config.width

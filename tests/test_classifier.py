@@ -43,6 +43,30 @@ def test_every_reader_classifies(reader: str) -> None:
     assert all(p.grad is not None for p in model.lstm.parameters())
 
 
+def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader with fixed_glimpse (no-attention) is read once, not T times, and its LSTM input
+    term reused: logits and gradients those of the glimpse-by-glimpse loop."""
+    torch.manual_seed(0)
+    model = AttentionClassifier(DrawConfig(**SMALL, reader="no-attention"))
+    assert model.reader.fixed_glimpse and not registry.build("reader", "filterbank", DrawConfig(**SMALL)).fixed_glimpse
+    reads = []
+    read_image = model.reader.read_image
+    monkeypatch.setattr(model.reader, "read_image", lambda x, h: reads.append(1) or read_image(x, h))
+    x, labels = torch.rand(5, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0])
+    results = {}
+    for fixed in (True, False):
+        model.reader.fixed_glimpse = fixed
+        model.zero_grad()
+        reads.clear()
+        out = model(x)
+        out.loss(labels).sum().backward()
+        results[fixed] = (len(reads), out.logits.detach(), [p.grad.clone() for p in model.parameters()])
+    assert results[True][0] == 1 and results[False][0] == SMALL["glimpses"]
+    torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-6, atol=1e-7)
+    for fast, slow in zip(results[True][2], results[False][2]):
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-7)
+
+
 def test_filterbank_reads_the_image_alone() -> None:
     """read_image is the first half of forward(x, x_hat): gamma F_y x F_x^T, without the error image."""
     torch.manual_seed(0)
