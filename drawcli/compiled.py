@@ -10,6 +10,8 @@ Evaluation (model.eval()) always runs eagerly.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import logging
 from typing import Any, Callable, Iterator
 
 import torch
@@ -34,6 +36,7 @@ class CompiledTraining:
         """
         if mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+        import_quietly("torch.utils.cpp_extension")
         self._compiled = torch.compile(self._eager_unit(), dynamic=False, mode=None if mode == "default" else mode)
         self._compile_mode = mode
 
@@ -90,3 +93,16 @@ class CompiledTraining:
         self.compile_failure = f"{type(exc).__name__}: {first_line}"
         self._compiled = None
         return self._eager_unit()
+
+
+def import_quietly(module: str) -> None:
+    """Import `module` with its logger at ERROR. The compiler imports torch's C++-extension
+    module, which warns "No CUDA runtime is found" where a CUDA toolkit is installed without a
+    GPU: noise in a CPU run's output. The logger's level is restored afterwards."""
+    log = logging.getLogger(module)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        importlib.import_module(module)
+    finally:
+        log.setLevel(level)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -216,3 +219,28 @@ def test_bf16_is_reported_and_warns_where_it_is_emulated(idx_dir: Path, tmp_path
             "slower than float32 on an AVX2 CPU; --amp off is faster") in result.stderr  # fmt: skip
     assert checkpoint.read_info(run / "checkpoint.safetensors").training["precision"] == "bf16"
     assert json.loads((run / "run.json").read_text())["settings"]["amp"] == "bf16"
+
+
+QUIET_SCRIPT = """
+import sys, torch
+from drawcli.config import DrawConfig
+from drawcli.model import DRAW
+if sys.argv[1] == "compile":
+    torch.compile = lambda fn, **options: fn  # what matters is what compile_glimpses imports first
+    DRAW(DrawConfig(height=8, width=8, glimpses=2, enc_size=4, dec_size=4, z_size=2)).compile_glimpses()
+import torch.utils.cpp_extension  # as the compiler does on its first call
+"""
+
+
+def test_compiling_keeps_torchs_no_cuda_runtime_warning_out_of_the_output(tmp_path: Path) -> None:
+    """With a CUDA toolkit present (CUDA_HOME) and no GPU, torch's C++-extension module warns
+    on import; compile_glimpses imports it quietly first, so that line never reaches a CPU run."""
+    env = {**os.environ, "CUDA_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
+
+    def stderr(mode: str) -> str:
+        return subprocess.run([sys.executable, "-c", QUIET_SCRIPT, mode], env=env, capture_output=True, text=True,
+                              check=True).stderr  # fmt: skip
+
+    if "No CUDA runtime is found" not in stderr("plain"):
+        pytest.skip("this torch build does not look for a CUDA toolkit")
+    assert "No CUDA runtime is found" not in stderr("compile")
