@@ -39,7 +39,8 @@ class ClassifierOutput:
 
 
 class AttentionClassifier(CompiledTraining, nn.Module):
-    """An LSTM of config.dec_size units that reads config.glimpses glimpses, then classifies.
+    """An LSTM of config.dec_size units that reads config.glimpses glimpses, then classifies
+    (with config.glimpse_hidden, through a ReLU layer between each glimpse and the LSTM).
 
     `compile_glimpses` compiles the whole glimpse loop (a few glimpses, one graph): fusing across
     glimpses is where most of the compiled speed-up comes from here.
@@ -51,7 +52,11 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         super().__init__()
         self.config = config
         self.reader: Reader = _component("reader", config.reader, Reader, config, config.reader_options)
-        self.lstm = nn.LSTMCell(self.reader.image_out_size, config.dec_size)
+        width = self.reader.image_out_size
+        if config.glimpse_hidden:
+            self.glimpse = nn.Sequential(nn.Linear(width, config.glimpse_hidden), nn.ReLU())
+            width = config.glimpse_hidden
+        self.lstm = nn.LSTMCell(width, config.dec_size)
         self.classify = nn.Linear(config.dec_size, config.classes)
 
     def _glimpses(self, x: torch.Tensor) -> tuple[torch.Tensor, list[Window]]:
@@ -62,7 +67,7 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         windows = []
         for _ in range(self.config.glimpses):
             r, window = self.reader.read_image(x, h)  # the window from the previous state
-            h, c = self.lstm(r, (h, c))
+            h, c = self.lstm(self._features(r), (h, c))
             windows.append(window)
         return self.classify(h), windows
 
@@ -72,10 +77,14 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         whole-image read makes that term nearly all of its work)."""
         r, window = self.reader.read_image(x, h)
         lstm = self.lstm
-        from_glimpse = F.linear(r, lstm.weight_ih, lstm.bias_ih)  # (B, 4 dec_size)
+        from_glimpse = F.linear(self._features(r), lstm.weight_ih, lstm.bias_ih)  # (B, 4 dec_size)
         for _ in range(self.config.glimpses):
             h, c = update(from_glimpse + F.linear(h, lstm.weight_hh, lstm.bias_hh), c)
         return self.classify(h), [window] * self.config.glimpses
+
+    def _features(self, r: torch.Tensor) -> torch.Tensor:
+        """The LSTM's input from a glimpse r (B, image_out_size): r itself, or the hidden layer's ReLU units."""
+        return self.glimpse(r) if self.config.glimpse_hidden else r
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """The unit `compile_glimpses` compiles: logits alone, so the windows are no graph outputs."""
@@ -90,5 +99,5 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         return ClassifierOutput(logits)
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters per top-level part (reader, lstm, classify)."""
+        """Parameters per top-level part (reader, glimpse when present, lstm, classify)."""
         return {name: sum(p.numel() for p in child.parameters()) for name, child in self.named_children()}

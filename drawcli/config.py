@@ -21,6 +21,8 @@ MAX_IMAGE_SIDE = 1024
 MAX_CHANNELS = 4
 MAX_CLASSES = 10000
 MAX_OPTIONS_JSON = 64 * 1024
+# Sizes where 0 means "no such layer"; every other size is at least 1.
+OPTIONAL_SIZES = ("glimpse_hidden",)
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,8 @@ class DrawConfig:
     kind "classifier" is the attention classifier of section 4.1: one LSTM of dec_size units
     (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
     of `classes` classes (set from the training data's labels); it has no encoder, latents or
-    writer, so those fields go unused. `canvas` "learned" makes c_0 a per-pixel parameter
+    writer, so those fields go unused; `glimpse_hidden` > 0 puts a ReLU layer of that many units
+    between each glimpse and its LSTM (0, the paper's model: none). `canvas` "learned" makes c_0 a per-pixel parameter
     (training starts it at the training images' mean logit) instead of 0; the bound stays a bound.
     """
 
@@ -56,6 +59,7 @@ class DrawConfig:
     sampler_options: dict[str, Any] = field(default_factory=dict)
     classes: int = 10
     canvas: str = "zero"
+    glimpse_hidden: int = 0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -92,8 +96,9 @@ def _validate(cfg: DrawConfig) -> None:
             # bool is an int subclass; a JSON `true` is not a size.
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"config field {f.name!r} must be an integer, got {value!r}")
-            if value < 1:
-                raise ConfigError(f"config field {f.name!r} must be at least 1, got {value}")
+            least = 0 if f.name in OPTIONAL_SIZES else 1
+            if value < least:
+                raise ConfigError(f"config field {f.name!r} must be at least {least}, got {value}")
         elif f.type == "str":
             if not isinstance(value, str) or not value or len(value) > 100:
                 raise ConfigError(f"config field {f.name!r} must be a component name, got {value!r}")
@@ -119,10 +124,13 @@ def _validate(cfg: DrawConfig) -> None:
         "enc_size": MAX_HIDDEN,
         "dec_size": MAX_HIDDEN,
         "z_size": MAX_HIDDEN,
+        "glimpse_hidden": MAX_HIDDEN,
     }
     for name, limit in limits.items():
         if getattr(cfg, name) > limit:
             raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
+    if cfg.glimpse_hidden and cfg.kind != "classifier":
+        raise ConfigError("glimpse_hidden is a layer of the classifier (kind 'classifier'); DRAW has none")
     smaller_side = min(cfg.height, cfg.width)
     for name in ("read_size", "write_size"):
         if getattr(cfg, name) > smaller_side:

@@ -43,11 +43,13 @@ def test_every_reader_classifies(reader: str) -> None:
     assert all(p.grad is not None for p in model.lstm.parameters())
 
 
-def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("glimpse_hidden", [0, 6])
+def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypatch: pytest.MonkeyPatch,
+                                                                        glimpse_hidden: int) -> None:  # fmt: skip
     """A reader with fixed_glimpse (no-attention) is read once, not T times, and its LSTM input
     term reused: logits and gradients those of the glimpse-by-glimpse loop."""
     torch.manual_seed(0)
-    model = AttentionClassifier(DrawConfig(**SMALL, reader="no-attention"))
+    model = AttentionClassifier(DrawConfig(**SMALL, reader="no-attention", glimpse_hidden=glimpse_hidden))
     assert model.reader.fixed_glimpse and not registry.build("reader", "filterbank", DrawConfig(**SMALL)).fixed_glimpse
     reads = []
     read_image = model.reader.read_image
@@ -65,6 +67,25 @@ def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypa
     torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-6, atol=1e-7)
     for fast, slow in zip(results[True][2], results[False][2]):
         torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-7)
+
+
+def test_a_glimpse_layer_feeds_the_lstm_relu_units(idx_dir: Path, tmp_path: Path) -> None:
+    """--glimpse-hidden 6: the LSTM reads relu(W r + b) (6 wide), checked on a hand-set layer;
+    the size is in the checkpoint's config and a resume may not change it."""
+    model = AttentionClassifier(DrawConfig(**SMALL, glimpse_hidden=6))
+    assert model.lstm.weight_ih.shape == (4 * 8, 6) and model.parameter_counts()["glimpse"] == 9 * 6 + 6
+    with torch.no_grad():
+        model.glimpse[0].weight.copy_(torch.eye(6, 9))
+        model.glimpse[0].bias.fill_(-0.5)
+    r = torch.tensor([[0.0, 0.2, 0.7, 1.0, 2.0, -1.0, 5.0, 5.0, 5.0]])
+    torch.testing.assert_close(model._features(r), torch.tensor([[0.0, 0.0, 0.2, 0.5, 1.5, 0.0]]))
+
+    run = tmp_path / "run"
+    result = invoke("train", *CLASSIFIER, "--glimpse-hidden", "6", "--data-dir", idx_dir, "--out", run, "--steps", "1")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.read_info(run / "checkpoint.safetensors").config.glimpse_hidden == 6
+    result = invoke("train", "--resume", run, "--glimpse-hidden", "7", "--steps", "2", "--quiet")
+    assert result.exit_code == 2 and "--glimpse-hidden 7 conflicts with the run being resumed (glimpse_hidden = 6)" in result.output
 
 
 def test_filterbank_reads_the_image_alone() -> None:

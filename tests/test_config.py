@@ -25,7 +25,7 @@ def test_dict_round_trip(tiny_config) -> None:
     cfg = tiny_config(channels=3, height=6, width=10, reader="attn", writer_options={"k": [1, 2]})
     data = cfg.to_dict()
     assert data["channels"] == 3 and data["reader"] == "attn" and data["writer_options"] == {"k": [1, 2]}
-    assert len(data) == 18 and (data["kind"], data["classes"], data["canvas"]) == ("draw", 10, "zero")
+    assert len(data) == 19 and (data["kind"], data["classes"], data["canvas"], data["glimpse_hidden"]) == ("draw", 10, "zero", 0)
     assert DrawConfig.from_dict(data) == cfg
 
 
@@ -74,6 +74,19 @@ def test_from_dict_rejects_non_positive_sizes(field: str, value: int) -> None:
     """Every size must be at least 1."""
     with pytest.raises(ConfigError, match=f"'{field}' must be at least 1, got {value}"):
         DrawConfig.from_dict({field: value})
+
+
+def test_the_glimpse_layer_may_be_absent_but_not_negative_and_is_the_classifiers_alone() -> None:
+    """glimpse_hidden 0 means no layer (and is what a config without the field gets); -1 is refused;
+    a DRAW config with one names the kind it belongs to."""
+    assert DrawConfig.from_dict({"kind": "classifier"}).glimpse_hidden == 0
+    assert DrawConfig.from_dict({"kind": "classifier", "glimpse_hidden": 64}).glimpse_hidden == 64
+    with pytest.raises(ConfigError, match="'glimpse_hidden' must be at least 0, got -1"):
+        DrawConfig.from_dict({"kind": "classifier", "glimpse_hidden": -1})
+    with pytest.raises(ConfigError, match="glimpse_hidden is a layer of the classifier"):
+        DrawConfig.from_dict({"glimpse_hidden": 8})
+    with pytest.raises(ConfigError, match="'glimpse_hidden' is 16385, above the limit"):
+        DrawConfig.from_dict({"kind": "classifier", "glimpse_hidden": 16385})
 
 
 @pytest.mark.parametrize(

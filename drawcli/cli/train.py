@@ -75,7 +75,7 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
             z_size=p["z_size"], read_size=p["read_size"], write_size=p["write_size"],
             reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
             reader_options=key_values(p["reader_option"]), writer_options=key_values(p["writer_option"]),
-            sampler_options=key_values(p["sampler_option"]), canvas=plain(p["canvas"]),
+            sampler_options=key_values(p["sampler_option"]), canvas=plain(p["canvas"]), glimpse_hidden=p["glimpse_hidden"],
         )  # fmt: skip
     except ConfigError as exc:
         fail(str(exc), code=2)
@@ -113,6 +113,7 @@ def train(
     z_size: Annotated[int, Positive(help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
     read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
     write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
+    glimpse_hidden: Annotated[int, typer.Option(min=0, help="Classifier only: a ReLU layer of this many units between each glimpse and the LSTM; 0 (the default, the paper's model): the glimpse goes straight in.", rich_help_panel=ARCH)] = DrawConfig.glimpse_hidden,
     canvas: Annotated[Canvas, typer.Option(help="c_0, where the canvas starts: zero (logit 0, grey; the paper's) or learned (one logit per pixel, a parameter started at the training images' mean).", rich_help_panel=ARCH)] = Canvas(DrawConfig.canvas),  # type: ignore[valid-type]
     reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the reader (VALUE parsed as JSON when it can be); repeatable.", rich_help_panel=ARCH)] = None,
     writer_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the writer; repeatable.", rich_help_panel=ARCH)] = None,
