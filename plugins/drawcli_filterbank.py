@@ -21,9 +21,21 @@ from drawcli.contract import Reader, Window, Writer
 PARAM_LIMIT = 10.0
 
 
-def decode_window(params: torch.Tensor, height: int, width: int, size: int) -> Window:
-    """params (B, 5) = (g~x, g~y, log sigma^2, log delta~, log gamma) -> Window (eqs. 21-24)."""
+# Where a window's centre may go: "free" is the paper's eq. 22-23 (g~ unbounded, so the centre
+# can leave the image); "inside" passes g~ through tanh, so the centre stays within [0, A + 1].
+WINDOW_CENTRES = ("free", "inside")
+
+
+def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free") -> Window:
+    """params (B, 5) = (g~x, g~y, log sigma^2, log delta~, log gamma) -> Window (eqs. 21-24).
+
+    centre "inside" uses tanh(g~) for g~: a window that wanders off the image reads zeros and
+    gets no gradient to come back, which is how a classifier's training collapsed to chance
+    (docs/reproducing.md); inside, part of the window always covers the image.
+    """
     gx_t, gy_t, log_sigma2, log_delta_t, log_gamma = params.clamp(-PARAM_LIMIT, PARAM_LIMIT).unbind(dim=1)
+    if centre == "inside":
+        gx_t, gy_t = torch.tanh(gx_t), torch.tanh(gy_t)
     gx = (width + 1) / 2 * (gx_t + 1)  # eq. 22, A = width
     gy = (height + 1) / 2 * (gy_t + 1)  # eq. 23, B = height
     delta = (max(height, width) - 1) / max(size - 1, 1) * torch.exp(log_delta_t)  # eq. 24
@@ -114,21 +126,29 @@ def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torc
     return torch.bmm(fy.transpose(1, 2), rows).view(b, h, c, w).transpose(1, 2)  # (B, C, H, W)
 
 
+def check_centre(centre: Any) -> str:
+    """The `centre` option, or a ValueError that lists the allowed values."""
+    if centre not in WINDOW_CENTRES:
+        raise ValueError(f"unknown window centre {centre!r}; expected one of {WINDOW_CENTRES}")
+    return centre
+
+
 class FilterbankReader(Reader):
     """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
 
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
+        self.centre = check_centre(centre)
         self.size = config.read_size
         self.height, self.width = config.height, config.width
         self.out_size = 2 * config.channels * self.size**2
         self.window = window_layer(config, self.size, init, write=False, stride=stride, sigma=sigma)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window = decode_window(self.window(h_dec), self.height, self.width, self.size)
+        window = decode_window(self.window(h_dec), self.height, self.width, self.size, self.centre)
         fx, fy = filterbanks(window, self.height, self.width)
         patches = read_patch(torch.cat([x, x_hat], dim=1), fx, fy)  # (B, 2C, N, N)
         return window.gamma[:, None] * patches.flatten(1), window
@@ -139,7 +159,7 @@ class FilterbankReader(Reader):
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
         """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""
-        window = decode_window(self.window(h), self.height, self.width, self.size)
+        window = decode_window(self.window(h), self.height, self.width, self.size, self.centre)
         fx, fy = filterbanks(window, self.height, self.width)
         return window.gamma[:, None] * read_patch(x, fx, fy).flatten(1), window  # (B, C N N)
 
@@ -150,15 +170,16 @@ class FilterbankWriter(Writer):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
+        self.centre = check_centre(centre)
         self.size = config.write_size
         self.channels, self.height, self.width = config.image_shape
         self.window = window_layer(config, self.size, init, write=True, stride=stride, sigma=sigma)
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window = decode_window(self.window(h_dec), self.height, self.width, self.size)
+        window = decode_window(self.window(h_dec), self.height, self.width, self.size, self.centre)
         fx, fy = filterbanks(window, self.height, self.width)
         patch = self.patch(h_dec).view(-1, self.channels, self.size, self.size)  # (B, C, N, N)
         return write_patch(patch, fx, fy) / window.gamma[:, None, None, None], window

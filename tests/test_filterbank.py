@@ -291,7 +291,28 @@ def test_stride_and_sigma_options_set_the_starting_window() -> None:
     ({"sigma": True}, "sigma must be a positive number of pixels, got True"),
     ({"sigma": "wide"}, "sigma must be a positive number of pixels, got 'wide'"),
     ({"init": "torch", "stride": 3}, "not init=torch"),
+    ({"centre": "outside"}, "unknown window centre 'outside'; expected one of \\('free', 'inside'\\)"),
 ])  # fmt: skip
 def test_bad_starting_window_options(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         fb.FilterbankWriter(DrawConfig(), **options)
+
+
+def test_an_inside_centre_is_tanh_of_g_tilde_and_never_leaves_the_image() -> None:
+    """centre=inside: gx = (A + 1) / 2 (tanh(g~x) + 1), so g~ = 0.3 gives 4 (1 + tanh 0.3) on a
+    7-wide image and g~ = +-10 lands within [0, A + 1]; free is eq. 22 itself (g~ = 10: 44)."""
+    raw = torch.tensor([[0.3, -0.4, 0.0, 0.0, 0.0], [10.0, -10.0, 0.0, 0.0, 0.0]], dtype=F64)
+    inside = fb.decode_window(raw, height=5, width=7, size=3, centre="inside")
+    assert inside.gx[0].item() == pytest.approx(4 * (1 + math.tanh(0.3)), abs=1e-12)
+    assert inside.gy[0].item() == pytest.approx(3 * (1 + math.tanh(-0.4)), abs=1e-12)
+    assert 7.99 < inside.gx[1].item() <= 8.0 and 0.0 <= inside.gy[1].item() < 0.01
+    free = fb.decode_window(raw, height=5, width=7, size=3)
+    assert free.gx[1].item() == pytest.approx(44.0) and free.gy[1].item() == pytest.approx(-27.0)
+    torch.testing.assert_close(inside.delta, free.delta, rtol=0, atol=0)
+    torch.manual_seed(0)
+    reader = fb.FilterbankReader(DrawConfig(height=5, width=7, read_size=3), centre="inside")
+    with torch.no_grad():
+        reader.window.bias.copy_(torch.tensor([30.0, 0.0, 0.0, 0.0, 0.0]))
+        reader.window.weight.zero_()
+    _, window = reader.read_image(torch.rand(2, 1, 5, 7), torch.zeros(2, 256))
+    assert torch.all(window.gx <= 8.0)
