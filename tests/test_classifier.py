@@ -219,7 +219,7 @@ def test_a_failing_compiler_leaves_the_classifier_eager(idx_dir: Path, tmp_path:
                for mode, run in runs.items()}  # fmt: skip
     assert all(result.exit_code == 0 for result in results.values()), results["on"].output
     header = next(line for line in results["on"].stderr.splitlines() if line.startswith("training for 2 steps"))
-    assert header.endswith("; glimpse compiled (--compile on), float32 LSTM matmuls")
+    assert header.endswith("; glimpse loop compiled (--compile on), float32 LSTM matmuls")
     warnings = [line for line in results["on"].stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: torch.compile failed, so eager: RuntimeError: inductor: no compiler; training continues"]
     on, off = (load_file(run / "checkpoint.safetensors") for run in runs.values())
@@ -257,7 +257,7 @@ def test_compile_auto_leaves_a_long_glimpse_loop_eager(idx_dir: Path, tmp_path: 
     result = invoke("train", *args, "--data-dir", idx_dir, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     header = next(line for line in result.stderr.splitlines() if line.startswith("training for 1 steps"))
-    assert header.endswith("; glimpse eager (auto: 17 glimpses > 16, too many to compile as one loop), float32 LSTM matmuls")
+    assert header.endswith("; glimpse loop eager (auto: 17 glimpses > 16, too many to compile as one loop), float32 LSTM matmuls")
 
 
 def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

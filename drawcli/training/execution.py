@@ -36,11 +36,12 @@ class Execution:
     compiled: bool
     compile_reason: str
     precision: str  # "float32" or "bf16"
+    unit: str = "glimpse"  # what is compiled: "glimpse", or "glimpse loop" for a unit of several
 
     def describe(self) -> str:
-        """'glimpse compiled (auto: ...), float32 matmuls'."""
+        """'glimpse compiled (auto: ...), float32 LSTM matmuls'."""
         how = "compiled" if self.compiled else "eager"
-        return f"glimpse {how} ({self.compile_reason}), {self.precision} LSTM matmuls"
+        return f"{self.unit} {how} ({self.compile_reason}), {self.precision} LSTM matmuls"
 
 
 def compiler_missing(device: torch.device) -> str | None:
@@ -58,7 +59,8 @@ def plan(settings: TrainSettings, train_size: int, glimpses: int, device: torch.
     """The execution of a run of `settings` over `train_size` examples of `glimpses` glimpses each,
     whose compiled unit holds `unrolled` of them."""
     image_glimpses = settings.total_steps(settings.steps_per_epoch(train_size)) * settings.batch_size * glimpses
-    return Execution(*decide_compile(settings.compile, image_glimpses, device, unrolled), precision)
+    unit = "glimpse loop" if unrolled > 1 else "glimpse"
+    return Execution(*decide_compile(settings.compile, image_glimpses, device, unrolled), precision, unit)
 
 
 def decide_compile(choice: str, image_glimpses: int, device: torch.device, unrolled: int = 1) -> tuple[bool, str]:
@@ -82,7 +84,7 @@ def as_run(planned: Execution, model: object) -> Execution:
     """`planned`, or eager with the compiler's error once the model's compiled unit failed and it fell back."""
     failure = getattr(model, "compile_failure", None)
     if failure:
-        return Execution(False, f"torch.compile failed, so eager: {failure}", planned.precision)
+        return Execution(False, f"torch.compile failed, so eager: {failure}", planned.precision, planned.unit)
     return planned
 
 
