@@ -369,19 +369,24 @@ def _tiny_preset_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: st
 
 
 def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The measured setting (docs/reproducing.md): the window at gain 1 and Adam 3e-4, through `train --preset`."""
+    """The measured setting (docs/reproducing.md): the window at gain 1 with its centre on the
+    image and Adam 6e-4, through `train --preset`."""
     from drawcli import presets
 
     assert presets.command_line(presets.PRESETS["paper-cluttered-mnist"].options) == (
         "--model classifier --dataset cluttered-mnist --reader filterbank --glimpses 8 --rnn-size 256 --read-size 12 "
-        "--reader-option init=cover-unscaled --lr 0.0003 --redraw --lr-schedule cosine --epochs 50")  # fmt: skip
+        "--reader-option init=cover-unscaled --reader-option centre=inside --lr 0.0006 --redraw --lr-schedule cosine "
+        "--epochs 50")  # fmt: skip
     run = _tiny_preset_run(tmp_path, monkeypatch)
-    assert run["config"]["reader_options"] == {"init": "cover-unscaled"} and run["settings"]["lr"] == 3e-4
+    assert run["config"]["reader_options"] == {"init": "cover-unscaled", "centre": "inside"}
+    assert run["settings"]["lr"] == 6e-4
 
 
-@pytest.mark.parametrize(("given", "expected"), [(["--reader-option", "init=cover"], {"init": "cover"}),
-                                                 (["--reader-option", "sigma=2"], {"init": "cover-unscaled", "sigma": 2}),
-                                                 (["--reader", "attn"], {"init": "cover-unscaled"}),  # an alias: the same reader
+@pytest.mark.parametrize(("given", "expected"), [(["--reader-option", "init=cover"], {"init": "cover", "centre": "inside"}),
+                                                 (["--reader-option", "sigma=2"],
+                                                  {"init": "cover-unscaled", "centre": "inside", "sigma": 2}),
+                                                 (["--reader-option", "centre=free"], {"init": "cover-unscaled", "centre": "free"}),
+                                                 (["--reader", "attn"], {"init": "cover-unscaled", "centre": "inside"}),  # an alias
                                                  (["--reader", "no-attention"], {})])  # fmt: skip
 def test_reader_options_merge_with_the_presets_for_the_same_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           given: list[str], expected: dict) -> None:  # fmt: skip
