@@ -29,10 +29,13 @@ WINDOW_CENTRES = ("free", "inside")
 def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free") -> Window:
     """params (B, 5) = (g~x, g~y, log sigma^2, log delta~, log gamma) -> Window (eqs. 21-24).
 
-    centre "inside" uses tanh(g~) for g~: a window that wanders off the image reads zeros and
-    gets no gradient to come back, which is how a classifier's training collapsed to chance
-    (docs/reproducing.md); inside, part of the window always covers the image.
+    centre "inside" uses tanh(g~) for g~. A window far off the image puts each filter's whole
+    (normalised) weight on the nearest border pixel, blank in MNIST, and its position gets no
+    gradient back: that is how a classifier's training collapsed to chance (docs/reproducing.md).
+    Inside, the centre stays within [0, A + 1], so half the window still covers the image.
     """
+    if centre not in WINDOW_CENTRES:
+        raise ValueError(f"unknown window centre {centre!r}; expected one of {WINDOW_CENTRES}")
     gx_t, gy_t, log_sigma2, log_delta_t, log_gamma = params.clamp(-PARAM_LIMIT, PARAM_LIMIT).unbind(dim=1)
     if centre == "inside":
         gx_t, gy_t = torch.tanh(gx_t), torch.tanh(gy_t)

@@ -88,6 +88,19 @@ def test_a_glimpse_layer_feeds_the_lstm_relu_units(idx_dir: Path, tmp_path: Path
     assert result.exit_code == 2 and "--glimpse-hidden 7 conflicts with the run being resumed (glimpse_hidden = 6)" in result.output
 
 
+def test_a_resume_may_repeat_some_reader_options_but_not_change_one(idx_dir: Path, tmp_path: Path) -> None:
+    """--reader-option given again on --resume is checked key by key against the run's options."""
+    run = tmp_path / "run"
+    result = invoke("train", *CLASSIFIER, "--reader-option", "centre=inside", "--reader-option", "init=cover-unscaled",
+                    "--data-dir", idx_dir, "--out", run, "--steps", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "--resume", run, "--reader-option", "centre=inside", "--steps", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "--resume", run, "--reader-option", "centre=free", "--steps", "3", "--quiet")
+    assert result.exit_code == 2
+    assert "--reader-option centre=free conflicts with the run being resumed (reader_options = " in result.output
+
+
 def test_filterbank_reads_the_image_alone() -> None:
     """read_image is the first half of forward(x, x_hat): gamma F_y x F_x^T, without the error image."""
     torch.manual_seed(0)
@@ -175,10 +188,11 @@ def test_glimpse_frame_draws_each_window_at_its_position() -> None:
     assert (wrong[..., 0] > wrong[..., 1] + 100).any() and not (wrong[..., 1] > wrong[..., 0] + 100).any()  # red
 
 
-def test_the_compiled_classifier_matches_eager() -> None:
+@pytest.mark.parametrize("changes", [{}, {"reader": "no-attention", "glimpse_hidden": 6}])  # fixed glimpse, ReLU layer
+def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
     """--compile compiles the whole glimpse loop: the same logits and gradients; evaluation and recording stay eager."""
     torch.manual_seed(0)
-    model = AttentionClassifier(DrawConfig(**SMALL))
+    model = AttentionClassifier(DrawConfig(**SMALL, **changes))
     x, labels = torch.rand(5, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0])
     eager = model(x)
     eager.loss(labels).sum().backward()

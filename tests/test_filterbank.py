@@ -296,6 +296,8 @@ def test_stride_and_sigma_options_set_the_starting_window() -> None:
 def test_bad_starting_window_options(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         fb.FilterbankWriter(DrawConfig(), **options)
+    with pytest.raises(ValueError, match=message):
+        fb.FilterbankReader(DrawConfig(), **options)
 
 
 def test_an_inside_centre_is_tanh_of_g_tilde_and_never_leaves_the_image() -> None:
@@ -309,6 +311,8 @@ def test_an_inside_centre_is_tanh_of_g_tilde_and_never_leaves_the_image() -> Non
     free = fb.decode_window(raw, height=5, width=7, size=3)
     assert free.gx[1].item() == pytest.approx(44.0) and free.gy[1].item() == pytest.approx(-27.0)
     torch.testing.assert_close(inside.delta, free.delta, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown window centre 'middle'"):
+        fb.decode_window(raw, height=5, width=7, size=3, centre="middle")
     torch.manual_seed(0)
     reader = fb.FilterbankReader(DrawConfig(height=5, width=7, read_size=3), centre="inside")
     with torch.no_grad():

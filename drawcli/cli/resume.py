@@ -45,8 +45,9 @@ def _check_architecture(ctx: typer.Context, config: DrawConfig, components: dict
     if from_command_line(ctx, "model") and plain(ctx.params["model"]) != config.kind:
         _conflict("model", plain(ctx.params["model"]), "kind", config.kind)
     for param, name in COMPONENT_OPTIONS.items():
-        if from_command_line(ctx, param) and key_values(ctx.params[param]) != getattr(config, name):
-            _conflict(param, " ".join(ctx.params[param]), name, getattr(config, name))
+        stored = getattr(config, name)  # options given again must agree with the run's; unnamed ones keep theirs
+        if from_command_line(ctx, param) and {**stored, **key_values(ctx.params[param])} != stored:
+            _conflict(param, " ".join(ctx.params[param]), name, stored)
 
 
 def resumed(ctx: typer.Context, run_dir: Path) -> tuple[DrawConfig, Any]:
