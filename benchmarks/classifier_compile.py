@@ -46,8 +46,9 @@ def step_function(model: AttentionClassifier, x: torch.Tensor, y: torch.Tensor):
     return lambda: train_step(model, optimizer, loss, DEFAULTS.clip, 1 / len(x))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def classifier_args(doc: str) -> argparse.Namespace:
+    """The options of the classifier benchmarks (this one and fixed_glimpse.py), parsed; sets torch's threads."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--glimpses", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
@@ -57,6 +58,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    return args
+
+
+def main() -> None:
+    args = classifier_args(__doc__)
     config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, read_size=12,
                         reader_options={"init": "cover-unscaled"})  # fmt: skip
     torch.manual_seed(0)

@@ -11,7 +11,6 @@ backward, clip, fused Adam) on the same random batch at the paper-cluttered-mnis
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import statistics
@@ -24,21 +23,12 @@ from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from classifier_compile import step_function  # noqa: E402
+from classifier_compile import classifier_args, step_function  # noqa: E402
 from timing import Timer, interleave  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--glimpses", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--reps", type=int, default=6, help="interleaved repetitions of about --min-time s each")
-    parser.add_argument("--min-time", type=float, default=3.0)
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = classifier_args(__doc__)
     config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, reader="no-attention")
     torch.manual_seed(0)
     fixed = AttentionClassifier(config)

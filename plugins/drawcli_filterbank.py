@@ -34,8 +34,7 @@ def decode_window(params: torch.Tensor, height: int, width: int, size: int, cent
     gradient back: that is how a classifier's training collapsed to chance (docs/reproducing.md).
     Inside, the centre stays within [0, A + 1], so half the window still covers the image.
     """
-    if centre not in WINDOW_CENTRES:
-        raise ValueError(f"unknown window centre {centre!r}; expected one of {WINDOW_CENTRES}")
+    check_centre(centre)
     gx_t, gy_t, log_sigma2, log_delta_t, log_gamma = params.clamp(-PARAM_LIMIT, PARAM_LIMIT).unbind(dim=1)
     if centre == "inside":
         gx_t, gy_t = torch.tanh(gx_t), torch.tanh(gy_t)
