@@ -56,7 +56,8 @@ def test_execution_describes_itself() -> None:
 
 
 def test_a_short_run_says_it_runs_eagerly_and_why(idx_dir: Path, tmp_path: Path) -> None:
-    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "2", "--quiet")
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", tmp_path / "run", "--steps", "2", "--quiet",
+                    "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     header = "training for 2 steps on cpu (1 threads), 4,"  # parameters follow
     line = next(line for line in result.stderr.splitlines() if line.startswith(header))
@@ -212,7 +213,8 @@ def test_bf16_is_reported_and_warns_where_it_is_emulated(idx_dir: Path, tmp_path
                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setattr(execution, "native_bf16", lambda device: False)
     run = tmp_path / "run"
-    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "2", "--amp", "bf16", "--quiet")
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", run, "--steps", "2", "--amp", "bf16", "--quiet",
+                    "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "bf16 LSTM matmuls" in result.stderr.splitlines()[0]
     assert ("warning: this CPU has no native bf16 matmuls (AMX or AVX512-BF16): --amp bf16 is emulated here, about 5x "
