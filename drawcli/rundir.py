@@ -99,6 +99,13 @@ class RunDir:
         """Create the folder and prove it takes files, before any long work starts."""
         check_writable_dir(self.path)
 
+    def discard_if_empty(self) -> None:
+        """Remove the folder if nothing was written in it: a run that failed before its first file leaves no trace."""
+        try:
+            self.path.rmdir()  # refuses a folder that holds anything
+        except OSError:
+            pass
+
     def write_run_json(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
         payload = {"config": config, "settings": settings}
         atomic_write_bytes(self.path / RUN_JSON, json.dumps(payload, indent=2, sort_keys=True).encode())

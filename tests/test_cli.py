@@ -87,12 +87,13 @@ def test_unknown_reader_exits_2_and_lists_installed() -> None:
 
 
 def test_missing_data_folder_is_one_clear_line(tmp_path: Path) -> None:
-    """A missing --data-dir fails with the clear message and no traceback."""
+    """A missing --data-dir fails with the clear message, no traceback and no empty run folder left behind."""
     result = invoke("train", *TINY_ARGS, "--data-dir", tmp_path / "nope", "--out", tmp_path / "run", "--steps", "1")
     assert result.exit_code == 1
     assert "not found" in result.stderr and str(tmp_path / "nope") in result.stderr
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

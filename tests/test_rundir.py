@@ -89,3 +89,13 @@ def test_unreadable_run_json_says_the_run_cannot_resume(tmp_path: Path) -> None:
     (tmp_path / rundir.RUN_JSON).write_text("{not json")
     with pytest.raises(CheckpointError, match=f"^{tmp_path} is not a resumable run \\(run.json unreadable: "):
         RunDir(tmp_path).read_run_json()
+
+
+def test_discard_if_empty_removes_only_an_empty_folder(tmp_path: Path) -> None:
+    empty, used = RunDir(tmp_path / "empty"), RunDir(tmp_path / "used")
+    for run in (empty, used):
+        run.prepare()
+    (used.path / "metrics.jsonl").write_text("{}\n")
+    for run in (empty, used):
+        run.discard_if_empty()
+    assert not empty.path.exists() and (used.path / "metrics.jsonl").read_text() == "{}\n"

@@ -179,6 +179,7 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
     from drawcli.rundir import RunDir
 
     run = RunDir(run_dir)
+    made = not run.path.exists()
     run.prepare()  # fail now, not after the first epoch
     reporter = make_reporter(err, quiet) if dist_ctx.is_main else SilentReporter(err)
     try:
@@ -199,3 +200,5 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
         fail(f"stopped at once by a second interrupt, before any checkpoint was saved in {run_dir}", code=130)
     finally:
         reporter.close()
+        if made:
+            run.discard_if_empty()
