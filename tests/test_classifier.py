@@ -391,7 +391,7 @@ def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.Mo
     assert presets.command_line(presets.PRESETS["paper-cluttered-mnist"].options) == (
         "--model classifier --dataset cluttered-mnist --reader filterbank --glimpses 8 --rnn-size 256 --read-size 12 "
         "--reader-option init=cover-unscaled --reader-option centre=inside --lr 0.0006 --redraw --lr-schedule cosine "
-        "--epochs 50")  # fmt: skip
+        "--epochs 75")  # fmt: skip
     run = _tiny_preset_run(tmp_path, monkeypatch)
     assert run["config"]["reader_options"] == {"init": "cover-unscaled", "centre": "inside"}
     assert run["settings"]["lr"] == 6e-4
