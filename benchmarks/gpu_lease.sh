@@ -6,8 +6,8 @@
 #   two-digit        paper-two-digit-mnist (issue 14's 60 x 60 model)
 #   clut-h256        paper-cluttered-mnist with --glimpse-hidden 256 (capacity probe, seed 0)
 #   clut-r512        paper-cluttered-mnist with --rnn-size 512 (capacity probe, seed 0)
-# The classifier probes keep the preset's 50-epoch cosine schedule, so an unfinished probe's
-# epoch k compares with the CPU preset run's epoch k (docs/reproducing.md).
+# The classifier probes keep the 50-epoch cosine schedule of the runs they compare with, so an
+# unfinished probe's epoch k compares with those CPU runs' epoch k (docs/reproducing.md).
 # MNIST's idx .gz files must be in $DATA, inside the checkout (carry them).
 #
 #   bash benchmarks/gpu_lease.sh OUT_DIR
@@ -22,7 +22,9 @@ python=${PYTHON:-python3}
 threads=${THREADS:-3}
 work=${WORK:-/tmp/lease-runs}
 dry=${DRY:-}
+rm -rf "$work"  # a rerun on a warm machine must not read the last run's files
 mkdir -p "$out" "$work"
+out=$(cd "$out" && pwd)  # the archives are written from inside $work
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 
@@ -47,8 +49,8 @@ train() {  # name, then train options
 stamp "trainings start"
 train paper-mnist --preset paper-mnist --epochs 100 &  # the time limit decides
 train two-digit --preset paper-two-digit-mnist --epochs 100 &
-train clut-h256 --preset paper-cluttered-mnist --glimpse-hidden 256 &
-train clut-r512 --preset paper-cluttered-mnist --rnn-size 512 &
+train clut-h256 --preset paper-cluttered-mnist --epochs 50 --glimpse-hidden 256 &
+train clut-r512 --preset paper-cluttered-mnist --epochs 50 --rnn-size 512 &
 
 # The CUDA tests first, then the whole suite on 4 workers (device auto takes the GPU), niced.
 "$python" -m pytest -q -rs -p no:cacheprovider tests/test_devices.py >"$work/tests-devices.log" 2>&1

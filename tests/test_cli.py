@@ -96,6 +96,14 @@ def test_missing_data_folder_is_one_clear_line(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_a_failed_train_keeps_an_out_folder_that_was_there(tmp_path: Path) -> None:
+    """Only a folder the failed run made itself is removed, never one the user had."""
+    (tmp_path / "run").mkdir()
+    result = invoke("train", *TINY_ARGS, "--data-dir", tmp_path / "nope", "--out", tmp_path / "run", "--steps", "1")
+    assert result.exit_code == 1 and "not found" in result.stderr
+    assert (tmp_path / "run").is_dir()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
