@@ -149,9 +149,17 @@ class FilterbankReader(Reader):
         self.out_size = 2 * config.channels * self.size**2
         self.window = window_layer(config, self.size, init, write=False, stride=stride, sigma=sigma)
 
+    def place(self, h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
+        """(window, F_x, F_y) from h (B, dec_size), in float32 even under a bf16 autocast (the
+        classifier's --amp bf16): bf16 would move a window's centre on a 100-pixel image in steps
+        of up to half a pixel, and its gradient with it. The patch products may still run in bf16."""
+        with torch.autocast(h.device.type, enabled=False):
+            h = h.to(torch.promote_types(h.dtype, torch.float32))  # bf16 -> float32, float64 kept
+            window = decode_window(self.window(h), self.height, self.width, self.size, self.centre)
+            return window, *filterbanks(window, self.height, self.width)
+
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window = decode_window(self.window(h_dec), self.height, self.width, self.size, self.centre)
-        fx, fy = filterbanks(window, self.height, self.width)
+        window, fx, fy = self.place(h_dec)
         patches = read_patch(torch.cat([x, x_hat], dim=1), fx, fy)  # (B, 2C, N, N)
         return window.gamma[:, None] * patches.flatten(1), window
 
@@ -161,8 +169,7 @@ class FilterbankReader(Reader):
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
         """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""
-        window = decode_window(self.window(h), self.height, self.width, self.size, self.centre)
-        fx, fy = filterbanks(window, self.height, self.width)
+        window, fx, fy = self.place(h)
         return window.gamma[:, None] * read_patch(x, fx, fy).flatten(1), window  # (B, C N N)
 
 

@@ -320,3 +320,26 @@ def test_an_inside_centre_is_tanh_of_g_tilde_and_never_leaves_the_image() -> Non
         reader.window.weight.zero_()
     _, window = reader.read_image(torch.rand(2, 1, 5, 7), torch.zeros(2, 256))
     assert torch.all(window.gx <= 8.0)
+
+
+def test_a_bf16_autocast_places_the_read_window_in_float32() -> None:
+    """Under the classifier's bf16 autocast the window and filters are float32 and equal, bit for
+    bit, to the plain float32 ones (bf16 would put a centre near 77 on a multiple of 0.5); only
+    the patch products round, so the glimpse stays within bf16's relative error of float32's."""
+    torch.manual_seed(0)
+    reader = fb.FilterbankReader(DrawConfig(height=100, width=100, read_size=12), init="cover-unscaled")
+    with torch.no_grad():
+        reader.window.bias.add_(torch.tensor([0.537, -0.2, 0.0, 0.0, 0.0]))
+        reader.window.weight.mul_(0.01)  # h moves the window a little: centres x near 77.6
+    x, h = torch.rand(3, 1, 100, 100), torch.randn(3, 256)
+    plain_window, plain_fx, plain_fy = reader.place(h)
+    plain_glimpse, _ = reader.read_image(x, h)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        window, fx, fy = reader.place(h)
+        glimpse, read_window = reader.read_image(x, h)
+    assert window.gx.dtype == fx.dtype == fy.dtype == read_window.gx.dtype == torch.float32
+    assert torch.equal(window.gx, plain_window.gx) and torch.equal(read_window.gy, plain_window.gy)
+    assert torch.equal(fx, plain_fx) and torch.equal(fy, plain_fy)
+    assert 70 < plain_window.gx[0].item() < 80 and plain_window.gx[0].item() * 2 % 1 != 0
+    assert not torch.equal(glimpse, plain_glimpse)  # the products did run in bf16
+    torch.testing.assert_close(glimpse.float(), plain_glimpse, rtol=0.02, atol=0.02)
