@@ -1,4 +1,5 @@
-"""Training steps/s of the attention classifier, eager against compiled (`train --compile`).
+"""Training steps/s of the attention classifier, eager against compiled (`train --compile`),
+and with --amp bf16 also compiled under the bf16 autocast of `train --amp bf16`.
 
 At the paper-cluttered-mnist setting by default (100x100, 8 glimpses of 12x12, LSTM 256, batch
 64, the filterbank reader starting at gain 1): both models take drawcli's one training step
@@ -7,6 +8,7 @@ At the paper-cluttered-mnist setting by default (100x100, 8 glimpses of 12x12, L
 
     .venv/bin/python benchmarks/classifier_compile.py --threads 1
     .venv/bin/python benchmarks/classifier_compile.py --threads 1 --glimpses 4 --reps 10
+    .venv/bin/python benchmarks/classifier_compile.py --threads 1 --rnn-size 512 --amp bf16
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ DEFAULTS = TrainSettings()
 PRESET = PRESETS["paper-cluttered-mnist"].options
 
 
-def step_function(model: AttentionClassifier, x: torch.Tensor, y: torch.Tensor):  # noqa: ANN201
-    """One training step of `model` on (x, y) as drawcli trains the classifier, with its own optimizer."""
+def step_function(model: AttentionClassifier, x: torch.Tensor, y: torch.Tensor, bf16: bool = False):  # noqa: ANN201
+    """One training step of `model` on (x, y) as drawcli trains the classifier, with its own
+    optimizer; `bf16`: the forward under the bf16 autocast, as `train --amp bf16` runs it."""
     optimizer = make_optimizer(model, PRESET["lr"], DEFAULTS.beta1, x.device)
 
     def loss() -> BatchLoss:
         model.start_step()
-        return BatchLoss(model(x).loss(y), {})
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        return BatchLoss(logits.loss(y), {})
 
     return lambda: train_step(model, optimizer, loss, DEFAULTS.clip, 1 / len(x))
 
@@ -52,6 +57,9 @@ def classifier_args(doc: str) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--glimpses", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rnn-size", type=int, default=256, help="the LSTM's units")
+    parser.add_argument("--amp", choices=["off", "bf16"], default="off",
+                        help="bf16: also time the compiled model under the bf16 autocast (this script only)")
     parser.add_argument("--reps", type=int, default=6, help="interleaved repetitions of about --min-time s each")
     parser.add_argument("--min-time", type=float, default=3.0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -64,29 +72,39 @@ def classifier_args(doc: str) -> argparse.Namespace:
 def main() -> None:
     args = classifier_args(__doc__)
     config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, read_size=12,
-                        reader_options={"init": "cover-unscaled"})  # fmt: skip
+                        enc_size=args.rnn_size, dec_size=args.rnn_size,
+                        reader_options={"init": "cover-unscaled", "centre": "inside"})  # fmt: skip
     torch.manual_seed(0)
     eager = AttentionClassifier(config)
-    compiled = copy.deepcopy(eager)
-    compiled.compile_glimpses()
+    models = {"eager": eager, "compiled": copy.deepcopy(eager)}
+    if args.amp == "bf16":
+        models["compiled_bf16"] = copy.deepcopy(eager)
     x, y = torch.rand(args.batch, 1, 100, 100), torch.randint(0, 10, (args.batch,))
-    timers = {"eager": Timer(step_function(eager, x, y), lambda: None),
-              "compiled": Timer(step_function(compiled, x, y), lambda: None)}  # fmt: skip
+    timers = {}
+    for name, model in models.items():
+        if name != "eager":
+            model.compile_glimpses()
+        timers[name] = Timer(step_function(model, x, y, bf16=name.endswith("bf16")), lambda: None)
     start = time.perf_counter()
     timers["compiled"].warm(1, args.min_time)  # the first call compiles forward and backward
     compile_s = time.perf_counter() - start
-    timers["eager"].warm(2, args.min_time)
-    timers["compiled"].warm(2, args.min_time)
+    for timer in timers.values():
+        timer.warm(2, args.min_time)
     interleave(list(timers.values()), args.reps)
-    if compiled.compile_failure:  # the "compiled" model fell back to eager: its figure would mean nothing
-        sys.exit(f"torch.compile failed, so both models ran eagerly: {compiled.compile_failure}")
-    result = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
+    if any(model.compile_failure for model in models.values()):  # a fallback to eager: the figures would mean nothing
+        sys.exit("torch.compile failed, so the compiled models ran eagerly")
+    rate = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
-               "eager_images_per_s": round(result["eager"], 1), "compiled_images_per_s": round(result["compiled"], 1),
-               "ratio": round(result["compiled"] / result["eager"], 3), "first_compiled_step_s": round(compile_s, 1)}  # fmt: skip
-    print(f"classifier training, {args.glimpses} glimpses, batch {args.batch}, {figures['threads']} threads: "
-          f"eager {figures['eager_images_per_s']} images/s, compiled {figures['compiled_images_per_s']} "
-          f"({figures['ratio']}x); the first compiled step took {figures['first_compiled_step_s']} s")  # fmt: skip
+               "rnn_size": args.rnn_size, "first_compiled_step_s": round(compile_s, 1)}  # fmt: skip
+    figures.update({f"{name}_images_per_s": round(value, 1) for name, value in rate.items()})
+    figures["ratio"] = round(rate["compiled"] / rate["eager"], 3)
+    line = (f"classifier training, LSTM {args.rnn_size}, {args.glimpses} glimpses, batch {args.batch}, "
+            f"{figures['threads']} threads: eager {rate['eager']:.1f} images/s, compiled {rate['compiled']:.1f} "
+            f"({figures['ratio']}x)")  # fmt: skip
+    if "compiled_bf16" in rate:
+        figures["bf16_ratio"] = round(rate["compiled_bf16"] / rate["compiled"], 3)
+        line += f", compiled bf16 {rate['compiled_bf16']:.1f} ({figures['bf16_ratio']}x compiled float32)"
+    print(f"{line}; the first compiled step took {figures['first_compiled_step_s']} s")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
