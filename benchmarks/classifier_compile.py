@@ -1,10 +1,11 @@
-"""Training steps/s of the attention classifier, eager against compiled (`train --compile`),
+"""Training images/s of the attention classifier, eager against compiled (`train --compile`),
 and with --amp bf16 also compiled under the bf16 autocast of `train --amp bf16`.
 
 At the paper-cluttered-mnist setting by default (100x100, 8 glimpses of 12x12, LSTM 256, batch
-64, the filterbank reader starting at gain 1): both models take drawcli's one training step
-(loss, backward, clip, fused Adam) on the same random batch, in interleaved repetitions
-(A B A B ...), so that a change in a shared machine's load hits both alike.
+64, the filterbank reader starting at gain 1 with its centre kept inside, as the preset since
+2026-12-04; the figures of 2026-12-01 had the centre free): every model takes drawcli's one
+training step (loss, backward, clip, fused Adam) on the same random batch, in interleaved
+repetitions (A B A B ...), so that a change in a shared machine's load hits all alike.
 
     .venv/bin/python benchmarks/classifier_compile.py --threads 1
     .venv/bin/python benchmarks/classifier_compile.py --threads 1 --glimpses 4 --reps 10
@@ -59,7 +60,8 @@ def classifier_args(doc: str) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rnn-size", type=int, default=256, help="the LSTM's units")
     parser.add_argument("--amp", choices=["off", "bf16"], default="off",
-                        help="bf16: also time the compiled model under the bf16 autocast (this script only)")
+                        help="bf16: under train --amp bf16's autocast (classifier_compile.py: a third model, "
+                             "compiled, beside float32's; fixed_glimpse.py: both models)")
     parser.add_argument("--reps", type=int, default=6, help="interleaved repetitions of about --min-time s each")
     parser.add_argument("--min-time", type=float, default=3.0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -91,8 +93,9 @@ def main() -> None:
     for timer in timers.values():
         timer.warm(2, args.min_time)
     interleave(list(timers.values()), args.reps)
-    if any(model.compile_failure for model in models.values()):  # a fallback to eager: the figures would mean nothing
-        sys.exit("torch.compile failed, so the compiled models ran eagerly")
+    failures = {name: model.compile_failure for name, model in models.items() if model.compile_failure}
+    if failures:  # a fallback to eager: the figures would mean nothing
+        sys.exit(f"torch.compile failed, so these models ran eagerly: {failures}")
     rate = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
                "rnn_size": args.rnn_size, "first_compiled_step_s": round(compile_s, 1)}  # fmt: skip

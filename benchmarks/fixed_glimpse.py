@@ -29,14 +29,16 @@ from timing import Timer, interleave  # noqa: E402
 
 def main() -> None:
     args = classifier_args(__doc__)
-    config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, reader="no-attention")
+    config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, reader="no-attention",
+                        enc_size=args.rnn_size, dec_size=args.rnn_size)  # fmt: skip
     torch.manual_seed(0)
     fixed = AttentionClassifier(config)
     per_step = copy.deepcopy(fixed)
     per_step.reader.fixed_glimpse = False  # the loop every other reader takes
     x, y = torch.rand(args.batch, 1, 100, 100), torch.randint(0, 10, (args.batch,))
-    timers = {"per_step": Timer(step_function(per_step, x, y), lambda: None),
-              "fixed": Timer(step_function(fixed, x, y), lambda: None)}  # fmt: skip
+    bf16 = args.amp == "bf16"
+    timers = {"per_step": Timer(step_function(per_step, x, y, bf16), lambda: None),
+              "fixed": Timer(step_function(fixed, x, y, bf16), lambda: None)}  # fmt: skip
     for timer in timers.values():
         timer.warm(2, args.min_time)
     interleave(list(timers.values()), args.reps)
@@ -44,7 +46,9 @@ def main() -> None:
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
                "per_step_images_per_s": round(rate["per_step"], 1), "fixed_images_per_s": round(rate["fixed"], 1),
                "ratio": round(rate["fixed"] / rate["per_step"], 3)}  # fmt: skip
-    print(f"no-attention classifier training, {args.glimpses} glimpses, batch {args.batch}, {figures['threads']} "
+    figures.update(rnn_size=args.rnn_size, amp=args.amp)
+    print(f"no-attention classifier training, LSTM {args.rnn_size} ({args.amp}), {args.glimpses} glimpses, "
+          f"batch {args.batch}, {figures['threads']} "
           f"threads: read every step {figures['per_step_images_per_s']} images/s, read once "
           f"{figures['fixed_images_per_s']} ({figures['ratio']}x)")  # fmt: skip
     if args.json:

@@ -154,7 +154,7 @@ class FilterbankReader(Reader):
         classifier's --amp bf16): bf16 would move a window's centre on a 100-pixel image in steps
         of up to half a pixel, and its gradient with it. The patch products may still run in bf16."""
         with torch.autocast(h.device.type, enabled=False):
-            h = h.to(torch.promote_types(h.dtype, torch.float32))  # bf16 -> float32, float64 kept
+            h = h.to(torch.promote_types(h.dtype, self.window.weight.dtype))  # the window layer's own precision
             window = decode_window(self.window(h), self.height, self.width, self.size, self.centre)
             return window, *filterbanks(window, self.height, self.width)
 
