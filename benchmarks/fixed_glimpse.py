@@ -44,9 +44,9 @@ def main() -> None:
     interleave(list(timers.values()), args.reps)
     rate = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
+               "rnn_size": args.rnn_size, "amp": args.amp,
                "per_step_images_per_s": round(rate["per_step"], 1), "fixed_images_per_s": round(rate["fixed"], 1),
                "ratio": round(rate["fixed"] / rate["per_step"], 3)}  # fmt: skip
-    figures.update(rnn_size=args.rnn_size, amp=args.amp)
     print(f"no-attention classifier training, LSTM {args.rnn_size} ({args.amp}), {args.glimpses} glimpses, "
           f"batch {args.batch}, {figures['threads']} "
           f"threads: read every step {figures['per_step_images_per_s']} images/s, read once "

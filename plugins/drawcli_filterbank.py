@@ -69,6 +69,21 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
     return fx, fy
 
 
+def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, size: int,
+                 centre: str) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(window, F_x (B, N, W), F_y (B, N, H)) from h (B, dec_size) through the window `layer`.
+
+    Under an autocast (the classifier's --amp bf16) the window is still placed in the layer's
+    own precision: in bf16 a centre on a 100-pixel image moves in steps of up to half a pixel,
+    and its gradient with it. The patch products that use the filters may still run in bf16.
+    """
+    if torch.is_autocast_enabled(h.device.type):
+        with torch.autocast(h.device.type, enabled=False):
+            return place_window(layer, h.to(layer.weight.dtype), height, width, size, centre)
+    window = decode_window(layer(h), height, width, size, centre)
+    return window, *filterbanks(window, height, width)
+
+
 WINDOW_INITS = ("cover", "cover-unscaled", "torch")
 
 
@@ -149,17 +164,8 @@ class FilterbankReader(Reader):
         self.out_size = 2 * config.channels * self.size**2
         self.window = window_layer(config, self.size, init, write=False, stride=stride, sigma=sigma)
 
-    def place(self, h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
-        """(window, F_x, F_y) from h (B, dec_size), in float32 even under a bf16 autocast (the
-        classifier's --amp bf16): bf16 would move a window's centre on a 100-pixel image in steps
-        of up to half a pixel, and its gradient with it. The patch products may still run in bf16."""
-        with torch.autocast(h.device.type, enabled=False):
-            h = h.to(torch.promote_types(h.dtype, self.window.weight.dtype))  # the window layer's own precision
-            window = decode_window(self.window(h), self.height, self.width, self.size, self.centre)
-            return window, *filterbanks(window, self.height, self.width)
-
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window, fx, fy = self.place(h_dec)
+        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre)
         patches = read_patch(torch.cat([x, x_hat], dim=1), fx, fy)  # (B, 2C, N, N)
         return window.gamma[:, None] * patches.flatten(1), window
 
@@ -169,7 +175,7 @@ class FilterbankReader(Reader):
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
         """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""
-        window, fx, fy = self.place(h)
+        window, fx, fy = place_window(self.window, h, self.height, self.width, self.size, self.centre)
         return window.gamma[:, None] * read_patch(x, fx, fy).flatten(1), window  # (B, C N N)
 
 
@@ -188,7 +194,6 @@ class FilterbankWriter(Writer):
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window = decode_window(self.window(h_dec), self.height, self.width, self.size, self.centre)
-        fx, fy = filterbanks(window, self.height, self.width)
+        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre)
         patch = self.patch(h_dec).view(-1, self.channels, self.size, self.size)  # (B, C, N, N)
         return write_patch(patch, fx, fy) / window.gamma[:, None, None, None], window

@@ -332,10 +332,14 @@ def test_a_bf16_autocast_places_the_read_window_in_float32() -> None:
         reader.window.bias.add_(torch.tensor([0.537, -0.2, 0.0, 0.0, 0.0]))
         reader.window.weight.mul_(0.01)  # h moves the window a little: centres x near 77.6
     x, h = torch.rand(3, 1, 100, 100), torch.randn(3, 256)
-    plain_window, plain_fx, plain_fy = reader.place(h)
+
+    def place(h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
+        return fb.place_window(reader.window, h, 100, 100, 12, reader.centre)
+
+    plain_window, plain_fx, plain_fy = place(h)
     plain_glimpse, _ = reader.read_image(x, h)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        window, fx, fy = reader.place(h)
+        window, fx, fy = place(h)
         glimpse, read_window = reader.read_image(x, h)
     assert window.gx.dtype == fx.dtype == fy.dtype == read_window.gx.dtype == torch.float32
     assert torch.equal(window.gx, plain_window.gx) and torch.equal(read_window.gy, plain_window.gy)
