@@ -70,7 +70,10 @@ class Reader(nn.Module, ABC):
         x: (B, C, H, W); h: (B, dec_size), the state the window is computed from ->
         r: (B, image_out_size), window or None. The default reads (x, zeros) through `forward`,
         so a reader written before this method works unchanged; a reader may override both
-        this and `image_out_size` to read x alone.
+        this and `image_out_size` to read x alone. Under `train --amp bf16` the classifier
+        calls this inside a bf16 autocast: a reader that computes a window's position should
+        compute it with the autocast off (bf16 moves a centre on a 100-pixel image in steps of
+        up to half a pixel); the filterbank's `place_window` does.
         """
         return self.forward(x, torch.zeros_like(x), h)
 

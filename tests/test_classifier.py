@@ -14,11 +14,11 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from drawcli import checkpoint, registry, render
+from drawcli import checkpoint, data, registry, render
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
 from drawcli.config import DrawConfig
 from drawcli.contract import Window
-from drawcli.training.classify import error_report
+from drawcli.training.classify import error_report, predict
 
 SMALL = dict(kind="classifier", channels=1, height=12, width=12, glimpses=3, enc_size=8, dec_size=8, read_size=3,
              classes=4)  # fmt: skip
@@ -155,6 +155,29 @@ def test_tiny_classifier_trains_resumes_exactly_and_evaluates(idx_dir: Path, tmp
     inspect = json.loads(invoke("inspect", straight, "--json").stdout)
     assert inspect["config"]["kind"] == "classifier" and inspect["config"]["classes"] == 10
     assert list(inspect["components"]) == ["reader"]
+    check_ensemble(straight, tmp_path, idx_dir)
+
+
+def check_ensemble(run: Path, tmp_path: Path, idx_dir: Path) -> None:
+    """evaluate --ensemble: the error of the mean of the members' softmaxes, computed here by hand."""
+    other = tmp_path / "other"
+    assert invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--out", other, "--steps", "1", "--seed", "5").exit_code == 0
+    result = invoke("evaluate", run, "--ensemble", other, "--json", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ensemble"] == [str(run / "checkpoint.safetensors"), str(other / "checkpoint.safetensors")]
+    test = data.load_labelled(data.open_dataset("mnist"), "test", idx_dir, (1, 28, 28))
+    probs = [predict(checkpoint.load_model(r)[0], test.images, torch.device("cpu")).softmax(-1) for r in (run, other)]
+    mean = (probs[0] + probs[1]) / 2
+    assert report["error"] == pytest.approx(100 * (mean.argmax(-1) != test.labels).sum().item() / 20)
+    assert report["loss"] == pytest.approx(-mean[torch.arange(20), test.labels].log().mean().item(), rel=1e-5)
+    draw = tmp_path / "draw"
+    assert invoke("train", "--data-dir", idx_dir, "--out", draw, "--steps", "1", "--glimpses", "2", "--rnn-size", "8",
+                  "--z-size", "2", "--quiet", "--threads", "1", "--device", "cpu").exit_code == 0  # fmt: skip
+    for a, b, message in ((draw, run, "a DRAW model's bound has no ensemble"),
+                          (run, draw, "is not a classifier of the classes 0, 1")):  # fmt: skip
+        result = invoke("evaluate", a, "--ensemble", b)
+        assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
 
 
 def test_sample_and_reconstruct_refuse_a_classifier(idx_dir: Path, tmp_path: Path) -> None:

@@ -30,6 +30,11 @@ def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: st
     return data.binarize_fixed(images, mode), how
 
 
+def known_classes(info: Any) -> list[str]:
+    """The class names a classifier was trained on, in the order of its outputs."""
+    return list(info.training.get("class_names") or [str(k) for k in range(info.config.classes)])
+
+
 def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: str, limit: int | None) -> Any:
     """A labelled split for a classifier, its labels renumbered to the model's classes by name.
 
@@ -42,7 +47,7 @@ def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: 
     name = dataset or info.training.get("dataset") or "mnist"
     folder = data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
     images, labels, classes = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
-    known = list(info.training.get("class_names") or [str(k) for k in range(info.config.classes)])
+    known = known_classes(info)
     unknown = sorted(set(classes) - set(known))
     if unknown:
         raise DataError(f"{name} has classes the model does not know: {', '.join(unknown)} (it knows {', '.join(known)})")
@@ -57,6 +62,8 @@ def print_errors(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     out.print(f"[bold]{report['checkpoint']}[/bold]: {report['data']}")
+    if "ensemble" in report:
+        out.print(f"ensemble of {len(report['ensemble'])} (probabilities averaged): {', '.join(report['ensemble'])}")
     out.print(f"test error   {report['error']:.2f} ± {report['error_se']:.2f} %  (cross-entropy {report['loss']:.4f} nats)")
     classes = report["classes"]
     table = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
@@ -69,15 +76,35 @@ def print_errors(report: dict[str, Any]) -> None:
     out.print(f"{report['images']} images in {report['seconds']:.1f} s")
 
 
-def evaluate_classifier(model: Any, info: Any, target: Any, dataset: str | None, data_dir: Path | None, split: str,
-                        batch_size: int, limit: int | None, progress: Any) -> dict[str, Any]:  # fmt: skip
+def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str | None, data_dir: Path | None,
+                        split: str, batch_size: int, limit: int | None, progress: Any) -> dict[str, Any]:  # fmt: skip
+    """The first model's report, or with more models their ensemble's: class probabilities averaged."""
+    from drawcli.errors import ConfigError
     from drawcli.training.classify import error_report, predict
 
+    info = models[0][1]
     test = labelled_test(info, dataset, data_dir, split, limit)
-    task = progress.add_task("evaluating", total=len(test.images))
-    logits = predict(model, test.images, target, batch_size, lambda n: progress.advance(task, n))
+    for other, other_info in models[1:]:
+        if hasattr(other, "generate") or known_classes(other_info) != list(test.classes):
+            raise ConfigError(f"--ensemble {other_info.path} is not a classifier of the classes {', '.join(test.classes)}")
+        if other_info.config.image_shape != info.config.image_shape:
+            raise ConfigError(f"--ensemble {other_info.path} reads {other_info.config.image_shape} images, not {info.config.image_shape}")
+    task = progress.add_task("evaluating", total=len(test.images) * len(models))
+    logits = [predict(m, test.images, target, batch_size, lambda n: progress.advance(task, n)) for m, _ in models]
+    # An ensemble's prediction is the mean of its members' probabilities; its log is a valid logit.
+    mean = logits[0] if len(models) == 1 else mean_probabilities(logits).log()
     how = f"{dataset or info.training.get('dataset')} {split} split, {len(test.images)} images"
-    return {"checkpoint": str(info.path), "data": how, **error_report(logits, test.labels, test.classes)}
+    report = {"checkpoint": str(info.path), "data": how, **error_report(mean, test.labels, test.classes)}
+    if len(models) > 1:
+        report["ensemble"] = [str(i.path) for _, i in models]
+    return report
+
+
+def mean_probabilities(logits: list[Any]) -> Any:
+    """(N, classes) mean of the softmaxes of several (N, classes) logits."""
+    import torch
+
+    return torch.stack([x.softmax(dim=-1) for x in logits]).mean(dim=0)
 
 
 def print_bounds(report: dict[str, Any], samples: int) -> None:
@@ -104,6 +131,7 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
     threads: ThreadsOption = None,
+    ensemble: Annotated[Optional[list[Path]], typer.Option("--ensemble", metavar="CHECKPOINT", help="Classifiers only: another classifier of the same classes whose probabilities are averaged with this one's (repeat for more); the error reported is the ensemble's.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """The variational bound (and with --samples K the importance-weighted bound) in nats per image;
@@ -112,13 +140,17 @@ def evaluate(
 
     from drawcli import checkpoint, devices
     from drawcli import evaluate as evaluation
+    from drawcli.errors import ConfigError
 
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
+    others = [checkpoint.load_model(path, target) for path in ensemble or []]
+    if others and hasattr(model, "generate"):
+        raise ConfigError("--ensemble averages classifiers' predictions; a DRAW model's bound has no ensemble")
     start = time.perf_counter()
     with Progress(console=err, disable=as_json or not err.is_terminal, transient=True) as progress:
         if not hasattr(model, "generate"):  # a classifier: no bound, an error rate
-            report = evaluate_classifier(model, info, target, dataset, data_dir, split, batch_size, limit, progress)
+            report = evaluate_classifier([(model, info), *others], target, dataset, data_dir, split, batch_size, limit, progress)
         else:
             images, how = test_images(info, dataset, data_dir, split, binarize.value if binarize else None, limit)
             task = progress.add_task("evaluating", total=len(images))
