@@ -101,10 +101,11 @@ def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str
 
 
 def mean_probabilities(logits: list[Any]) -> Any:
-    """(N, classes) mean of the softmaxes of several (N, classes) logits."""
+    """(N, classes) mean of the softmaxes of several (N, classes) logits, kept above 0 so its log is finite."""
     import torch
 
-    return torch.stack([x.softmax(dim=-1) for x in logits]).mean(dim=0)
+    mean = torch.stack([x.softmax(dim=-1) for x in logits]).mean(dim=0)
+    return mean.clamp_min(torch.finfo(mean.dtype).tiny)
 
 
 def print_bounds(report: dict[str, Any], samples: int) -> None:
