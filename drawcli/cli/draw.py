@@ -147,7 +147,7 @@ def glimpses(
     model.eval()
     with torch.no_grad():
         result = model(x, record=True)
-    names = info.training.get("class_names") or [str(k) for k in range(info.config.classes)]
+    names = test.classes  # the model's classes, in the order of its outputs
     captions = [(names[p], names[t]) for p, t in zip(result.logits.argmax(1).tolist(), test.labels[pick].tolist())]
     frames = render.glimpse_frames(x, result.read_windows, captions, scale)
     render.write_gif(gif, frames, fps=fps)

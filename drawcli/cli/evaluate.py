@@ -12,6 +12,7 @@ import typer
 
 from drawcli.cli.app import app, err, handles_errors, out
 from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption
+from drawcli.errors import ConfigError
 
 
 def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: str, binarize: str | None,
@@ -79,7 +80,6 @@ def print_errors(report: dict[str, Any]) -> None:
 def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str | None, data_dir: Path | None,
                         split: str, batch_size: int, limit: int | None, progress: Any) -> dict[str, Any]:  # fmt: skip
     """The first model's report, or with more models their ensemble's: class probabilities averaged."""
-    from drawcli.errors import ConfigError
     from drawcli.training.classify import error_report, predict
 
     info = models[0][1]
@@ -141,7 +141,6 @@ def evaluate(
 
     from drawcli import checkpoint, devices
     from drawcli import evaluate as evaluation
-    from drawcli.errors import ConfigError
 
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
