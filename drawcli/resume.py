@@ -20,10 +20,16 @@ FORMAT = "drawcli-resume/1"
 IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
 
 
-def to_bytes(optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor], state: dict[str, Any]) -> bytes:
-    """The resume file's bytes: rng.* and optim.INDEX.SLOT tensors, param groups and loop state as JSON."""
+def to_bytes(optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor], state: dict[str, Any],
+             weights: dict[str, torch.Tensor] | None = None) -> bytes:  # fmt: skip
+    """The resume file's bytes: rng.* and optim.INDEX.SLOT tensors, param groups and loop state as JSON.
+
+    `weights` (saved as model.NAME) are the weights training goes on from, where the checkpoint
+    holds others (--ema: the checkpoint holds the averaged ones).
+    """
     opt = optimizer.state_dict()
     tensors = {f"rng.{k}": v.detach().to("cpu").contiguous() for k, v in rng.items()}
+    tensors.update({f"model.{k}": v.detach().to("cpu").contiguous() for k, v in (weights or {}).items()})
     for index, slots in opt["state"].items():
         for slot, value in slots.items():
             tensors[f"optim.{index}.{slot}"] = torch.as_tensor(value).detach().to("cpu").contiguous()
@@ -43,6 +49,8 @@ def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torc
         index, _, slot = rest.partition(".")
         if kind == "rng":
             rng[rest] = value
+        elif kind == "model" and rest:
+            continue  # read by weights()
         elif kind == "optim" and index.isdigit() and slot:
             slots.setdefault(int(index), {})[slot] = value
         else:
@@ -71,3 +79,10 @@ def load(path: Path, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.
     if not isinstance(loop, dict):
         raise CheckpointError(f"{path}: metadata field 'state' must be a JSON object")
     return rng, loop
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    """The training weights a resume file holds (to_bytes' `weights`); empty when it holds none."""
+    _, metadata, _ = read_header(path)
+    prefix = "model."
+    return {k.removeprefix(prefix): v for k, v in load_tensors(path, metadata).items() if k.startswith(prefix)}

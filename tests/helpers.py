@@ -15,6 +15,10 @@ from typer.testing import CliRunner
 from drawcli.cli import app
 from drawcli.model import DRAW
 
+# A tiny attention classifier, on the CPU wherever the suite runs: the messages and stop points
+# pinned with it are the CPU's (device auto takes a GPU).
+CLASSIFIER = ["--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--read-size", "3", "--batch-size", "16",
+              "--threads", "1", "--quiet", "--device", "cpu"]  # fmt: skip
 # A tiny model and one thread: what every end-to-end test trains.
 TINY_ARGS = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
 runner = CliRunner()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FailingBackward, invoke
+from helpers import CLASSIFIER, FailingBackward, invoke
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -22,9 +22,6 @@ from drawcli.training.classify import error_report, predict
 
 SMALL = dict(kind="classifier", channels=1, height=12, width=12, glimpses=3, enc_size=8, dec_size=8, read_size=3,
              classes=4)  # fmt: skip
-# On the CPU wherever the suite runs: the messages and stop points pinned below are the CPU's (device auto takes a GPU).
-CLASSIFIER = ["--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--read-size", "3", "--batch-size", "16",
-              "--threads", "1", "--quiet", "--device", "cpu"]  # fmt: skip
 
 
 @pytest.mark.parametrize("reader", [spec.name for spec in registry.find("reader")])

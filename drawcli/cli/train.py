@@ -134,6 +134,7 @@ def train(
     clip: Annotated[float, typer.Option(callback=positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = TrainSettings.clip,
     beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = TrainSettings.beta1,
     kl_warmup: Annotated[int, typer.Option(min=0, help="Steps over which the KL weight of the training objective rises to 1 (the reported bound always has full KL).", rich_help_panel=TRAINING)] = TrainSettings.kl_warmup,
+    ema: Annotated[float, typer.Option(metavar="DECAY", help="Keep an exponential moving average of the weights, updated after every step with this decay (0.9998: about the last 5,000 steps); the checkpoint then holds the averaged weights, so evaluate, sample and the rest use them, and each epoch reports the held-out metrics of both (the raw weights' as raw_*). Training itself goes on from the raw weights. 0 (the default): no average.", rich_help_panel=TRAINING)] = TrainSettings.ema,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = TrainSettings.seed,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device(TrainSettings.device),  # type: ignore[valid-type]
     threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,

@@ -1,6 +1,7 @@
 """Training: a loop that knows steps, saves and ranks (loop.py), the interface a kind of model
 implements for it (family.py), DRAW's implementation (draw.py), the attention classifier's (classify.py), the one training step (step.py),
-the settings (settings.py), the loop's state and RNG streams (state.py) and signals (signals.py).
+the settings (settings.py), the loop's state and RNG streams (state.py), signals (signals.py)
+and the weights' moving average of --ema (averaging.py).
 
 Importing this package imports no torch (the command line reads the settings' defaults from it);
 `train` imports the rest when called.

@@ -7,6 +7,7 @@ of (seed, epoch), so a resumed run sees the same batches as an uninterrupted one
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict
@@ -19,6 +20,7 @@ from drawcli import checkpoint, distributed, resume, rundir
 from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.metrics import MetricsLog
 from drawcli.progress import Reporter
+from drawcli.training.averaging import WeightAverage, describe_held_out, held_out
 from drawcli.training.execution import Execution, bf16_warning
 from drawcli.training.family import ModelFamily
 from drawcli.training.settings import TrainSettings
@@ -71,6 +73,7 @@ class Trainer:
         self.model = self.family.build()
         self.net = distributed.wrap(self.model, self.ctx, self.device)
         self.optimizer = make_optimizer(self.model, self.settings.lr, self.settings.beta1, self.device)
+        self.average = WeightAverage(self.model, self.settings.ema) if self.settings.ema else None
         self.family.prepare(self.model)
         self.stop_flag = torch.zeros((), device=self.device)
 
@@ -79,6 +82,12 @@ class Trainer:
         weights, info = checkpoint.load_model(self.run.checkpoint, self.device)
         self.model.load_state_dict(weights.state_dict())
         path = self.run.resume_file()
+        if self.average is not None:  # the checkpoint holds the average, the resume file the raw weights
+            self.average.load(weights.state_dict())
+            raw = resume.weights(path)
+            if not raw:
+                raise CheckpointError(f"{path} holds no training weights beside the checkpoint's averaged ones")
+            self.model.load_state_dict(raw)
         rng, saved = resume.load(path, self.optimizer)
         try:
             exact = restore_rng(rng, self.family.generators(), self.device)
@@ -104,10 +113,12 @@ class Trainer:
                 "device": self.device.type, "world_size": self.ctx.world_size}  # fmt: skip
 
     def save(self) -> None:
-        """Checkpoint and resume state as one commit (rank 0 only)."""
+        """Checkpoint and resume state as one commit (rank 0 only); with --ema the checkpoint holds the average."""
         if self.ctx.is_main:
-            state = resume.to_bytes(self.optimizer, rng_state(self.family.generators(), self.device), asdict(self.state))
-            ckpt = checkpoint.to_bytes(self.model, self.summary(), resume_sha256=rundir.file_digest(state))
+            raw = self.model.state_dict() if self.average is not None else None
+            state = resume.to_bytes(self.optimizer, rng_state(self.family.generators(), self.device), asdict(self.state), raw)
+            with self._averaged():
+                ckpt = checkpoint.to_bytes(self.model, self.summary(), resume_sha256=rundir.file_digest(state))
             self.run.commit(ckpt, state)
         self.saved_step = self.state.step
 
@@ -139,7 +150,7 @@ class Trainer:
                     raise self._interrupted()
         distributed.check_identical(self.model, self.ctx)
         final = self.summary()
-        self.reporter.finish(final, self.run.checkpoint, self.family.describe(self.state.last_test or {}))
+        self.reporter.finish(final, self.run.checkpoint, describe_held_out(self.family.describe, self.state.last_test or {}))
         return final
 
     def _epoch(self, stop: StopFlag) -> bool:
@@ -164,6 +175,8 @@ class Trainer:
             out = train_step(self.model, self.optimizer, lambda: self.family.batch_loss(self.net, self.model, idx, state.step),
                              settings.clip, distributed.objective_scale(len(idx), self.ctx), self.ctx, self.stop_flag,
                              self.family.generators())  # fmt: skip
+            if self.average is not None:
+                self.average.update(state.step)
             self._timed(time.perf_counter() - tick)
             state.step += 1
             state.batch = b + 1
@@ -235,7 +248,7 @@ class Trainer:
         state = self.state
         train_means = {name: total / max(self.epoch_examples, 1) for name, total in self.epoch_sums.items()}
         if self.ctx.is_main:
-            state.last_test = self.family.evaluate(self.model)
+            state.last_test = held_out(self.family.evaluate, self.model, self.average)
         if epoch_done:
             state.epoch += 1
             state.batch = 0
@@ -247,11 +260,15 @@ class Trainer:
                   "wall_time_s": round(state.wall_time, 3)}  # fmt: skip
         self.log(record)
         self.save()
-        line = f"train {self.family.describe(train_means)} | test {self.family.describe(state.last_test or {})}"
+        line = f"train {self.family.describe(train_means)} | test {describe_held_out(self.family.describe, state.last_test or {})}"
         self.reporter.epoch_end(record, line)
         if self.on_epoch_end is not None and (epoch_done or state.step >= self.total):
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), self._averaged():
                 self.on_epoch_end(self.model, state)
+
+    def _averaged(self) -> contextlib.AbstractContextManager[None]:
+        """The model as saved: with --ema its averaged weights inside the block, else as it is."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def _interrupted(self) -> Interrupted:
         self.save()

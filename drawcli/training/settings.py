@@ -42,6 +42,7 @@ class TrainSettings:
     clip: float = _setting(10.0, RUN)
     beta1: float = _setting(0.9, RUN)
     kl_warmup: int = _setting(0, RUN)
+    ema: float = _setting(0.0, RUN)  # decay of the weights' moving average (training/averaging.py); 0: none
     amp: str = _setting("off", EXECUTION)  # "bf16": the LSTM matmuls in bf16; weights, state, loss and KL float32
     seed: int = _setting(0, RUN)
     device: str = _setting("auto", EXECUTION)
@@ -59,6 +60,8 @@ class TrainSettings:
             if getattr(self, name) not in allowed:
                 flag = name.replace("_", "-")
                 raise ConfigError(f"unknown --{flag} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"--ema {self.ema} is not a decay: give one in [0, 1), e.g. 0.999 (0 turns averaging off)")
         if self.compile_mode != "default":  # a compile mode implies --compile on
             self.compile = "on"
 
