@@ -40,7 +40,9 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Fold in the weights after optimizer step `step` (0-based; a skipped step folds in the same weights)."""
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - decay_at(self.decay, step))
+        weight = 1.0 - decay_at(self.decay, step)
+        for value, param in zip(self.shadow, self.params):
+            value.lerp_(param, weight)
 
     @torch.no_grad()
     def load(self, averaged: dict[str, torch.Tensor]) -> None:
@@ -56,12 +58,14 @@ class WeightAverage:
         """
         with torch.no_grad():
             raw = [p.detach().clone() for p in self.params]
-            torch._foreach_copy_(self.params, self.shadow)
+            for param, value in zip(self.params, self.shadow):
+                param.copy_(value)
         try:
             yield
         finally:
             with torch.no_grad():
-                torch._foreach_copy_(self.params, raw)
+                for param, value in zip(self.params, raw):
+                    param.copy_(value)
 
 
 def held_out(evaluate: Callable[[nn.Module], dict[str, float]], model: nn.Module,
