@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import CLASSIFIER, FailingBackward, invoke
+from helpers import CLASSIFIER, TINY_ARGS, FailingBackward, invoke
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -169,8 +169,7 @@ def check_ensemble(run: Path, tmp_path: Path, idx_dir: Path) -> None:
     assert report["error"] == pytest.approx(100 * (mean.argmax(-1) != test.labels).sum().item() / 20)
     assert report["loss"] == pytest.approx(-mean[torch.arange(20), test.labels].log().mean().item(), rel=1e-5)
     draw = tmp_path / "draw"
-    assert invoke("train", "--data-dir", idx_dir, "--out", draw, "--steps", "1", "--glimpses", "2", "--rnn-size", "8",
-                  "--z-size", "2", "--quiet", "--threads", "1", "--device", "cpu").exit_code == 0  # fmt: skip
+    assert invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", draw, "--steps", "1", "--quiet", "--device", "cpu").exit_code == 0
     for a, b, message in ((draw, run, "a DRAW model's bound has no ensemble"),
                           (run, draw, "is not a classifier of the classes 0, 1")):  # fmt: skip
         result = invoke("evaluate", a, "--ensemble", b)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import TINY_ARGS, write_idx_dataset
+from helpers import CLASSIFIER, TINY_ARGS, write_idx_dataset
 from safetensors.torch import load_file, save_file
 
 from drawcli import checkpoint, distributed
@@ -82,10 +82,6 @@ def test_shard_and_scale() -> None:
     assert parts == [[0, 1, 2], [3, 4]]
     assert distributed.objective_scale(5, distributed.Dist(world_size=2)) == pytest.approx(2 / 5)
     assert distributed.shard(t, distributed.Dist()) is t
-
-
-CLASSIFIER = ["--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--read-size", "3", "--batch-size", "16",
-              "--threads", "1", "--device", "cpu"]  # fmt: skip
 
 
 @pytest.mark.parametrize("model_args", [TINY, CLASSIFIER], ids=["draw", "classifier"])
