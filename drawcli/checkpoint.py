@@ -49,6 +49,10 @@ class CheckpointInfo:
             counts[part] = counts.get(part, 0) + numel(info.shape)
         return counts
 
+    def class_names(self) -> list[str]:
+        """A classifier's class names in the order of its outputs (numbers when the run saved none)."""
+        return list(self.training.get("class_names") or [str(k) for k in range(self.config.classes)])
+
 
 def read_info(path: Path) -> CheckpointInfo:
     """Validate a checkpoint's header and metadata (a file, or a run folder holding one); no tensors loaded."""

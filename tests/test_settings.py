@@ -19,7 +19,8 @@ def test_every_field_is_tagged_run_or_execution() -> None:
     fields = [f.name for f in dataclasses.fields(TrainSettings)]
     assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
     assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "lr_schedule", "clip", "beta1",
-                                                "kl_warmup", "ema", "seed")  # fmt: skip
+                                                "kl_warmup", "ema", "teachers", "teacher_weight", "teacher_temperature",
+                                                "seed")  # fmt: skip
 
 
 @pytest.mark.parametrize(("field", "allowed"), [("amp", AMP_MODES), ("compile", COMPILE_CHOICES), ("compile_mode", COMPILE_MODES),

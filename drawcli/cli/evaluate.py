@@ -31,11 +31,6 @@ def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: st
     return data.binarize_fixed(images, mode), how
 
 
-def known_classes(info: Any) -> list[str]:
-    """The class names a classifier was trained on, in the order of its outputs."""
-    return list(info.training.get("class_names") or [str(k) for k in range(info.config.classes)])
-
-
 def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: str, limit: int | None) -> Any:
     """A labelled split for a classifier, its labels renumbered to the model's classes by name.
 
@@ -48,7 +43,7 @@ def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: 
     name = dataset or info.training.get("dataset") or "mnist"
     folder = data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
     images, labels, classes = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
-    known = known_classes(info)
+    known = info.class_names()
     unknown = sorted(set(classes) - set(known))
     if unknown:
         raise DataError(f"{name} has classes the model does not know: {', '.join(unknown)} (it knows {', '.join(known)})")
@@ -85,7 +80,7 @@ def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str
     info = models[0][1]
     test = labelled_test(info, dataset, data_dir, split, limit)
     for other, other_info in models[1:]:
-        if hasattr(other, "generate") or known_classes(other_info) != list(test.classes):
+        if hasattr(other, "generate") or other_info.class_names() != list(test.classes):
             raise ConfigError(f"--ensemble {other_info.path} is not a classifier of the classes {', '.join(test.classes)}")
         if other_info.config.image_shape != info.config.image_shape:
             raise ConfigError(f"--ensemble {other_info.path} reads {other_info.config.image_shape} images, not {info.config.image_shape}")

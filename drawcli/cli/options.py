@@ -29,7 +29,7 @@ LrSchedule = choices("LrSchedule", LR_SCHEDULES)
 ModelKind = choices("ModelKind", MODEL_KINDS)
 
 # `train` parameter -> TrainSettings field, where the two names differ.
-SETTING_PARAMS = {"compile_model": "compile"}
+SETTING_PARAMS = {"compile_model": "compile", "teacher": "teachers"}
 
 DeviceOption = Annotated[Device, typer.Option(help="auto takes CUDA when present.")]  # type: ignore[valid-type]
 ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: half the cores).")]
@@ -46,9 +46,11 @@ def setting_param(field: str) -> str:
 
 
 def plain(value: Any) -> Any:
-    """A command-line value as settings store it (enums by value, paths as strings)."""
+    """A command-line value as settings store it (enums by value, paths as strings, lists as tuples)."""
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, (list, tuple)):  # a repeatable option: a tuple, as settings store it
+        return tuple(plain(v) for v in value)
     return str(value) if isinstance(value, Path) else value
 
 

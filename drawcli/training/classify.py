@@ -13,6 +13,7 @@ from drawcli import data, distributed
 from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError, DataError
+from drawcli.training.distill import Teachers, soft_cross_entropy
 from drawcli.training.execution import Execution, as_run, plan
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
@@ -27,13 +28,15 @@ def grey(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = EVAL_BATCH_SIZE,
-            on_batch: Any = None) -> torch.Tensor:  # fmt: skip
-    """Logits (N, classes) of uint8 images (N, C, H, W), in evaluation mode, on the CPU."""
+            on_batch: Any = None, bf16: bool = False) -> torch.Tensor:  # fmt: skip
+    """Logits (N, classes) of uint8 images (N, C, H, W), in evaluation mode, on the CPU (bf16: under autocast)."""
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        out.append(model(grey(images[start : start + batch_size].to(device))).logits.float().cpu())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(grey(images[start : start + batch_size].to(device))).logits
+        out.append(logits.float().cpu())
         if on_batch is not None:
             on_batch(len(out[-1]))
     model.train(was_training)
@@ -83,6 +86,9 @@ class ClassifierFamily(ModelFamily):
         self.images, self.labels, self.classes = train
         self.train_size = len(self.images)
         self._model: AttentionClassifier | None = None
+        self.soft: torch.Tensor | None = None  # (N, classes) teachers' probabilities of the training images
+        self.teachers = (Teachers(settings.teachers, self.classes, config.image_shape, device, settings.teacher_temperature,
+                                  settings.amp == "bf16") if settings.teachers else None)  # fmt: skip
         precision = "bf16 autocast" if settings.amp == "bf16" else "float32"
         # The compiled unit is the whole glimpse loop (classifier.py).
         self._execution = plan(settings, self.train_size, config.glimpses, device, precision, unrolled=config.glimpses)
@@ -102,18 +108,21 @@ class ClassifierFamily(ModelFamily):
             self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
 
     def start_epoch(self, epoch: int) -> None:
-        """With --redraw, the data set's composition for this epoch (epoch 0's was loaded in __init__).
+        """With --redraw, the data set's composition for this epoch (epoch 0's was loaded in __init__);
+        with --teacher, the teachers' soft targets for the images of the epoch.
 
-        The loop calls this once per epoch, so each composition is drawn once.
+        The loop calls this once per epoch, so each composition is drawn (and taught) once.
         """
-        if not self.settings.redraw or epoch == 0:
-            return
-        drawn = data.load_labelled_epoch(self.dataset, epoch, self.data_dir, self.config.image_shape)
-        if len(drawn.images) != self.train_size or drawn.classes != self.classes:
-            raise DataError(f"epoch {epoch}'s training set has {len(drawn.images)} images of classes {drawn.classes}, "
-                            f"not {self.train_size} of {self.classes} like epoch 0's")  # fmt: skip
-        device = self.images.device
-        self.images, self.labels = drawn.images.to(device), drawn.labels.to(device)
+        if self.settings.redraw and epoch > 0:
+            drawn = data.load_labelled_epoch(self.dataset, epoch, self.data_dir, self.config.image_shape)
+            if len(drawn.images) != self.train_size or drawn.classes != self.classes:
+                raise DataError(f"epoch {epoch}'s training set has {len(drawn.images)} images of classes {drawn.classes}, "
+                                f"not {self.train_size} of {self.classes} like epoch 0's")  # fmt: skip
+            device = self.images.device
+            self.images, self.labels = drawn.images.to(device), drawn.labels.to(device)
+            self.soft = None
+        if self.teachers is not None and self.soft is None:  # the teachers' view of these very images
+            self.soft = self.teachers.targets(self.images)
 
     def index_device(self) -> torch.device:
         return self.images.device
@@ -125,7 +134,13 @@ class ClassifierFamily(ModelFamily):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp == "bf16"):
             out = net(x)
         loss = out.loss(y)
-        return BatchLoss(loss, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
+        objective = loss
+        if self.soft is not None:
+            soft = distributed.shard(self.soft[indices], self.ctx).to(self.device, non_blocking=True)
+            weight = self.settings.teacher_weight
+            objective = (1 - weight) * loss + weight * soft_cross_entropy(out.logits, soft, self.settings.teacher_temperature)
+        # The reported loss stays the labels' cross-entropy, comparable with and without teachers.
+        return BatchLoss(objective, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         report = error_report(predict(model, self.test.images, self.device), self.test.labels, self.test.classes)

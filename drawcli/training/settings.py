@@ -43,6 +43,9 @@ class TrainSettings:
     beta1: float = _setting(0.9, RUN)
     kl_warmup: int = _setting(0, RUN)
     ema: float = _setting(0.0, RUN)  # decay of the weights' moving average (training/averaging.py); 0: none
+    teachers: tuple[str, ...] = _setting((), RUN)  # classifier checkpoints to distil from (training/distill.py)
+    teacher_weight: float = _setting(0.5, RUN)  # share of the teachers' soft targets in the objective
+    teacher_temperature: float = _setting(2.0, RUN)  # softmax temperature of teachers and student in that term
     amp: str = _setting("off", EXECUTION)  # "bf16": the LSTM matmuls in bf16; weights, state, loss and KL float32
     seed: int = _setting(0, RUN)
     device: str = _setting("auto", EXECUTION)
@@ -62,6 +65,11 @@ class TrainSettings:
                 raise ConfigError(f"unknown --{flag} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"--ema {self.ema} is not a decay: give one in [0, 1), e.g. 0.999 (0 turns averaging off)")
+        self.teachers = tuple(self.teachers or ())  # run.json holds a list
+        if not 0.0 < self.teacher_weight <= 1.0:
+            raise ConfigError(f"--teacher-weight {self.teacher_weight} is not a share: give one in (0, 1], e.g. 0.5")
+        if not self.teacher_temperature > 0.0:
+            raise ConfigError(f"--teacher-temperature {self.teacher_temperature} must be above 0, e.g. 2")
         if self.compile_mode != "default":  # a compile mode implies --compile on
             self.compile = "on"
 
@@ -86,8 +94,8 @@ class TrainSettings:
         return self.lr * (1 + math.cos(math.pi * min(step, total) / max(total, 1))) / 2
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, JSON-able: run.json's "settings"."""
-        return dataclasses.asdict(self)
+        """Every field, JSON-able: run.json's "settings" (tuples as the lists JSON reads back)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:

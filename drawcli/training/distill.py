@@ -1,0 +1,54 @@
+"""Knowledge distillation (Hinton, Vinyals and Dean 2015): a classifier learns from the labels and
+from trained classifiers' ("teachers'") class probabilities on the same training images.
+
+The teachers' averaged probabilities at temperature T carry what an ensemble knows about which
+wrong classes are plausible; a single student trained on them can close part of the gap between
+one model and the ensemble at one model's cost.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from drawcli import checkpoint
+from drawcli.errors import ConfigError
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * -sum_k p_k log softmax(logits / T)_k per example: (B, K) logits and targets -> (B,).
+
+    The T^2 keeps this term's gradient on the scale of the label cross-entropy's as T changes
+    (the softened gradient shrinks as 1/T^2). Its minimum over the logits is at softmax(logits / T) = p.
+    """
+    log_p = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return -(targets * log_p).sum(dim=-1) * temperature**2
+
+
+class Teachers:
+    """Trained classifiers of the same classes and image size, loaded once, queried every epoch."""
+
+    def __init__(self, paths: tuple[str, ...], classes: tuple[str, ...], image_shape: tuple[int, int, int],
+                 device: torch.device, temperature: float, bf16: bool) -> None:  # fmt: skip
+        self.models: list[nn.Module] = []
+        for path in paths:
+            model, info = checkpoint.load_model(Path(path), device)
+            if hasattr(model, "generate") or info.class_names() != list(classes):
+                raise ConfigError(f"--teacher {path} is not a classifier of the classes {', '.join(classes)}")
+            if info.config.image_shape != image_shape:
+                raise ConfigError(f"--teacher {path} reads {info.config.image_shape} images, not {image_shape}")
+            self.models.append(model.eval().requires_grad_(False))
+        self.device, self.temperature, self.bf16 = device, temperature, bf16
+
+    def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, K) mean over teachers of softmax(logits / T) for uint8 images (N, C, H, W), on the images' device."""
+        from drawcli.training.classify import predict
+
+        total = None
+        for model in self.models:
+            probs = (predict(model, images, self.device, bf16=self.bf16) / self.temperature).softmax(dim=-1)
+            total = probs if total is None else total + probs
+        assert total is not None
+        return (total / len(self.models)).to(images.device)
