@@ -61,9 +61,22 @@ def init(device_name: str) -> tuple[Dist, torch.device | None]:
     return ctx, torch.device("cuda", ctx.local_rank) if use_cuda else torch.device("cpu")
 
 
-def close(ctx: Dist) -> None:
-    if ctx.active and dist.is_initialized():
-        dist.destroy_process_group()
+def close(ctx: Dist, finished: bool = True) -> None:
+    """Leave the process group; after a normal finish, first meet the other ranks at a barrier.
+
+    Gloo's worker threads drop a finished collective's tensors after the caller has its result,
+    and that needs the GIL. A rank that reached interpreter shutdown first aborted (SIGABRT,
+    "terminate called without an active exception") when a worker asked for the GIL then. The
+    barrier's wait holds every rank, GIL released, until all ranks are done, which gives the
+    workers that time. destroy_process_group does not join them: DDP keeps the group alive
+    (seen in torch 2.14).
+    After an error the barrier is skipped, since another rank may never reach it.
+    """
+    if not (ctx.active and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def shard(tensor: torch.Tensor, ctx: Dist, dim: int = 0) -> torch.Tensor:

@@ -107,3 +107,21 @@ def test_torchrun_two_processes_match_one(tmp_path: Path, model_args: list[str])
     reference, _ = checkpoint.load_model(tmp_path / "one")
     for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_close_meets_the_other_ranks_first_only_after_a_normal_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The barrier keeps a rank from reaching interpreter shutdown while Gloo's workers still need the GIL
+    (an abort at exit); after an error it is skipped, since another rank may never reach it."""
+    calls: list[str] = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    ctx = distributed.Dist(rank=1, world_size=2, local_rank=1)
+    distributed.close(ctx)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    distributed.close(ctx, finished=False)
+    assert calls == ["destroy"]
+    calls.clear()
+    distributed.close(distributed.Dist())  # a single process has no group to leave
+    assert calls == []

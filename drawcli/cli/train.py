@@ -161,8 +161,10 @@ def train(
             config, settings = _new_run(ctx, preset)
             run_dir = _new_run_dir(out_dir, dist_ctx)
         _train(ctx, config, settings, run_dir, resume is not None, quiet, dist_ctx, dist_device)
-    finally:
-        distributed.close(dist_ctx)
+    except BaseException:
+        distributed.close(dist_ctx, finished=False)
+        raise
+    distributed.close(dist_ctx)
 
 
 def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
