@@ -53,6 +53,15 @@ class CheckpointInfo:
         """A classifier's class names in the order of its outputs (numbers when the run saved none)."""
         return list(self.training.get("class_names") or [str(k) for k in range(self.config.classes)])
 
+    def require_classifier_of(self, classes: tuple[str, ...] | list[str], image_shape: tuple[int, int, int], flag: str) -> None:
+        """Refuse (naming `flag`) a checkpoint that is not a classifier of these classes reading images of this shape."""
+        from drawcli import models
+
+        if hasattr(models.MODELS[self.config.kind], "generate") or self.class_names() != list(classes):
+            raise ConfigError(f"{flag} {self.path} is not a classifier of the classes {', '.join(classes)}")
+        if self.config.image_shape != image_shape:
+            raise ConfigError(f"{flag} {self.path} reads {self.config.image_shape} images, not {image_shape}")
+
 
 def read_info(path: Path) -> CheckpointInfo:
     """Validate a checkpoint's header and metadata (a file, or a run folder holding one); no tensors loaded."""

@@ -62,7 +62,8 @@ def test_a_distilled_run_resumes_exactly_and_keeps_its_teachers(idx_dir: Path, t
     for run, steps, extra in ((straight, 4, ["--teacher-weight", "1"]), (split, 2, ["--teacher-weight", "1"]), (plain, 4, [])):
         result = invoke("train", *(common if extra else common[:-4]), *extra, "--steps", steps, "--out", run)
         assert result.exit_code == 0, result.output
-    assert invoke("train", "--resume", split, "--steps", "4", "--quiet").exit_code == 0
+    resumed = invoke("train", "--resume", split, "--teacher", teachers[0], "--teacher", teachers[1], "--steps", "4", "--quiet")
+    assert resumed.exit_code == 0, resumed.output  # the same teachers given again agree with the run's
     for file in ("checkpoint.safetensors", "resume.safetensors"):
         a, b = load_file(straight / file), load_file(split / file)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file
@@ -71,8 +72,12 @@ def test_a_distilled_run_resumes_exactly_and_keeps_its_teachers(idx_dir: Path, t
     info = checkpoint.read_info(straight)
     assert info.training["teachers"] == [str(t.resolve()) for t in teachers] and info.training["teacher_weight"] == 1.0
 
+    t0, t1 = (str(t.resolve()) for t in teachers)
     result = invoke("train", "--resume", split, "--teacher", teachers[0], "--steps", "5", "--quiet")
-    assert result.exit_code == 2 and "conflicts with the run being resumed (teachers = " in result.output
+    assert result.exit_code == 2 and f"--teacher {t0} conflicts with the run being resumed (teachers = {t0}, {t1})" in result.stderr
+    assert invoke("train", "--resume", teachers[1], "--steps", "3", "--quiet").exit_code == 0  # the teacher moves on
+    result = invoke("train", "--resume", split, "--steps", "5", "--quiet")
+    assert result.exit_code == 2 and f"--teacher {t1} has changed since the run started" in result.stderr
 
 
 def test_teachers_that_do_not_fit_are_refused(idx_dir: Path, tmp_path: Path, teachers: list[Path]) -> None:
@@ -80,10 +85,35 @@ def test_teachers_that_do_not_fit_are_refused(idx_dir: Path, tmp_path: Path, tea
     assert invoke("train", *TINY_ARGS, "--quiet", "--device", "cpu", "--data-dir", idx_dir, "--steps", "1",
                   "--sample-every", "0", "--out", draw_run).exit_code == 0  # fmt: skip
     result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--teacher", draw_run, "--out", tmp_path / "a")
-    assert result.exit_code != 0 and f"--teacher {draw_run.resolve()} is not a classifier of the classes 0, 1," in result.output
+    assert result.exit_code != 0 and f"--teacher {draw_run.resolve() / 'checkpoint.safetensors'} is not a classifier of the classes 0, 1," in result.output
     result = invoke("train", *TINY_ARGS, "--quiet", "--data-dir", idx_dir, "--steps", "1", "--teacher", teachers[0], "--out", tmp_path / "b")
     assert result.exit_code != 0 and "--teacher is for the classifier (--model classifier)" in result.output
     result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--teacher", teachers[0],
                     "--teacher-weight", "0", "--out", tmp_path / "c")  # fmt: skip
     assert result.exit_code == 2 and "--teacher-weight 0.0 is not a share: give one in (0, 1]" in result.output
-    assert "Traceback" not in result.output and not any((tmp_path / x).exists() for x in "abc")
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--teacher", teachers[0],
+                    "--teacher-temperature", "inf", "--out", tmp_path / "d")  # fmt: skip
+    assert result.exit_code == 2 and "--teacher-temperature inf must be a finite number above 0" in result.output
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--teacher", tmp_path / "none", "--out", tmp_path / "e")
+    assert result.exit_code == 2 and "Invalid value for '--teacher'" in result.stderr
+    assert "Traceback" not in result.output and not any((tmp_path / x).exists() for x in "abcde")
+
+
+def test_with_redraw_the_teachers_label_each_epochs_new_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drawcli_synthetic import ClutteredMNIST
+    from helpers import write_idx_dataset
+
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
+    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
+    teacher = tmp_path / "teacher"
+    result = invoke("train", *CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", tmp_path / "mnist", "--steps", "2", "--out", teacher)
+    assert result.exit_code == 0, result.output
+    settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(tmp_path / "mnist"), redraw=True, teachers=(str(teacher),))
+    model, _ = checkpoint.load_model(teacher)
+    family = ClassifierFamily(model.config, settings, torch.device("cpu"))
+    family.start_epoch(0)
+    first = family.soft
+    family.start_epoch(1)
+    expected = (predict(model, family.images, torch.device("cpu")) / 2.0).softmax(-1)
+    torch.testing.assert_close(family.soft, expected)
+    assert not torch.allclose(family.soft, first)

@@ -79,11 +79,8 @@ def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str
 
     info = models[0][1]
     test = labelled_test(info, dataset, data_dir, split, limit)
-    for other, other_info in models[1:]:
-        if hasattr(other, "generate") or other_info.class_names() != list(test.classes):
-            raise ConfigError(f"--ensemble {other_info.path} is not a classifier of the classes {', '.join(test.classes)}")
-        if other_info.config.image_shape != info.config.image_shape:
-            raise ConfigError(f"--ensemble {other_info.path} reads {other_info.config.image_shape} images, not {info.config.image_shape}")
+    for _, other_info in models[1:]:
+        other_info.require_classifier_of(test.classes, info.config.image_shape, "--ensemble")
     task = progress.add_task("evaluating", total=len(test.images) * len(models))
     logits = [predict(m, test.images, target, batch_size, lambda n: progress.advance(task, n)) for m, _ in models]
     # An ensemble's prediction is the mean of its members' probabilities; its log is a valid logit.

@@ -25,8 +25,23 @@ COMPONENT_OPTIONS = {"reader_option": "reader_options", "writer_option": "writer
 LENGTH = ("epochs", "steps")  # given on resume, either one replaces both: the run's new length
 
 
+def _shown(value: Any) -> Any:
+    """A setting as the user typed it: a repeated option's values joined, 'none' for none."""
+    return (", ".join(map(str, value)) or "none") if isinstance(value, tuple) else value
+
+
 def _conflict(flag: str, value: Any, name: str, stored: Any, hint: str = "") -> None:
-    fail(f"--{flag.replace('_', '-')} {value} conflicts with the run being resumed ({name} = {stored}){hint}", code=2)
+    fail(f"--{flag.replace('_', '-')} {_shown(value)} conflicts with the run being resumed ({name} = {_shown(stored)}){hint}", code=2)
+
+
+def _check_teachers(teachers: tuple[str, ...], recorded: list[str]) -> None:
+    """Refuse a resume whose teachers' checkpoints differ from the ones the run started with."""
+    from drawcli.training.distill import digests
+
+    for path, then, now in zip(teachers, recorded, digests(teachers)):
+        if then != now:
+            fail(f"--teacher {path} has changed since the run started (its checkpoint's SHA-256 differs), so the run "
+                 "would go on learning from other targets; start a new run with --out", code=2)  # fmt: skip
 
 
 def _check_architecture(ctx: typer.Context, config: DrawConfig, components: dict[str, Any]) -> None:
@@ -65,6 +80,7 @@ def resumed(ctx: typer.Context, run_dir: Path) -> tuple[DrawConfig, Any]:
     except (ConfigError, TypeError) as exc:
         fail(f"{run_dir} is not a resumable run (run.json unreadable: {exc})")
     _check_architecture(ctx, info.config, info.components)
+    _check_teachers(settings.teachers, info.training.get("teacher_sha256", []))
     for name in TrainSettings.fields_tagged(RUN):
         param = setting_param(name)
         value = plain(ctx.params.get(param))

@@ -147,7 +147,8 @@ class ClassifierFamily(ModelFamily):
         return {"loss": report["loss"], "error": report["error"]}
 
     def summary(self) -> dict[str, Any]:
-        return {"data_dir": self.settings.data_dir, "class_names": list(self.classes)}
+        teachers = {"teacher_sha256": self.teachers.digests} if self.teachers is not None else {}
+        return {"data_dir": self.settings.data_dir, "class_names": list(self.classes), **teachers}
 
     def describe(self, metrics: dict[str, float]) -> str:
         """'loss 0.350 nats, error 10.20%' (errors are in % of the examples, in training and held out)."""

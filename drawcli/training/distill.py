@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from drawcli import checkpoint
-from drawcli.errors import ConfigError
+from drawcli.rundir import checkpoint_file, file_digest
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -27,19 +26,21 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature:
     return -(targets * log_p).sum(dim=-1) * temperature**2
 
 
+def digests(paths: tuple[str, ...]) -> list[str]:
+    """SHA-256 of each teacher's checkpoint file: a resume checks that the teachers are unchanged."""
+    return [file_digest(checkpoint_file(Path(path)).read_bytes()) for path in paths]
+
+
 class Teachers:
-    """Trained classifiers of the same classes and image size, loaded once, queried every epoch."""
+    """Trained classifiers of the same classes and image size, loaded once; they label the training
+    images at the first epoch (and after a resume), and every epoch with --redraw."""
 
     def __init__(self, paths: tuple[str, ...], classes: tuple[str, ...], image_shape: tuple[int, int, int],
                  device: torch.device, temperature: float, bf16: bool) -> None:  # fmt: skip
-        self.models: list[nn.Module] = []
-        for path in paths:
-            model, info = checkpoint.load_model(Path(path), device)
-            if hasattr(model, "generate") or info.class_names() != list(classes):
-                raise ConfigError(f"--teacher {path} is not a classifier of the classes {', '.join(classes)}")
-            if info.config.image_shape != image_shape:
-                raise ConfigError(f"--teacher {path} reads {info.config.image_shape} images, not {image_shape}")
-            self.models.append(model.eval().requires_grad_(False))
+        for path in paths:  # every teacher checked before any is loaded
+            checkpoint.read_info(Path(path)).require_classifier_of(classes, image_shape, "--teacher")
+        self.models = [checkpoint.load_model(Path(path), device)[0].eval().requires_grad_(False) for path in paths]
+        self.digests = digests(paths)
         self.device, self.temperature, self.bf16 = device, temperature, bf16
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
@@ -47,8 +48,11 @@ class Teachers:
         from drawcli.training.classify import predict
 
         total = None
-        for model in self.models:
-            probs = (predict(model, images, self.device, bf16=self.bf16) / self.temperature).softmax(dim=-1)
-            total = probs if total is None else total + probs
+        # Forked: a reader that draws random numbers must not move the student's RNG, which a
+        # resumed run restores before this is called and a straight run does not.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            for model in self.models:
+                probs = (predict(model, images, self.device, bf16=self.bf16) / self.temperature).softmax(dim=-1)
+                total = probs if total is None else total + probs
         assert total is not None
         return (total / len(self.models)).to(images.device)

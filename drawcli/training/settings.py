@@ -68,8 +68,8 @@ class TrainSettings:
         self.teachers = tuple(self.teachers or ())  # run.json holds a list
         if not 0.0 < self.teacher_weight <= 1.0:
             raise ConfigError(f"--teacher-weight {self.teacher_weight} is not a share: give one in (0, 1], e.g. 0.5")
-        if not self.teacher_temperature > 0.0:
-            raise ConfigError(f"--teacher-temperature {self.teacher_temperature} must be above 0, e.g. 2")
+        if not 0.0 < self.teacher_temperature < math.inf:
+            raise ConfigError(f"--teacher-temperature {self.teacher_temperature} must be a finite number above 0, e.g. 2")
         if self.compile_mode != "default":  # a compile mode implies --compile on
             self.compile = "on"
 
