@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import CLASSIFIER, TINY_ARGS, write_idx_dataset
+from helpers import CLASSIFIER, TINY_ARGS, invoke, write_idx_dataset
 from safetensors.torch import load_file, save_file
 
 from drawcli import checkpoint, distributed
@@ -84,12 +84,17 @@ def test_shard_and_scale() -> None:
     assert distributed.shard(t, distributed.Dist()) is t
 
 
-@pytest.mark.parametrize("model_args", [TINY, CLASSIFIER], ids=["draw", "classifier"])
+@pytest.mark.parametrize("model_args", [TINY, CLASSIFIER, [*CLASSIFIER, "--teacher", "{teacher}"]],
+                         ids=["draw", "classifier", "classifier-taught"])  # fmt: skip
 def test_torchrun_two_processes_match_one(tmp_path: Path, model_args: list[str]) -> None:
     """`torchrun --nproc_per_node 2 -m drawcli train` finishes, writes one checkpoint without a DDP
-    prefix that loads in a single process, and ends where a single-process run ends: for DRAW
-    and for the attention classifier alike."""
+    prefix that loads in a single process, and ends where a single-process run ends: for DRAW,
+    the attention classifier, and the classifier with a teacher (whose targets are sharded too)."""
     write_idx_dataset(tmp_path / "data", n_train=40, n_test=8)
+    if "{teacher}" in model_args:
+        teacher = tmp_path / "teacher"
+        assert invoke("train", *CLASSIFIER, "--data-dir", tmp_path / "data", "--steps", "2", "--lr", "1e-2", "--out", teacher).exit_code == 0
+        model_args = [str(teacher) if arg == "{teacher}" else arg for arg in model_args]
     common = [*model_args, "--data-dir", str(tmp_path / "data"), "--steps", "4", "--quiet", "--sample-every", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
