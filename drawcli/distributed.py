@@ -9,8 +9,10 @@ floating-point summation order. `--batch-size` is the global batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -77,6 +79,19 @@ def close(ctx: Dist, finished: bool = True) -> None:
     if finished:
         dist.barrier()
     dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device_name: str) -> Iterator[tuple[Dist, torch.device | None]]:
+    """init() on entry (a no-op unless launched by torchrun); on exit close(), with the barrier
+    after a normal finish and without it after an exception."""
+    ctx, device = init(device_name)
+    try:
+        yield ctx, device
+    except BaseException:
+        close(ctx, finished=False)
+        raise
+    close(ctx)
 
 
 def shard(tensor: torch.Tensor, ctx: Dist, dim: int = 0) -> torch.Tensor:

@@ -130,3 +130,16 @@ def test_close_meets_the_other_ranks_first_only_after_a_normal_finish(monkeypatc
     calls.clear()
     distributed.close(distributed.Dist())  # a single process has no group to leave
     assert calls == []
+
+
+def test_the_process_group_is_left_with_the_barrier_only_after_a_normal_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `train` runs inside: an exception leaves without the barrier, a normal finish with it."""
+    calls: list[str] = []
+    ctx = distributed.Dist(rank=0, world_size=2)
+    monkeypatch.setattr(distributed, "init", lambda device_name: (ctx, torch.device("cpu")))
+    monkeypatch.setattr(distributed, "close", lambda c, finished=True: calls.append(f"close finished={finished}"))
+    with distributed.process_group("cpu") as (got, device):
+        assert got is ctx and device == torch.device("cpu")
+    with pytest.raises(KeyboardInterrupt), distributed.process_group("cpu"):
+        raise KeyboardInterrupt
+    assert calls == ["close finished=True", "close finished=False"]

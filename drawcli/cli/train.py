@@ -149,22 +149,22 @@ def train(
     sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF every N epochs; 0 turns them off.", rich_help_panel=OUTPUT)] = TrainSettings.sample_every,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
-    """Train a DRAW model and save a safetensors checkpoint in a run directory."""
+    """Train a DRAW model or a classifier and save a safetensors checkpoint in a run directory."""
     from drawcli import distributed
+
+    with distributed.process_group(device.value) as (dist_ctx, dist_device):
+        config, settings, run_dir = _run_to_train(ctx, resume, preset, out_dir, dist_ctx)
+        _train(ctx, config, settings, run_dir, resume is not None, quiet, dist_ctx, dist_device)
+
+
+def _run_to_train(ctx: typer.Context, resume: Path | None, preset: str | None, out_dir: Path | None,
+                  dist_ctx: Any) -> tuple[DrawConfig, Any, Path]:  # fmt: skip
+    """The config, settings and folder of the run: the resumed run's, or a new one's."""
     from drawcli.cli.resume import resumed
 
-    dist_ctx, dist_device = distributed.init(device.value)  # a no-op unless launched by torchrun
-    try:
-        if resume is not None:
-            config, settings, run_dir = (*resumed(ctx, resume), resume)
-        else:
-            config, settings = _new_run(ctx, preset)
-            run_dir = _new_run_dir(out_dir, dist_ctx)
-        _train(ctx, config, settings, run_dir, resume is not None, quiet, dist_ctx, dist_device)
-    except BaseException:
-        distributed.close(dist_ctx, finished=False)
-        raise
-    distributed.close(dist_ctx)
+    if resume is not None:
+        return (*resumed(ctx, resume), resume)
+    return (*_new_run(ctx, preset), _new_run_dir(out_dir, dist_ctx))
 
 
 def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
