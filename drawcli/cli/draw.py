@@ -123,6 +123,7 @@ def glimpses(
     png: PngOption = None,
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to show.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed choosing the images.")] = 0,
+    mistakes: Annotated[bool, typer.Option("--mistakes", help="Show only test images the model gets wrong (it classifies the whole test split first): where its attention fails.")] = False,
     fps: FpsOption = 2.0,
     scale: ScaleOption = 1,
     dataset: DatasetOption = None,
@@ -142,7 +143,14 @@ def glimpses(
     if hasattr(model, "generate"):
         fail(f"{info.path} holds a {info.config.kind} model; `drawcli glimpses` shows classifiers (try `drawcli reconstruct`)")
     test = labelled_test(info, dataset, data_dir, "test", None)
-    pick = torch.randperm(len(test.images), generator=torch.Generator().manual_seed(seed))[:n]
+    pick = torch.randperm(len(test.images), generator=torch.Generator().manual_seed(seed))
+    shown = f"{len(test.images)} test images"
+    if mistakes:
+        pick = pick[misclassified(model, test, target)[pick]]
+        shown = f"{len(pick)} mistakes in {len(test.images)} test images"
+        if not len(pick):
+            fail(f"{info.path} classifies all {len(test.images)} test images right: no mistakes to show")
+    pick = pick[:n]
     x = test.images[pick].float().div(255).to(target)
     model.eval()
     with torch.no_grad():
@@ -154,4 +162,16 @@ def glimpses(
     if png is not None:
         render.write_png(png, frames[-1])
     right = sum(p == t for p, t in captions)
-    out.print(f"wrote {gif}: {len(x)} test images, {len(frames)} frames, {right} of {len(x)} classified right")
+    out.print(f"wrote {gif}: {len(x)} of {shown}, {len(frames)} frames, {right} of {len(x)} classified right")
+
+
+def misclassified(model: Any, test: Any, target: Any) -> Any:
+    """(N,) bool: the test images whose most likely class is not their label, classified with a progress bar."""
+    from rich.progress import Progress
+
+    from drawcli.training.classify import predict
+
+    with Progress(console=err, disable=not err.is_terminal, transient=True) as progress:
+        task = progress.add_task("finding mistakes", total=len(test.images))
+        logits = predict(model, test.images, target, on_batch=lambda k: progress.advance(task, k))
+    return logits.argmax(1) != test.labels
