@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -125,6 +125,21 @@ def all_sum(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
     if ctx.active:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def computed_in_parts(fn: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor, ctx: Dist) -> torch.Tensor:
+    """fn(rows) for rows (N, ...) with each rank computing fn on its contiguous part only (the
+    teachers' labelling, say), then every rank holding the whole (N, ...) result."""
+    if not ctx.active:
+        return fn(rows)
+    sizes = [len(part) for part in torch.tensor_split(torch.arange(len(rows)), ctx.world_size)]
+    mine = fn(torch.tensor_split(rows, ctx.world_size)[ctx.rank])
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else mine.device
+    padded = mine.new_zeros((sizes[0], *mine.shape[1:]), device=device)  # all_gather wants equal shapes
+    padded[: len(mine)] = mine
+    gathered = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded)
+    return torch.cat([part[:size] for part, size in zip(gathered, sizes)]).to(mine.device)
 
 
 def broadcast_text(text: str, ctx: Dist, limit: int = 4096) -> str:

@@ -75,6 +75,34 @@ def test_two_rank_gradient_equals_single_process(tmp_path: Path) -> None:
             torch.testing.assert_close(got[name], grad, rtol=1e-5, atol=1e-6, msg=f"rank {rank}: {name}")
 
 
+def _parts_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    seen = []
+
+    def fn(rows: torch.Tensor) -> torch.Tensor:
+        seen.append(rows.clone())
+        return torch.stack([rows.float().sum(dim=1), rows.float().prod(dim=1)], dim=1)
+
+    ctx = distributed.Dist(rank=rank, world_size=world, local_rank=rank)
+    whole = distributed.computed_in_parts(fn, torch.arange(15).reshape(5, 3), ctx)
+    save_file({"whole": whole, "seen": torch.cat(seen)}, f"{out}/rank{rank}.safetensors")
+    dist.destroy_process_group()
+
+
+def test_computed_in_parts_gives_every_rank_the_whole_result_of_its_own_part(tmp_path: Path) -> None:
+    """5 rows over 2 ranks: rank 0 computes rows 0-2, rank 1 rows 3-4, and both hold fn of all 5 (by hand)."""
+    mp.spawn(_parts_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    results = [load_file(tmp_path / f"rank{rank}.safetensors") for rank in (0, 1)]
+    rows = torch.arange(15).reshape(5, 3)
+    expected = torch.tensor([[3.0, 0.0], [12.0, 60.0], [21.0, 336.0], [30.0, 990.0], [39.0, 2184.0]])
+    for rank, result in enumerate(results):
+        assert torch.equal(result["whole"], expected)
+        assert torch.equal(result["seen"], rows[:3] if rank == 0 else rows[3:])
+    single = distributed.computed_in_parts(lambda r: r * 2, rows, distributed.Dist())
+    assert torch.equal(single, rows * 2)
+
+
 def test_shard_and_scale() -> None:
     """Shards are contiguous and cover the batch; the scale makes rank sums average to the mean."""
     t = torch.arange(5)

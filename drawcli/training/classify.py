@@ -121,8 +121,8 @@ class ClassifierFamily(ModelFamily):
             device = self.images.device
             self.images, self.labels = drawn.images.to(device), drawn.labels.to(device)
             self.soft = None
-        if self.teachers is not None and self.soft is None:  # the teachers' view of these very images
-            self.soft = self.teachers.targets(self.images)
+        if self.teachers is not None and self.soft is None:  # the teachers' view of these very images, a part per rank
+            self.soft = distributed.computed_in_parts(self.teachers.targets, self.images, self.ctx)
 
     def index_device(self) -> torch.device:
         return self.images.device
