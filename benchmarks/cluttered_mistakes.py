@@ -1,0 +1,100 @@
+"""Where a cluttered-MNIST classifier's mistakes come from: a read window that never found the
+digit ("lost"), or a digit misread under a window that did.
+
+Rebuilds the test split while recording where `cluttered()` pasted each digit (the one 28 x 28
+paste per image), runs each classifier with its windows recorded, and prints, for each run:
+the error among images whose last window ends within --found pixels of the digit's centre and
+among the rest, the same split by the digit's distance from the border, and the mean distance
+from window to digit after each glimpse; with several runs, how many images all of them
+get wrong, or lose.
+
+    .venv/bin/python benchmarks/cluttered_mistakes.py runs/A runs/B --data-dir ../shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+import drawcli_synthetic
+from drawcli import checkpoint
+
+DIGIT = 28  # MNIST's side: the cluttered image's only paste of this size is its digit
+
+
+def digit_centres(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(test images (N, 1, 100, 100), labels (N,), digit centres (N, 2) as (x, y) in the windows' 1-based pixels)."""
+    corners: list[tuple[torch.Tensor, torch.Tensor]] = []
+    paste = drawcli_synthetic.paste
+
+    def recording(canvas: torch.Tensor, pieces: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> None:
+        if pieces.shape[-1] == DIGIT:
+            corners.append((ys.clone(), xs.clone()))
+        paste(canvas, pieces, ys, xs)
+
+    drawcli_synthetic.paste = recording
+    try:
+        test = drawcli_synthetic.ClutteredMNIST().load_labelled("test", data_dir, (1, 100, 100))
+    finally:
+        drawcli_synthetic.paste = paste
+    ys, xs = (torch.cat(part) for part in zip(*corners))
+    centre = (DIGIT + 1) / 2  # pixel a (0-based corner + a - 1) has 1-based coordinate corner + a
+    return test.images, test.labels, torch.stack([xs + centre, ys + centre], dim=1).float()
+
+
+def windows(run: Path, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions (N,), window centres (T, N, 2)) of the run's checkpoint, in bf16 as it was trained."""
+    model = checkpoint.load_model(run, torch.device("cpu"))[0].eval()
+    predicted, centres = [], []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, len(images), batch):
+            out = model(images[start : start + batch].float() / 255, record=True)
+            predicted.append(out.logits.argmax(1))
+            centres.append(torch.stack([torch.stack([w.gx, w.gy], dim=1).float() for w in out.read_windows]))
+    return torch.cat(predicted), torch.cat(centres, dim=1)
+
+
+def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.Tensor,
+           found: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Print the run's breakdown; return its (wrong, lost) masks (N,)."""
+    predicted, centres = windows(run, images)
+    wrong = predicted != labels
+    distance = (centres - digits).norm(dim=-1)  # (T, N)
+    lost = distance[-1] > found
+    corner = digits - (DIGIT + 1) / 2
+    border = torch.minimum(corner, 100 - DIGIT - corner).min(dim=1).values  # pixels between digit box and edge
+
+    def line(name: str, mask: torch.Tensor) -> str:
+        return f"{name}: {int(mask.sum())} images, {100 * wrong[mask].float().mean():.2f} % wrong"
+
+    print(f"{run}: {100 * wrong.float().mean():.2f} % wrong, {int(wrong.sum())} images")
+    print(f"  {line(f'last window within {found:g} px of the digit', ~lost)}")
+    print(f"  {line('lost (the rest)', lost)}; {100 * (wrong & lost).sum() / wrong.sum():.0f} % of the mistakes")
+    for low, high in ((0, 4), (4, 12), (12, 100)):
+        near = (border >= low) & (border < high)
+        print(f"  digit box {low}-{high} px from the edge: {int(near.sum())} images, lost {100 * lost[near].float().mean():.2f} %,"
+              f" wrong {100 * wrong[near & ~lost].float().mean():.2f} % when found, {100 * wrong[near & lost].float().mean():.1f} % when lost")  # fmt: skip
+    for name, mask in (("found", ~lost), ("lost", lost)):
+        print(f"  mean distance after each glimpse, {name}: {', '.join(f'{d:.1f}' for d in distance[:, mask].mean(dim=1).tolist())}")
+    return wrong, lost
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="cluttered-MNIST classifier runs or checkpoints")
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/mnist"))
+    parser.add_argument("--found", type=float, default=12.0, help="pixels from the digit's centre that count as found")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images, labels, digits = digit_centres(args.data_dir)
+    masks = [report(run, images, labels, digits, args.found) for run in args.runs]
+    if len(masks) > 1:  # do the runs fail on the same images?
+        wrong, lost = (torch.stack(m).all(dim=0) for m in zip(*masks))
+        print(f"all {len(masks)} runs: {int(wrong.sum())} images wrong in every run, {int(lost.sum())} lost in every run")
+
+
+if __name__ == "__main__":
+    main()
