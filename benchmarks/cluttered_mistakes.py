@@ -5,7 +5,7 @@ Rebuilds the test split while recording where `cluttered()` pasted each digit (t
 paste per image), runs each classifier with its windows recorded, and prints, for each run:
 the error among images whose last window ends within --found pixels of the digit's centre and
 among the rest, the same split by the digit's distance from the border, and the mean distance
-from window to digit after each glimpse; with several runs, how many images all of them
+from window to digit and the window's stride and sigma after each glimpse; with several runs, how many images all of them
 get wrong, or lose.
 
     .venv/bin/python benchmarks/cluttered_mistakes.py runs/A runs/B --data-dir ../shared/data/mnist
@@ -44,22 +44,24 @@ def digit_centres(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return test.images, test.labels, torch.stack([xs + centre, ys + centre], dim=1).float()
 
 
-def windows(run: Path, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predictions (N,), window centres (T, N, 2)) of the run's checkpoint, in bf16 as it was trained."""
+def windows(run: Path, images: torch.Tensor, bf16: bool, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(predictions (N,), window centres (T, N, 2), window (stride, sigma) (T, N, 2)) of the run's
+    checkpoint; float32 like `drawcli evaluate`, or under bf16 autocast."""
     model = checkpoint.load_model(run, torch.device("cpu"))[0].eval()
-    predicted, centres = [], []
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    predicted, centres, shapes = [], [], []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(images), batch):
             out = model(images[start : start + batch].float() / 255, record=True)
             predicted.append(out.logits.argmax(1))
             centres.append(torch.stack([torch.stack([w.gx, w.gy], dim=1).float() for w in out.read_windows]))
-    return torch.cat(predicted), torch.cat(centres, dim=1)
+            shapes.append(torch.stack([torch.stack([w.delta, w.sigma2.sqrt()], dim=1).float() for w in out.read_windows]))
+    return torch.cat(predicted), torch.cat(centres, dim=1), torch.cat(shapes, dim=1)
 
 
-def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.Tensor,
-           found: float) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.Tensor, found: float,
+           bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Print the run's breakdown; return its (wrong, lost) masks (N,)."""
-    predicted, centres = windows(run, images)
+    predicted, centres, shapes = windows(run, images, bf16)
     wrong = predicted != labels
     distance = (centres - digits).norm(dim=-1)  # (T, N)
     lost = distance[-1] > found
@@ -78,6 +80,9 @@ def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.
               f" wrong {100 * wrong[near & ~lost].float().mean():.2f} % when found, {100 * wrong[near & lost].float().mean():.1f} % when lost")  # fmt: skip
     for name, mask in (("found", ~lost), ("lost", lost)):
         print(f"  mean distance after each glimpse, {name}: {', '.join(f'{d:.1f}' for d in distance[:, mask].mean(dim=1).tolist())}")
+    stride, sigma = shapes.mean(dim=1).unbind(dim=-1)
+    print(f"  mean stride after each glimpse: {', '.join(f'{d:.2f}' for d in stride.tolist())}")
+    print(f"  mean sigma after each glimpse: {', '.join(f'{d:.2f}' for d in sigma.tolist())}")
     return wrong, lost
 
 
@@ -86,11 +91,12 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="cluttered-MNIST classifier runs or checkpoints")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/mnist"))
     parser.add_argument("--found", type=float, default=12.0, help="pixels from the digit's centre that count as found")
+    parser.add_argument("--bf16", action="store_true", help="evaluate under bf16 autocast (default float32, as evaluate does)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, labels, digits = digit_centres(args.data_dir)
-    masks = [report(run, images, labels, digits, args.found) for run in args.runs]
+    masks = [report(run, images, labels, digits, args.found, args.bf16) for run in args.runs]
     if len(masks) > 1:  # do the runs fail on the same images?
         wrong, lost = (torch.stack(m).all(dim=0) for m in zip(*masks))
         print(f"all {len(masks)} runs: {int(wrong.sum())} images wrong in every run, {int(lost.sum())} lost in every run")

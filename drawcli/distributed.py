@@ -129,8 +129,13 @@ def all_sum(tensor: torch.Tensor, ctx: Dist) -> torch.Tensor:
 
 def computed_in_parts(fn: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor, ctx: Dist) -> torch.Tensor:
     """fn(rows) for rows (N, ...) with each rank computing fn on its contiguous part only (the
-    teachers' labelling, say), then every rank holding the whole (N, ...) result."""
-    if not ctx.active:
+    teachers' labelling, say), then every rank holding the whole (N, ...) result.
+
+    fn must treat rows independently; it sees other batch boundaries than in one process, so a
+    batched fn may differ by rounding with the number of ranks. With fewer rows than ranks every
+    rank computes them all (no rank is left with an empty part).
+    """
+    if not ctx.active or len(rows) < ctx.world_size:
         return fn(rows)
     sizes = [len(part) for part in torch.tensor_split(torch.arange(len(rows)), ctx.world_size)]
     mine = fn(torch.tensor_split(rows, ctx.world_size)[ctx.rank])

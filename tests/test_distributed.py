@@ -101,6 +101,8 @@ def test_computed_in_parts_gives_every_rank_the_whole_result_of_its_own_part(tmp
         assert torch.equal(result["seen"], rows[:3] if rank == 0 else rows[3:])
     single = distributed.computed_in_parts(lambda r: r * 2, rows, distributed.Dist())
     assert torch.equal(single, rows * 2)
+    few = distributed.computed_in_parts(lambda r: r * 2, rows[:1], distributed.Dist(rank=1, world_size=2))
+    assert torch.equal(few, rows[:1] * 2)  # fewer rows than ranks: each rank computes all, no collective
 
 
 def test_shard_and_scale() -> None:

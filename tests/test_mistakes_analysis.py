@@ -1,0 +1,41 @@
+"""benchmarks/cluttered_mistakes.py: the digit positions it records are where the digits are."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from helpers import IDX_NAMES, idx_bytes
+
+
+def _load_script() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cluttered_mistakes.py"
+    spec = importlib.util.spec_from_file_location("cluttered_mistakes", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("cluttered_mistakes", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_digit_centres_point_at_each_images_digit(tmp_path: Path) -> None:
+    """With every MNIST digit a solid 28 x 28 square (clutter: solid 8 x 8 crops, which cannot fill
+    one), each test image must be solid in the 28 x 28 box around its recorded centre."""
+    for name, payload in ((IDX_NAMES["test"][0], idx_bytes(torch.full((7, 28, 28), 255, dtype=torch.uint8))),
+                          (IDX_NAMES["test"][1], (0x0801).to_bytes(4, "big") + (7).to_bytes(4, "big") + bytes(range(7)))):  # fmt: skip
+        with gzip.open(tmp_path / f"{name}.gz", "wb") as f:
+            f.write(payload)
+    script = _load_script()
+    images, labels, centres = script.digit_centres(tmp_path)
+    assert images.shape == (10000, 1, 100, 100) and centres.shape == (10000, 2) and labels.shape == (10000,)
+    corners = (centres - 14.5).long()  # 1-based centre of a 28-pixel box -> its 0-based first pixel
+    assert corners.min() >= 0 and corners.max() <= 72
+    for i in range(0, 10000, 997):
+        x, y = corners[i].tolist()
+        assert (images[i, 0, y : y + 28, x : x + 28] == 255).all(), i
+        assert (images[i, 0] == 255).sum() < 28 * 28 + 8 * 64  # one digit and at most 8 pieces of clutter
+    assert script.drawcli_synthetic.paste.__name__ == "paste"  # the recording hook is removed again
