@@ -24,10 +24,16 @@ PARAM_LIMIT = 10.0
 # Where a window's centre may go: "free" is the paper's eq. 22-23 (g~ unbounded, so the centre
 # can leave the image); "inside" passes g~ through tanh, so the centre stays within [0, A + 1].
 WINDOW_CENTRES = ("free", "inside")
+SIGMA_FLOOR_LIMIT = 4.0  # strides: a floor above this would blur the whole grid into one blob
 
 
-def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free") -> Window:
+def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free",
+                  sigma_floor: float = 0.0) -> Window:  # fmt: skip
     """params (B, 5) = (g~x, g~y, log sigma^2, log delta~, log gamma) -> Window (eqs. 21-24).
+
+    sigma_floor f > 0 keeps sigma >= f * delta: sigma^2 = max(exp(log sigma^2), (f delta)^2). A
+    grid whose filters are narrower than the gaps between them can miss a thin stroke (the
+    trained classifiers end at sigma about 0.3 delta; docs/reproducing.md).
 
     centre "inside" uses tanh(g~) for g~. A window far off the image puts each filter's whole
     (normalised) weight on the nearest border pixel, blank in MNIST, and its position gets no
@@ -41,7 +47,10 @@ def decode_window(params: torch.Tensor, height: int, width: int, size: int, cent
     gx = (width + 1) / 2 * (gx_t + 1)  # eq. 22, A = width
     gy = (height + 1) / 2 * (gy_t + 1)  # eq. 23, B = height
     delta = (max(height, width) - 1) / max(size - 1, 1) * torch.exp(log_delta_t)  # eq. 24
-    return Window(gx=gx, gy=gy, delta=delta, sigma2=torch.exp(log_sigma2), gamma=torch.exp(log_gamma), size=size)
+    sigma2 = torch.exp(log_sigma2)
+    if sigma_floor > 0:
+        sigma2 = torch.maximum(sigma2, (sigma_floor * delta).square())
+    return Window(gx=gx, gy=gy, delta=delta, sigma2=sigma2, gamma=torch.exp(log_gamma), size=size)
 
 
 def filters(centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, size: int, length: int) -> torch.Tensor:
@@ -69,8 +78,8 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
     return fx, fy
 
 
-def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, size: int,
-                 centre: str) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
+def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, size: int, centre: str,
+                 sigma_floor: float = 0.0) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
     """(window, F_x (B, N, W), F_y (B, N, H)) from h (B, dec_size) through the window `layer`.
 
     Under an autocast (the classifier's --amp bf16) the window is still placed in the layer's
@@ -79,8 +88,8 @@ def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, siz
     """
     if torch.is_autocast_enabled(h.device.type):
         with torch.autocast(h.device.type, enabled=False):
-            return place_window(layer, h.to(layer.weight.dtype), height, width, size, centre)
-    window = decode_window(layer(h), height, width, size, centre)
+            return place_window(layer, h.to(layer.weight.dtype), height, width, size, centre, sigma_floor)
+    window = decode_window(layer(h), height, width, size, centre, sigma_floor)
     return window, *filterbanks(window, height, width)
 
 
@@ -150,22 +159,29 @@ def check_centre(centre: Any) -> str:
     return centre
 
 
+def check_sigma_floor(floor: Any) -> float:
+    """The `sigma_floor` option (in strides; 0 is off), or a ValueError that says what is allowed."""
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= SIGMA_FLOOR_LIMIT:
+        raise ValueError(f"sigma_floor must be a number of strides from 0 (off) to {SIGMA_FLOOR_LIMIT:g}, got {floor!r}")
+    return float(floor)
+
+
 class FilterbankReader(Reader):
     """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
 
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", sigma_floor: float = 0.0, **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self.centre = check_centre(centre)
+        self.centre, self.sigma_floor = check_centre(centre), check_sigma_floor(sigma_floor)
         self.size = config.read_size
         self.height, self.width = config.height, config.width
         self.out_size = 2 * config.channels * self.size**2
         self.window = window_layer(config, self.size, init, write=False, stride=stride, sigma=sigma)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre)
+        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre, self.sigma_floor)
         patches = read_patch(torch.cat([x, x_hat], dim=1), fx, fy)  # (B, 2C, N, N)
         return window.gamma[:, None] * patches.flatten(1), window
 
@@ -175,7 +191,7 @@ class FilterbankReader(Reader):
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
         """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""
-        window, fx, fy = place_window(self.window, h, self.height, self.width, self.size, self.centre)
+        window, fx, fy = place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor)
         return window.gamma[:, None] * read_patch(x, fx, fy).flatten(1), window  # (B, C N N)
 
 
@@ -185,15 +201,15 @@ class FilterbankWriter(Writer):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", sigma_floor: float = 0.0, **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self.centre = check_centre(centre)
+        self.centre, self.sigma_floor = check_centre(centre), check_sigma_floor(sigma_floor)
         self.size = config.write_size
         self.channels, self.height, self.width = config.image_shape
         self.window = window_layer(config, self.size, init, write=True, stride=stride, sigma=sigma)
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre)
+        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre, self.sigma_floor)
         patch = self.patch(h_dec).view(-1, self.channels, self.size, self.size)  # (B, C, N, N)
         return write_patch(patch, fx, fy) / window.gamma[:, None, None, None], window

@@ -322,6 +322,27 @@ def test_an_inside_centre_is_tanh_of_g_tilde_and_never_leaves_the_image() -> Non
     assert torch.all(window.gx <= 8.0)
 
 
+def test_a_sigma_floor_keeps_sigma_at_a_share_of_the_stride() -> None:
+    """sigma_floor=0.5 on a 9-wide image, N = 3 (delta = 4 exp(log delta~)): exp(log sigma^2) = 0.25
+    under (0.5 * 4)^2 = 4 gives 4; exp(1.5) = 4.48 above it stays; at delta 8 the floor is 16.
+    The gradient of a floored sigma goes to the stride, of a free one to log sigma^2."""
+    raw = torch.tensor([[0.0, 0.0, math.log(0.25), 0.0, 0.0], [0.0, 0.0, 1.5, 0.0, 0.0],
+                        [0.0, 0.0, 1.5, math.log(2.0), 0.0]], dtype=F64, requires_grad=True)  # fmt: skip
+    window = fb.decode_window(raw, height=9, width=9, size=3, sigma_floor=0.5)
+    torch.testing.assert_close(window.delta, torch.tensor([4.0, 4.0, 8.0], dtype=F64))
+    torch.testing.assert_close(window.sigma2, torch.tensor([4.0, math.exp(1.5), 16.0], dtype=F64))
+    window.sigma2.sum().backward()
+    assert raw.grad[0, 2] == 0 and raw.grad[0, 3] == pytest.approx(2 * 0.25 * 16.0)  # d(delta^2/4)/d log delta~ = delta^2/2
+    assert raw.grad[1, 2] == pytest.approx(math.exp(1.5)) and raw.grad[1, 3] == 0
+    off = fb.decode_window(raw.detach(), height=9, width=9, size=3)
+    torch.testing.assert_close(off.sigma2, torch.exp(raw.detach()[:, 2]))
+    reader = fb.FilterbankReader(DrawConfig(height=9, width=9, read_size=3), sigma_floor=1)
+    assert reader.sigma_floor == 1.0
+    for bad in (-0.1, 5, "0.5", True):
+        with pytest.raises(ValueError, match="sigma_floor must be a number of strides from 0 \\(off\\) to 4"):
+            fb.FilterbankWriter(DrawConfig(), sigma_floor=bad)
+
+
 def test_a_bf16_autocast_places_the_read_window_in_float32() -> None:
     """Under the classifier's bf16 autocast the window and filters are float32 and equal, bit for
     bit, to the plain float32 ones (bf16 would put a centre near 77 on a multiple of 0.5); only
