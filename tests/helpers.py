@@ -1,11 +1,14 @@
 """Test helpers: the tiny training options and `invoke` for the command line, tiny data written to
-tmp_path (idx files in MNIST's format), a run's metrics log, a model patched to diverge, and an identity whose backward fails."""
+tmp_path (idx files in MNIST's format), a benchmark script as a module, a run's metrics log, a model patched to diverge, and an identity whose backward fails."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,6 +25,17 @@ CLASSIFIER = ["--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--
 # A tiny model and one thread: what every end-to-end test trains.
 TINY_ARGS = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
 runner = CliRunner()
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/NAME.py imported as the module NAME (benchmarks/ is no package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

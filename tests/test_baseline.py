@@ -6,30 +6,17 @@ rewrite of drawcli's forward can be checked against this simple reference.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Callable
 
 import pytest
 import torch
+from helpers import load_benchmark
 
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
 
 
-def _load_baseline() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "baseline_draw.py"
-    spec = importlib.util.spec_from_file_location("baseline_draw", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("baseline_draw", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-baseline_draw = _load_baseline()
+baseline_draw = load_benchmark("baseline_draw")
 
 NO_ATTENTION = dict(reader="none", writer="none")
 

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import torch
-from helpers import IDX_NAMES, idx_bytes
-
-
-def _load_script() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cluttered_mistakes.py"
-    spec = importlib.util.spec_from_file_location("cluttered_mistakes", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("cluttered_mistakes", module)
-    spec.loader.exec_module(module)
-    return module
+from helpers import IDX_NAMES, idx_bytes, load_benchmark
 
 
 def test_digit_centres_point_at_each_images_digit(tmp_path: Path) -> None:
@@ -29,7 +16,7 @@ def test_digit_centres_point_at_each_images_digit(tmp_path: Path) -> None:
                           (IDX_NAMES["test"][1], (0x0801).to_bytes(4, "big") + (7).to_bytes(4, "big") + bytes(range(7)))):  # fmt: skip
         with gzip.open(tmp_path / f"{name}.gz", "wb") as f:
             f.write(payload)
-    script = _load_script()
+    script = load_benchmark("cluttered_mistakes")
     images, labels, centres = script.digit_centres(tmp_path)
     assert images.shape == (10000, 1, 100, 100) and centres.shape == (10000, 2) and labels.shape == (10000,)
     corners = (centres - 14.5).long()  # 1-based centre of a 28-pixel box -> its 0-based first pixel
