@@ -137,14 +137,19 @@ def computed_in_parts(fn: Callable[[torch.Tensor], torch.Tensor], rows: torch.Te
     """
     if not ctx.active or len(rows) < ctx.world_size:
         return fn(rows)
-    sizes = [len(part) for part in torch.tensor_split(torch.arange(len(rows)), ctx.world_size)]
-    mine = fn(torch.tensor_split(rows, ctx.world_size)[ctx.rank])
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else mine.device
-    padded = mine.new_zeros((sizes[0], *mine.shape[1:]), device=device)  # all_gather wants equal shapes
+    parts = torch.tensor_split(rows, ctx.world_size)
+    mine = fn(parts[ctx.rank])
+    padded = mine.new_zeros((len(parts[0]), *mine.shape[1:]))  # all_gather wants equal shapes; part 0 is the longest
     padded[: len(mine)] = mine
-    gathered = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(gathered, padded)
-    return torch.cat([part[:size] for part, size in zip(gathered, sizes)]).to(mine.device)
+    return torch.cat([got[: len(part)] for got, part in zip(_all_gather(padded), parts)])
+
+
+def _all_gather(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's copy of an equal-shaped tensor, on the tensor's device (NCCL gathers on this rank's GPU)."""
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else tensor.device
+    gathered = [torch.empty_like(tensor, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.to(device))
+    return [part.to(tensor.device) for part in gathered]
 
 
 def broadcast_text(text: str, ctx: Dist, limit: int = 4096) -> str:
@@ -164,13 +169,6 @@ def check_identical(model: nn.Module, ctx: Dist) -> None:
     if not ctx.active:
         return
     flat = torch.cat([p.detach().float().flatten() for p in model.parameters()]).cpu()
-    gathered = [torch.empty_like(flat) for _ in range(ctx.world_size)]
-    if dist.get_backend() == "nccl":
-        device_flat = flat.cuda()
-        device_gathered = [g.cuda() for g in gathered]
-        dist.all_gather(device_gathered, device_flat)
-        gathered = [g.cpu() for g in device_gathered]
-    else:
-        dist.all_gather(gathered, flat)
+    gathered = _all_gather(flat)
     if not all(torch.equal(gathered[0], g) for g in gathered[1:]):
         raise DrawcliError("the ranks' weights differ after training; this is a bug, please report it")

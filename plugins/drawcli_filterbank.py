@@ -166,7 +166,20 @@ def check_sigma_floor(floor: Any) -> float:
     return float(floor)
 
 
-class FilterbankReader(Reader):
+class _Windowed:
+    """What the filterbank reader and writer share: an N x N window, its layer and the rules for placing it."""
+
+    def _add_window(self, config: DrawConfig, size: int, write: bool, init: str, stride: float | None,
+                    sigma: float | None, centre: str, sigma_floor: float) -> None:  # fmt: skip
+        self.centre, self.sigma_floor = check_centre(centre), check_sigma_floor(sigma_floor)
+        self.size, self.height, self.width = size, config.height, config.width
+        self.window = window_layer(config, size, init, write=write, stride=stride, sigma=sigma)
+
+    def _place(self, h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
+        return place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor)
+
+
+class FilterbankReader(Reader, _Windowed):
     """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
 
     produces_windows = True
@@ -174,14 +187,11 @@ class FilterbankReader(Reader):
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
                  centre: str = "free", sigma_floor: float = 0.0, **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self.centre, self.sigma_floor = check_centre(centre), check_sigma_floor(sigma_floor)
-        self.size = config.read_size
-        self.height, self.width = config.height, config.width
+        self._add_window(config, config.read_size, False, init, stride, sigma, centre, sigma_floor)
         self.out_size = 2 * config.channels * self.size**2
-        self.window = window_layer(config, self.size, init, write=False, stride=stride, sigma=sigma)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre, self.sigma_floor)
+        window, fx, fy = self._place(h_dec)
         patches = read_patch(torch.cat([x, x_hat], dim=1), fx, fy)  # (B, 2C, N, N)
         return window.gamma[:, None] * patches.flatten(1), window
 
@@ -191,11 +201,11 @@ class FilterbankReader(Reader):
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
         """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""
-        window, fx, fy = place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor)
+        window, fx, fy = self._place(h)
         return window.gamma[:, None] * read_patch(x, fx, fy).flatten(1), window  # (B, C N N)
 
 
-class FilterbankWriter(Writer):
+class FilterbankWriter(Writer, _Windowed):
     """write(h_dec) = (1 / gamma^) F^_y^T w F^_x with w = W(h_dec) an N x N patch (eqs. 28-29)."""
 
     produces_windows = True
@@ -203,13 +213,11 @@ class FilterbankWriter(Writer):
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
                  centre: str = "free", sigma_floor: float = 0.0, **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self.centre, self.sigma_floor = check_centre(centre), check_sigma_floor(sigma_floor)
-        self.size = config.write_size
-        self.channels, self.height, self.width = config.image_shape
-        self.window = window_layer(config, self.size, init, write=True, stride=stride, sigma=sigma)
+        self._add_window(config, config.write_size, True, init, stride, sigma, centre, sigma_floor)
+        self.channels = config.channels
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
-        window, fx, fy = place_window(self.window, h_dec, self.height, self.width, self.size, self.centre, self.sigma_floor)
+        window, fx, fy = self._place(h_dec)
         patch = self.patch(h_dec).view(-1, self.channels, self.size, self.size)  # (B, C, N, N)
         return write_patch(patch, fx, fy) / window.gamma[:, None, None, None], window
