@@ -30,8 +30,9 @@ class ClassifierOutput:
     read_windows: list[Window] | None = None  # T windows, readers that produce windows only
 
     def loss(self, labels: torch.Tensor) -> torch.Tensor:
-        """(B,) cross-entropy in nats."""
-        return F.cross_entropy(self.logits, labels, reduction="none")
+        """(B,) cross-entropy in nats, in float32 even when the logits come from a bf16 autocast
+        (like the teachers' term, soft_cross_entropy)."""
+        return F.cross_entropy(self.logits.float(), labels, reduction="none")
 
     def wrong(self, labels: torch.Tensor) -> torch.Tensor:
         """(B,) 1.0 where the most likely class is not the label."""
