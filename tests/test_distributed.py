@@ -173,3 +173,26 @@ def test_the_process_group_is_left_with_the_barrier_only_after_a_normal_finish(m
     with pytest.raises(KeyboardInterrupt), distributed.process_group("cpu"):
         raise KeyboardInterrupt
     assert calls == ["close finished=True", "close finished=False"]
+
+
+def test_a_stop_asked_by_signal_leaves_the_process_group_through_the_barrier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C under torchrun: every rank stops after the same step (the request is all-reduced), so
+    `train` meets the other ranks at the barrier before exiting 130, as after a normal finish."""
+    from drawcli import training
+    from drawcli.training.loop import Interrupted
+
+    calls: list[str] = []
+    joined = [True]
+    monkeypatch.setattr(distributed, "init", lambda device_name: (distributed.Dist(rank=1, world_size=2, local_rank=1), None))
+    monkeypatch.setattr(dist, "is_initialized", lambda: joined[0])
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: (calls.append("destroy"), joined.__setitem__(0, False)))
+    monkeypatch.setattr(distributed, "broadcast_text", lambda text, ctx: text)
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise Interrupted("interrupted at step 3")
+
+    monkeypatch.setattr(training, "train", stopped)
+    result = invoke("train", *TINY, "--data-dir", tmp_path, "--out", tmp_path / "run")  # train itself stubbed: no data read
+    assert result.exit_code == 130
+    assert calls == ["barrier", "destroy"]

@@ -179,7 +179,7 @@ def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
 def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path, resuming: bool, quiet: bool,
            dist_ctx: Any, dist_device: Any) -> None:  # fmt: skip
     """Run training with the reporter, and turn its stops into the CLI's exits."""
-    from drawcli import training
+    from drawcli import distributed, training
     from drawcli.progress import SilentReporter, make_reporter
     from drawcli.training.loop import Interrupted
     from drawcli.rundir import RunDir
@@ -193,6 +193,9 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
                        ctx=dist_ctx, device=dist_device)  # fmt: skip
     except Interrupted as exc:
         reporter.close()
+        # Every rank stopped after the same step (the stop request is all-reduced), so all of them
+        # meet at close's barrier, which keeps a rank from aborting at exit (distributed.close).
+        distributed.close(dist_ctx)
         if not dist_ctx.is_main:  # rank 0 tells the user how to resume
             raise typer.Exit(130) from None
         fail(str(exc), code=130)
