@@ -134,12 +134,13 @@ class ClassifierFamily(ModelFamily):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp == "bf16"):
             out = net(x)
         loss = out.loss(y)
-        objective = loss
+        smoothing = self.settings.label_smoothing
+        objective = out.loss(y, smoothing) if smoothing else loss
         if self.soft is not None:
             soft = distributed.shard(self.soft[indices], self.ctx).to(self.device, non_blocking=True)
             weight = self.settings.teacher_weight
-            objective = (1 - weight) * loss + weight * soft_cross_entropy(out.logits, soft, self.settings.teacher_temperature)
-        # The reported loss stays the labels' cross-entropy, comparable with and without teachers.
+            objective = (1 - weight) * objective + weight * soft_cross_entropy(out.logits, soft, self.settings.teacher_temperature)
+        # The reported loss stays the labels' cross-entropy, comparable with and without teachers or smoothing.
         return BatchLoss(objective, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -46,6 +46,7 @@ class TrainSettings:
     teachers: tuple[str, ...] = _setting((), RUN)  # classifier checkpoints to distil from (training/distill.py)
     teacher_weight: float = _setting(0.5, RUN)  # share of the teachers' soft targets in the objective
     teacher_temperature: float = _setting(2.0, RUN)  # softmax temperature of teachers and student in that term
+    label_smoothing: float = _setting(0.0, RUN)  # classifier: the share of the label's target spread over all classes
     amp: str = _setting("off", EXECUTION)  # "bf16": the LSTM matmuls in bf16; weights, state, loss and KL float32
     seed: int = _setting(0, RUN)
     device: str = _setting("auto", EXECUTION)
@@ -70,6 +71,8 @@ class TrainSettings:
             raise ConfigError(f"--teacher-weight {self.teacher_weight} is not a share: give one in (0, 1], e.g. 0.5")
         if not 0.0 < self.teacher_temperature < math.inf:
             raise ConfigError(f"--teacher-temperature {self.teacher_temperature} must be a finite number above 0, e.g. 2")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"--label-smoothing {self.label_smoothing} is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)")
         if self.compile_mode != "default":  # a compile mode implies --compile on
             self.compile = "on"
 
