@@ -117,3 +117,40 @@ def test_with_redraw_the_teachers_label_each_epochs_new_images(tmp_path: Path, m
     expected = (predict(model, family.images, torch.device("cpu")) / 2.0).softmax(-1)
     torch.testing.assert_close(family.soft, expected)
     assert not torch.allclose(family.soft, first)
+
+
+def test_label_smoothing_by_hand() -> None:
+    """logits (0, ln 3), label 1, e = 0.2 over K = 2: target (0.1, 0.9), softmax (1/4, 3/4)."""
+    from drawcli.classifier import ClassifierOutput
+
+    out = ClassifierOutput(logits=torch.tensor([[0.0, math.log(3.0)]]))
+    expected = -(0.1 * math.log(0.25) + 0.9 * math.log(0.75))
+    assert out.loss(torch.tensor([1]), smoothing=0.2).item() == pytest.approx(expected)
+    assert out.loss(torch.tensor([1])).item() == pytest.approx(-math.log(0.75))
+
+
+def test_smoothing_enters_the_objective_not_the_reported_loss_and_mixes_with_teachers(idx_dir: Path, teachers: list[Path]) -> None:
+    """The objective is (1 - W) x the smoothed labels' term + W x the teachers'; the reported loss is the plain cross-entropy."""
+    settings = TrainSettings(dataset="mnist", data_dir=str(idx_dir), teachers=(str(teachers[1]),), teacher_weight=0.25,
+                             teacher_temperature=1.0, label_smoothing=0.3)  # fmt: skip
+    student, _ = checkpoint.load_model(teachers[0])
+    family = ClassifierFamily(student.config, settings, torch.device("cpu"))
+    family.start_epoch(0)
+    indices = torch.tensor([1, 2, 3])
+    batch = family.batch_loss(student, student, indices, step=0)
+    logits, labels = student(family.images[indices].float() / 255).logits, family.labels[indices]
+    log_p = logits.log_softmax(-1)
+    smoothed = -(0.7 * log_p.gather(1, labels[:, None]).squeeze(1) + 0.3 * log_p.mean(-1))
+    soft = -(family.soft[indices] * log_p).sum(-1)
+    torch.testing.assert_close(batch.objective, 0.75 * smoothed + 0.25 * soft)
+    torch.testing.assert_close(batch.metrics["loss"], -log_p.gather(1, labels[:, None]).sum())
+
+
+def test_label_smoothing_is_refused_outside_a_share_and_for_draw(idx_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--label-smoothing", "1", "--out", tmp_path / "a")
+    assert result.exit_code == 2
+    assert "--label-smoothing 1.0 is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)" in result.output
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--steps", "1", "--label-smoothing", "0.1", "--out", tmp_path / "b")
+    assert result.exit_code == 2
+    assert "--label-smoothing is for the classifier (--model classifier): DRAW has no labels" in result.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
