@@ -19,7 +19,7 @@ def test_every_field_is_tagged_run_or_execution() -> None:
     fields = [f.name for f in dataclasses.fields(TrainSettings)]
     assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
     assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "lr_schedule", "clip", "beta1",
-                                                "kl_warmup", "ema", "teachers", "teacher_weight", "teacher_temperature",
+                                                "kl_warmup", "ema", "teachers", "teacher_weight", "teacher_temperature", "label_smoothing",
                                                 "seed")  # fmt: skip
 
 
