@@ -435,3 +435,17 @@ def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.Mo
 def test_reader_options_merge_with_the_presets_for_the_same_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           given: list[str], expected: dict) -> None:  # fmt: skip
     assert _tiny_preset_run(tmp_path, monkeypatch, *given)["config"]["reader_options"] == expected
+
+
+def test_the_bf16_cross_entropy_benchmark_counts_the_zero_gradients_by_hand() -> None:
+    """benchmarks/bf16_cross_entropy.py: margin 6.5 right (no gradient in bf16), margin 3 right (a
+    gradient), one wrong: half the right answers had none; float32 gives the first -e^-6.5 / (1 + e^-6.5)."""
+    from helpers import load_benchmark
+
+    script = load_benchmark("bf16_cross_entropy")
+    logits, labels = torch.tensor([[6.5, 0.0], [3.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0, 0])
+    low, high = script.logit_gradients(logits, labels)
+    assert low[0, 0].item() == 0.0 and high[0, 0].item() == pytest.approx(-1 / (1 + math.exp(6.5)), rel=1e-3)
+    assert low[1, 0].item() != 0.0
+    out = script.report(logits, labels)
+    assert out["right"] == pytest.approx(2 / 3) and out["right_with_zero_gradient"] == 0.5
