@@ -29,11 +29,16 @@ class ClassifierOutput:
     logits: torch.Tensor  # (B, classes)
     read_windows: list[Window] | None = None  # T windows, readers that produce windows only
 
-    def loss(self, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-        """(B,) cross-entropy in nats, in float32 even when the logits come from a bf16 autocast
-        (like the teachers' term, soft_cross_entropy); with `smoothing` e, against the target
-        (1 - e) one_hot(label) + e / K (label smoothing, Szegedy et al. 2016)."""
-        return F.cross_entropy(self.logits.float(), labels, reduction="none", label_smoothing=smoothing)
+    def loss(self, labels: torch.Tensor, smoothing: float = 0.0, exact: bool = True) -> torch.Tensor:
+        """(B,) cross-entropy in nats; with `smoothing` e, against the target (1 - e) one_hot(label) + e / K
+        (label smoothing, Szegedy et al. 2016).
+
+        exact: in float32 even when the logits come from a bf16 autocast; else in the logits' own
+        precision, where bf16 rounds a confident right answer's loss and gradient to 0
+        (the training objective's choice: docs/reproducing.md, "The labels' cross-entropy in bf16").
+        """
+        logits = self.logits.float() if exact else self.logits
+        return F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
 
     def wrong(self, labels: torch.Tensor) -> torch.Tensor:
         """(B,) 1.0 where the most likely class is not the label."""

@@ -119,14 +119,16 @@ def test_loss_and_error_by_hand() -> None:
     assert out.wrong(labels).tolist() == [0.0, 1.0, 0.0]
 
 
-def test_the_loss_of_bf16_logits_is_computed_in_float32() -> None:
-    """Under --amp bf16 the logits are bf16; the cross-entropy of a confident right answer,
-    ln(1 + e^-6.5) = 0.0015, is then float32's, not bf16's (in bf16, 1 + e^-6.5 rounds to 1, so the loss and its gradient were 0)."""
+def test_the_loss_of_bf16_logits_is_computed_in_float32_unless_asked_not_to() -> None:
+    """Under --amp bf16 the logits are bf16; the reported cross-entropy of a confident right answer,
+    ln(1 + e^-6.5) = 0.0015, is float32's; in bf16, 1 + e^-6.5 rounds to 1, so loss and gradient are 0."""
     logits = torch.tensor([[6.5, 0.0], [0.0, 6.5]], dtype=torch.bfloat16)
     loss = ClassifierOutput(logits=logits).loss(torch.tensor([0, 0]))
     assert loss.dtype == torch.float32
     assert loss[0].item() == pytest.approx(math.log1p(math.exp(-6.5)), rel=1e-3)  # bf16: exactly 0
     assert loss[1].item() == pytest.approx(6.5 + math.log1p(math.exp(-6.5)), rel=1e-6)
+    rounded = ClassifierOutput(logits=logits).loss(torch.tensor([0, 0]), exact=False)  # the training objective's
+    assert rounded.dtype == torch.bfloat16 and rounded[0].item() == 0.0
 
 
 def test_error_report_by_hand() -> None:

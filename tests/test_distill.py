@@ -154,3 +154,20 @@ def test_label_smoothing_is_refused_outside_a_share_and_for_draw(idx_dir: Path, 
     assert result.exit_code == 2
     assert "--label-smoothing is for the classifier (--model classifier): DRAW has no labels" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_under_bf16_the_objective_keeps_the_logits_precision_and_the_reported_loss_is_float32(idx_dir: Path, teachers: list[Path]) -> None:
+    """--amp bf16: the labels' term of the objective is the cross-entropy of the bf16 logits in bf16
+    (what the documented LSTM-512 runs trained with); the reported loss is exact."""
+    settings = TrainSettings(dataset="mnist", data_dir=str(idx_dir), amp="bf16")
+    student, _ = checkpoint.load_model(teachers[0])
+    family = ClassifierFamily(student.config, settings, torch.device("cpu"))
+    family.start_epoch(0)
+    indices = torch.tensor([0, 1, 2, 3])
+    batch = family.batch_loss(student, student, indices, step=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = student(family.images[indices].float() / 255).logits
+    labels = family.labels[indices]
+    assert logits.dtype == batch.objective.dtype == torch.bfloat16
+    assert torch.equal(batch.objective, torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
+    torch.testing.assert_close(batch.metrics["loss"], torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
