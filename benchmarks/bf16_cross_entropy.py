@@ -1,5 +1,6 @@
-"""What a cross-entropy computed in bf16 did to a trained classifier's gradient (drawcli before
-2026-12-06's third session computed the labels' term from the bf16 logits of `--amp bf16`).
+"""What a cross-entropy computed in bf16 does to a trained classifier's gradient (the classifier's
+objective under `--amp bf16` takes the labels' term from the bf16 logits in bf16, on purpose:
+docs/reproducing.md, "The labels' cross-entropy in bf16").
 
 In bf16, 1 + sum_k e^-(margin_k) rounds to 1 once the competitors' share is under 2^-8, so a
 confident right answer gets loss 0 and no gradient on its label's logit. Classifies the first
