@@ -4,7 +4,8 @@ digit ("lost"), or a digit misread under a window that did.
 Rebuilds the test split while recording where `cluttered()` pasted each digit (the one 28 x 28
 paste per image), runs each classifier with its windows recorded, and prints, for each run:
 the error among images whose last window ends within --found pixels of the digit's centre and
-among the rest, the same split by the digit's distance from the border, and the mean distance
+among the rest, the same split by the digit's distance from the border (with how far the second
+window lands from the digit, and how often digits whose ink reaches the edge are lost), and the mean distance
 from window to digit and the window's stride and sigma after each glimpse; with several runs, how many images all of them
 get wrong, or lose.
 
@@ -58,6 +59,18 @@ def windows(run: Path, images: torch.Tensor, bf16: bool, batch: int = 500) -> tu
     return torch.cat(predicted), torch.cat(centres, dim=1), torch.cat(shapes, dim=1)
 
 
+def ink_from_edge(images: torch.Tensor, digits: torch.Tensor, level: int = 64) -> torch.Tensor:
+    """(N,) pixels between the image's edge and the nearest pixel above `level` inside each digit's
+    28 x 28 box (clutter inside the box counts too; it is rare there)."""
+    corners = (digits - (DIGIT + 1) / 2).long()
+    out = torch.empty(len(images), dtype=torch.long)
+    for i, (x0, y0) in enumerate(corners.tolist()):
+        ys, xs = (images[i, 0, y0 : y0 + DIGIT, x0 : x0 + DIGIT] > level).nonzero(as_tuple=True)
+        side = images.shape[-1] - 1
+        out[i] = torch.stack([xs + x0, side - xs - x0, ys + y0, side - ys - y0]).min() if len(xs) else side
+    return out
+
+
 def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.Tensor, found: float,
            bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Print the run's breakdown; return its (wrong, lost) masks (N,)."""
@@ -77,7 +90,10 @@ def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.
     for low, high in ((0, 4), (4, 12), (12, 100)):
         near = (border >= low) & (border < high)
         print(f"  digit box {low}-{high} px from the edge: {int(near.sum())} images, lost {100 * lost[near].float().mean():.2f} %,"
-              f" wrong {100 * wrong[near & ~lost].float().mean():.2f} % when found, {100 * wrong[near & lost].float().mean():.1f} % when lost")  # fmt: skip
+              f" wrong {100 * wrong[near & ~lost].float().mean():.2f} % when found, {100 * wrong[near & lost].float().mean():.1f} % when lost,"
+              f" second window a median {distance[1, near].median():.1f} px from the digit")  # fmt: skip
+    touching = ink_from_edge(images, digits) < 3
+    print(f"  digits with ink 0-2 px from the edge: {int(touching.sum())} images, lost {100 * lost[touching].float().mean():.2f} %")
     for name, mask in (("found", ~lost), ("lost", lost)):
         print(f"  mean distance after each glimpse, {name}: {', '.join(f'{d:.1f}' for d in distance[:, mask].mean(dim=1).tolist())}")
     stride, sigma = shapes.mean(dim=1).unbind(dim=-1)

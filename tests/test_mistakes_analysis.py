@@ -26,3 +26,14 @@ def test_digit_centres_point_at_each_images_digit(tmp_path: Path) -> None:
         assert (images[i, 0, y : y + 28, x : x + 28] == 255).all(), i
         assert (images[i, 0] == 255).sum() < 28 * 28 + 8 * 64  # one digit and at most 8 pieces of clutter
     assert script.drawcli_synthetic.paste.__name__ == "paste"  # the recording hook is removed again
+
+
+def test_ink_from_edge_by_hand() -> None:
+    """Ink 2 px from the left edge, ink in the middle (49 px from the right and bottom), no ink."""
+    script = load_benchmark("cluttered_mistakes")
+    images = torch.zeros(3, 1, 100, 100, dtype=torch.uint8)
+    images[0, 0, 20, 2] = 255  # box corner (x 0, y 10)
+    images[1, 0, 50, 50] = 255  # box corner (36, 36)
+    images[1, 0, 10, 1] = 255  # outside its box: clutter, not counted
+    digits = torch.tensor([[14.5, 24.5], [50.5, 50.5], [50.5, 50.5]])
+    assert script.ink_from_edge(images, digits).tolist() == [2, 49, 99]
