@@ -16,18 +16,18 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from drawcli import checkpoint, data
+from drawcli.classifier import ClassifierOutput
 from drawcli.training.classify import predict
 
 
 def logit_gradients(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """d(summed cross-entropy)/d(logits) (N, K) for bf16 logits, computed in bf16 and in float32."""
     low = logits.to(torch.bfloat16).requires_grad_(True)
-    F.cross_entropy(low, labels, reduction="sum").backward()
+    ClassifierOutput(low).loss(labels, exact=False).sum().backward()  # the training objective's term
     high = logits.to(torch.bfloat16).float().requires_grad_(True)
-    F.cross_entropy(high, labels, reduction="sum").backward()
+    ClassifierOutput(high).loss(labels).sum().backward()
     assert low.grad is not None and high.grad is not None
     return low.grad.float(), high.grad
 

@@ -64,9 +64,9 @@ def ink_from_edge(images: torch.Tensor, digits: torch.Tensor, level: int = 64) -
     28 x 28 box (clutter inside the box counts too; it is rare there)."""
     corners = (digits - (DIGIT + 1) / 2).long()
     out = torch.empty(len(images), dtype=torch.long)
+    side = images.shape[-1] - 1
     for i, (x0, y0) in enumerate(corners.tolist()):
         ys, xs = (images[i, 0, y0 : y0 + DIGIT, x0 : x0 + DIGIT] > level).nonzero(as_tuple=True)
-        side = images.shape[-1] - 1
         out[i] = torch.stack([xs + x0, side - xs - x0, ys + y0, side - ys - y0]).min() if len(xs) else side
     return out
 
