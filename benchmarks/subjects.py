@@ -41,7 +41,7 @@ def drawcli_subject(cfg: DrawConfig, device: torch.device) -> Subject:
         model.start_step()  # reduce-overhead: a new CUDA graph step (else nothing), as the training loop does
         return BatchLoss(model(x).loss, {})
 
-    optimizer = partial(make_optimizer, model, DEFAULTS.lr, DEFAULTS.beta1, device)
+    optimizer = partial(make_optimizer, model, DEFAULTS.lr, DEFAULTS.beta1, device, DEFAULTS.beta2)
     return Subject("drawcli", model, loss, optimizer, lambda n: model.generate(n), per_image=True)
 
 
@@ -50,7 +50,7 @@ def baseline_subject(cfg: DrawConfig, device: torch.device) -> Subject:
     model = baseline_like(cfg).to(device)
 
     def optimizer() -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=DEFAULTS.lr, betas=(DEFAULTS.beta1, 0.999))
+        return torch.optim.Adam(model.parameters(), lr=DEFAULTS.lr, betas=(DEFAULTS.beta1, DEFAULTS.beta2))
 
     return Subject("baseline", model, lambda x: BatchLoss(model.loss(x), {}), optimizer, model.generate, per_image=False)
 

@@ -72,7 +72,7 @@ class Trainer:
         torch.manual_seed(self.settings.seed)  # the same on every rank: identical weights, noise, binarization
         self.model = self.family.build()
         self.net = distributed.wrap(self.model, self.ctx, self.device)
-        self.optimizer = make_optimizer(self.model, self.settings.lr, self.settings.beta1, self.device)
+        self.optimizer = make_optimizer(self.model, self.settings.lr, self.settings.beta1, self.device, self.settings.beta2)
         self.average = WeightAverage(self.model, self.settings.ema) if self.settings.ema else None
         self.family.prepare(self.model)
         self.stop_flag = torch.zeros((), device=self.device)

@@ -41,6 +41,7 @@ class TrainSettings:
     lr_schedule: str = _setting("constant", RUN)
     clip: float = _setting(10.0, RUN)
     beta1: float = _setting(0.9, RUN)
+    beta2: float = _setting(0.999, RUN)  # Adam's second-moment decay (docs/reproducing.md: 0.95 against spikes)
     kl_warmup: int = _setting(0, RUN)
     ema: float = _setting(0.0, RUN)  # decay of the weights' moving average (training/averaging.py); 0: none
     teachers: tuple[str, ...] = _setting((), RUN)  # classifier checkpoints to distil from (training/distill.py)

@@ -21,9 +21,9 @@ from drawcli.training.state import restore_rng, rng_state
 STEP_FIELDS = ("stop", "objective", "grad_norm")  # after the family's metrics in StepOutput.sums
 
 
-def make_optimizer(model: nn.Module, lr: float, beta1: float, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(model: nn.Module, lr: float, beta1: float, device: torch.device, beta2: float = 0.999) -> torch.optim.Adam:
     """Adam, fused (one kernel for all parameters) on CPU and CUDA, where it can also skip a step on-device."""
-    options = {"lr": lr, "betas": (beta1, 0.999)}
+    options = {"lr": lr, "betas": (beta1, beta2)}
     if device.type in ("cpu", "cuda"):
         try:
             return torch.optim.Adam(model.parameters(), **options, fused=True)
