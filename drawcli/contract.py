@@ -82,6 +82,10 @@ class Reader(nn.Module, ABC):
         """Width of what `read_image` returns (default: out_size, see read_image)."""
         return self.out_size
 
+    def window_parameters(self) -> list[nn.Parameter]:
+        """The parameters that place the window (train --window-lr scales their learning rate); default none."""
+        return []
+
 
 class Writer(nn.Module, ABC):
     """Turns the decoder state into an additive update of the canvas (in logits).
@@ -98,6 +102,10 @@ class Writer(nn.Module, ABC):
     @abstractmethod
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window | None]:
         """h_dec: (B, dec_size) -> canvas update (B, C, H, W), window or None."""
+
+    def window_parameters(self) -> list[nn.Parameter]:
+        """The parameters that place the window (train --window-lr scales their learning rate); default none."""
+        return []
 
 
 class Sampler(nn.Module, ABC):

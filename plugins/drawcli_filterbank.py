@@ -167,7 +167,8 @@ def check_sigma_floor(floor: Any) -> float:
 
 
 class _Windowed:
-    """What the filterbank reader and writer share: an N x N window, its layer and the rules for placing it."""
+    """What the filterbank reader and writer share: an N x N window, its layer and the rules for placing it
+    (a mixin listed before Reader or Writer, so its window_parameters() replaces their empty default)."""
 
     def _add_window(self, config: DrawConfig, size: int, write: bool, init: str, stride: float | None,
                     sigma: float | None, centre: str, sigma_floor: float) -> None:  # fmt: skip
@@ -178,8 +179,12 @@ class _Windowed:
     def _place(self, h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
         return place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor)
 
+    def window_parameters(self) -> list[nn.Parameter]:
+        """The window layer's weight and bias (eq. 21)."""
+        return list(self.window.parameters())
 
-class FilterbankReader(Reader, _Windowed):
+
+class FilterbankReader(_Windowed, Reader):
     """read(x, x_hat, h_dec) = gamma [F_y x F_x^T, F_y x_hat F_x^T] (eq. 27), N = read_size."""
 
     produces_windows = True
@@ -205,7 +210,7 @@ class FilterbankReader(Reader, _Windowed):
         return window.gamma[:, None] * read_patch(x, fx, fy).flatten(1), window  # (B, C N N)
 
 
-class FilterbankWriter(Writer, _Windowed):
+class FilterbankWriter(_Windowed, Writer):
     """write(h_dec) = (1 / gamma^) F^_y^T w F^_x with w = W(h_dec) an N x N patch (eqs. 28-29)."""
 
     produces_windows = True

@@ -1,14 +1,18 @@
-"""Adam as train builds it: --beta2 reaches the optimizer and is kept on resume."""
+"""Adam as train builds it: --beta2 and --window-lr reach the optimizer and are kept on resume."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
-from helpers import TINY_ARGS, invoke
+from helpers import CLASSIFIER, TINY_ARGS, invoke
+from safetensors import safe_open
 from safetensors.torch import load_file
 
+from drawcli import models
+from drawcli.config import DrawConfig
 from drawcli.training.step import make_optimizer
 
 
@@ -39,3 +43,57 @@ def test_train_beta2_reaches_adam_and_is_kept_on_resume(idx_dir: Path, tmp_path:
     result = invoke("train", "--resume", run, "--steps", "2", "--beta2", "0.9")
     assert result.exit_code != 0 and "--beta2" in result.output
     assert invoke("train", "--resume", run, "--steps", "2", "--quiet").exit_code == 0
+
+
+def test_window_lr_scales_the_window_layers_first_step() -> None:
+    """Adam's first step moves each weight by lr x g / (|g| + eps), about lr: 0.01 for the LSTM,
+    0.1 x 0.01 for the filterbank's window layer (reader.window) under window_lr 0.1."""
+    torch.manual_seed(0)
+    config = DrawConfig(kind="classifier", height=8, width=8, glimpses=2, enc_size=8, dec_size=8, read_size=3, classes=3)
+    model = models.build(config)
+    optimizer = make_optimizer(model, 0.01, 0.9, torch.device("cpu"), window_lr=0.1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model(torch.rand(4, 1, 8, 8)).loss(torch.tensor([0, 1, 2, 0])).sum().backward()
+    optimizer.step()
+    moved = {name: (p.detach() - before[name]).abs() for name, p in model.named_parameters()}
+    grads = {name: p.grad.abs() for name, p in model.named_parameters()}
+    for name, delta in moved.items():
+        expected = (0.001 if name.startswith("reader.window.") else 0.01) * grads[name] / (grads[name] + 1e-8)
+        torch.testing.assert_close(delta, expected, rtol=1e-3, atol=1e-7, msg=name)
+    assert {"reader.window.weight", "reader.window.bias"} <= set(moved)
+
+
+def _param_groups(run: Path) -> list[dict]:
+    with safe_open(run / "resume.safetensors", "pt") as f:
+        return json.loads(f.metadata()["param_groups"])
+
+
+def test_train_window_lr_follows_the_schedule_and_resumes_exactly(idx_dir: Path, tmp_path: Path) -> None:
+    """The window group's rate stays S x the rest's, under a cosine schedule too; a run resumed after
+    step 2 ends in the same weights and Adam state as one run straight to step 4."""
+    common = [*CLASSIFIER, "--data-dir", idx_dir, "--lr", "1e-2", "--window-lr", "0.25"]
+    runs = {name: tmp_path / name for name in ("straight", "split", "cosine")}
+    for name, extra in (("straight", ["--steps", "4"]), ("split", ["--steps", "2"]),
+                        ("cosine", ["--steps", "4", "--lr-schedule", "cosine"])):  # fmt: skip
+        result = invoke("train", *common, *extra, "--out", runs[name])
+        assert result.exit_code == 0, result.output
+    assert invoke("train", "--resume", runs["split"], "--steps", "4", "--quiet").exit_code == 0
+    for file in ("checkpoint.safetensors", "resume.safetensors"):
+        a, b = load_file(runs["straight"] / file), load_file(runs["split"] / file)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), file
+    assert [(g["lr"], g["lr_scale"]) for g in _param_groups(runs["split"])] == [(1e-2, 1.0), (2.5e-3, 0.25)]
+    cosine = _param_groups(runs["cosine"])
+    assert cosine[1]["lr"] == pytest.approx(0.25 * cosine[0]["lr"]) and 0 < cosine[0]["lr"] < 1e-2
+    assert json.loads((runs["split"] / "run.json").read_text())["settings"]["window_lr"] == 0.25
+
+
+def test_window_lr_is_refused_without_a_window_and_outside_its_range(idx_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--reader", "no-attention",
+                    "--window-lr", "0.5", "--out", tmp_path / "a")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "a").exists()  # refused before anything was written
+    assert ("error: --window-lr 0.5 scales the learning rate of the layers that place attention windows, but no "
+            "reader or writer of this model places one; leave it at 1") in result.output
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--window-lr", "0", "--out", tmp_path / "b")
+    assert result.exit_code != 0
+    assert "--window-lr 0.0 must be a factor above 0 (and at most 1000), e.g. 0.1 (1: the same rate as the rest)" in result.output

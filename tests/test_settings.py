@@ -18,7 +18,7 @@ def test_every_field_is_tagged_run_or_execution() -> None:
     """Resume's rules come from these tags, so an untagged field would be neither kept nor changeable."""
     fields = [f.name for f in dataclasses.fields(TrainSettings)]
     assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
-    assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "lr_schedule", "clip", "beta1", "beta2",
+    assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "lr_schedule", "window_lr", "clip", "beta1", "beta2",
                                                 "kl_warmup", "ema", "teachers", "teacher_weight", "teacher_temperature", "label_smoothing",
                                                 "seed")  # fmt: skip
 

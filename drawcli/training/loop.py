@@ -72,7 +72,8 @@ class Trainer:
         torch.manual_seed(self.settings.seed)  # the same on every rank: identical weights, noise, binarization
         self.model = self.family.build()
         self.net = distributed.wrap(self.model, self.ctx, self.device)
-        self.optimizer = make_optimizer(self.model, self.settings.lr, self.settings.beta1, self.device, self.settings.beta2)
+        self.optimizer = make_optimizer(self.model, self.settings.lr, self.settings.beta1, self.device, self.settings.beta2,
+                                        self.settings.window_lr)
         self.average = WeightAverage(self.model, self.settings.ema) if self.settings.ema else None
         self.family.prepare(self.model)
         self.stop_flag = torch.zeros((), device=self.device)
@@ -169,7 +170,7 @@ class Trainer:
                               self.family.index_device()):  # fmt: skip
             tick = time.perf_counter()
             for group in self.optimizer.param_groups:
-                group["lr"] = settings.lr_at(state.step, self.total)
+                group["lr"] = settings.lr_at(state.step, self.total) * group.get("lr_scale", 1.0)  # step.parameter_groups
             if stop.signal is not None:
                 self.stop_flag.fill_(1.0)  # a device-side write: making a new tensor from the host would sync
             out = train_step(self.model, self.optimizer, lambda: self.family.batch_loss(self.net, self.model, idx, state.step),

@@ -39,6 +39,7 @@ class TrainSettings:
     batch_size: int = _setting(64, RUN)
     lr: float = _setting(1e-3, RUN)
     lr_schedule: str = _setting("constant", RUN)
+    window_lr: float = _setting(1.0, RUN)  # the attention windows' placement layers learn at window_lr x lr
     clip: float = _setting(10.0, RUN)
     beta1: float = _setting(0.9, RUN)
     beta2: float = _setting(0.999, RUN)  # Adam's second-moment decay (docs/reproducing.md: 0.95 against spikes)
@@ -72,6 +73,8 @@ class TrainSettings:
             raise ConfigError(f"--teacher-weight {self.teacher_weight} is not a share: give one in (0, 1], e.g. 0.5")
         if not 0.0 < self.teacher_temperature < math.inf:
             raise ConfigError(f"--teacher-temperature {self.teacher_temperature} must be a finite number above 0, e.g. 2")
+        if not 0.0 < self.window_lr <= 1e3:
+            raise ConfigError(f"--window-lr {self.window_lr} must be a factor above 0 (and at most 1000), e.g. 0.1 (1: the same rate as the rest)")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"--label-smoothing {self.label_smoothing} is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)")
         if self.compile_mode != "default":  # a compile mode implies --compile on

@@ -9,27 +9,50 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from drawcli import distributed
+from drawcli.contract import Reader, Writer
+from drawcli.errors import ConfigError
 from drawcli.training.family import BatchLoss
 from drawcli.training.state import restore_rng, rng_state
 
 STEP_FIELDS = ("stop", "objective", "grad_norm")  # after the family's metrics in StepOutput.sums
 
 
-def make_optimizer(model: nn.Module, lr: float, beta1: float, device: torch.device, beta2: float = 0.999) -> torch.optim.Adam:
-    """Adam, fused (one kernel for all parameters) on CPU and CUDA, where it can also skip a step on-device."""
+def make_optimizer(model: nn.Module, lr: float, beta1: float, device: torch.device, beta2: float = 0.999,
+                   window_lr: float = 1.0) -> torch.optim.Adam:  # fmt: skip
+    """Adam, fused (one kernel for all parameters) on CPU and CUDA, where it can also skip a step on-device;
+    with `window_lr` != 1 the windows' placement layers learn at window_lr x lr (parameter_groups)."""
     options = {"lr": lr, "betas": (beta1, beta2)}
     if device.type in ("cpu", "cuda"):
         try:
-            return torch.optim.Adam(model.parameters(), **options, fused=True)
+            return torch.optim.Adam(parameter_groups(model, lr, window_lr), **options, fused=True)
         except RuntimeError:  # a parameter dtype or device without a fused kernel
             pass
-    return torch.optim.Adam(model.parameters(), **options)
+    return torch.optim.Adam(parameter_groups(model, lr, window_lr), **options)
+
+
+def parameter_groups(model: nn.Module, lr: float, window_lr: float) -> list[dict[str, Any]]:
+    """One group of all parameters; with window_lr != 1, the readers' and writers' window_parameters()
+    apart, with "lr_scale" window_lr, which the loop's schedule multiplies its rate by.
+
+    Adam moves every weight by about lr a step whatever its gradient, so a window layer's output,
+    a sum over all dec_size hidden units, can move by up to dec_size x lr at once: in wide
+    classifiers such jumps threw the window off the digit for good (docs/reproducing.md).
+    """
+    if window_lr == 1.0:
+        return [{"params": list(model.parameters())}]
+    placing = {id(p) for m in model.modules() if isinstance(m, (Reader, Writer)) for p in m.window_parameters()}
+    if not placing:
+        raise ConfigError(f"--window-lr {window_lr:g} scales the learning rate of the layers that place attention windows, "
+                          "but no reader or writer of this model places one; leave it at 1")  # fmt: skip
+    rest = [p for p in model.parameters() if id(p) not in placing]
+    windows = [p for p in model.parameters() if id(p) in placing]
+    return [{"params": rest, "lr_scale": 1.0}, {"params": windows, "lr": lr * window_lr, "lr_scale": window_lr}]
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
