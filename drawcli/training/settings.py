@@ -42,7 +42,7 @@ class TrainSettings:
     window_lr: float = _setting(1.0, RUN)  # the attention windows' placement layers learn at window_lr x lr
     clip: float = _setting(10.0, RUN)
     beta1: float = _setting(0.9, RUN)
-    beta2: float = _setting(0.999, RUN)  # Adam's second-moment decay (docs/reproducing.md: 0.95 against spikes)
+    beta2: float = _setting(0.999, RUN)  # Adam's decay of its mean of squared gradients
     kl_warmup: int = _setting(0, RUN)
     ema: float = _setting(0.0, RUN)  # decay of the weights' moving average (training/averaging.py); 0: none
     teachers: tuple[str, ...] = _setting((), RUN)  # classifier checkpoints to distil from (training/distill.py)
