@@ -29,15 +29,21 @@ def g_tilde(centre: torch.Tensor, side: int, placement: str) -> torch.Tensor:
 
 
 def glimpse_states(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list, list[torch.Tensor]]:
-    """(logits, the T windows, the T states (B, dec_size) each window was computed from) of the classifier on x."""
-    h = c = x.new_zeros(x.shape[0], model.config.dec_size)
-    windows, states = [], []
-    for _ in range(model.config.glimpses):
+    """(logits, the T windows, the T states (B, dec_size) each window was computed from) of the
+    classifier on x: its own forward, with the reader's read_image wrapped to record its h."""
+    states: list[torch.Tensor] = []
+    read = model.reader.read_image
+
+    def recording(image: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, object]:
         states.append(h)
-        r, window = model.reader.read_image(x, h)
-        h, c = model.lstm(model._features(r), (h, c))
-        windows.append(window)
-    return model.classify(h), windows, states
+        return read(image, h)
+
+    model.reader.read_image = recording
+    try:
+        out = model(x, record=True)
+    finally:
+        del model.reader.read_image  # the instance attribute; the class's method shows again
+    return out.logits, out.read_windows, states
 
 
 def report(run: Path, data_dir: Path | None, n: int, lr: float) -> None:

@@ -21,7 +21,7 @@ def test_g_tilde_by_hand() -> None:
 
 
 def test_glimpse_states_replay_the_classifier() -> None:
-    """Same logits and windows as the model's own forward; the first window comes from h_0 = 0."""
+    """Same logits and windows as the model's own forward; each recorded state places its window; h_0 = 0."""
     script = load_benchmark("window_state")
     torch.manual_seed(0)
     config = DrawConfig(kind="classifier", height=12, width=12, glimpses=3, enc_size=8, dec_size=8, read_size=3,
@@ -33,3 +33,6 @@ def test_glimpse_states_replay_the_classifier() -> None:
         out = model(x, record=True)
     assert torch.equal(logits, out.logits) and len(states) == 3 and not states[0].any()
     assert all(torch.equal(a.gx, b.gx) and torch.equal(a.delta, b.delta) for a, b in zip(windows, out.read_windows))
+    with torch.no_grad():  # each recorded state places its glimpse's window
+        assert all(torch.equal(model.reader.read_image(x, h)[1].gx, w.gx) for h, w in zip(states, windows))
+    assert "read_image" not in vars(model.reader)  # the wrapper is gone again
