@@ -28,6 +28,17 @@ class ClassifierOutput:
 
     logits: torch.Tensor  # (B, classes)
     read_windows: list[Window] | None = None  # T windows, readers that produce windows only
+    earlier_logits: torch.Tensor | None = None  # (B, T - 1, classes): the softmax layer on each earlier state
+
+    def earlier_loss(self, labels: torch.Tensor, exact: bool = True) -> torch.Tensor:
+        """(B,) mean cross-entropy of the classifications after glimpses 1 .. T-1 (0 when T is 1):
+        the term of `train --glimpse-loss`, in float32 unless `exact` is False (as in `loss`)."""
+        if self.earlier_logits is None or self.earlier_logits.shape[1] == 0:
+            return self.logits.new_zeros(labels.shape, dtype=torch.float32)
+        logits = self.earlier_logits.float() if exact else self.earlier_logits
+        b, steps, classes = logits.shape
+        each = F.cross_entropy(logits.reshape(b * steps, classes), labels.repeat_interleave(steps), reduction="none")
+        return each.view(b, steps).mean(dim=1)
 
     def loss(self, labels: torch.Tensor, smoothing: float = 0.0, exact: bool = True) -> torch.Tensor:
         """(B,) cross-entropy in nats; with `smoothing` e, against the target (1 - e) one_hot(label) + e / K
@@ -66,44 +77,54 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         self.lstm = nn.LSTMCell(width, config.dec_size)
         self.classify = nn.Linear(config.dec_size, config.classes)
 
-    def _glimpses(self, x: torch.Tensor) -> tuple[torch.Tensor, list[Window]]:
-        """(logits (B, classes), the T read windows) of x (B, C, H, W)."""
+    def _glimpses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[Window]]:
+        """(logits (B, classes), earlier logits (B, T - 1, classes), the T read windows) of x (B, C, H, W)."""
         h = c = x.new_zeros(x.shape[0], self.config.dec_size)
         if self.reader.fixed_glimpse:
             return self._fixed_glimpses(x, h, c)
-        windows = []
+        windows, states = [], []
         for _ in range(self.config.glimpses):
             r, window = self.reader.read_image(x, h)  # the window from the previous state
             h, c = self.lstm(self._features(r), (h, c))
             windows.append(window)
-        return self.classify(h), windows
+            states.append(h)
+        return self.classify(h), self._earlier(states), windows
 
-    def _fixed_glimpses(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, list[Window]]:
+    def _earlier(self, states: list[torch.Tensor]) -> torch.Tensor:
+        """The softmax layer's logits (B, T - 1, classes) on the LSTM states before the last (B, dec_size) each."""
+        if len(states) < 2:
+            return states[0].new_zeros(states[0].shape[0], 0, self.config.classes)
+        return self.classify(torch.stack(states[:-1], dim=1))
+
+    def _fixed_glimpses(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[Window]]:
         """_glimpses for a reader that reads the same glimpse every step: the glimpse and its
         LSTM input term W_ih r + b_ih once instead of T times (the no-attention baseline's
         whole-image read makes that term nearly all of its work)."""
         r, window = self.reader.read_image(x, h)
         lstm = self.lstm
         from_glimpse = F.linear(self._features(r), lstm.weight_ih, lstm.bias_ih)  # (B, 4 dec_size)
+        states = []
         for _ in range(self.config.glimpses):
             h, c = update(from_glimpse + F.linear(h, lstm.weight_hh, lstm.bias_hh), c)
-        return self.classify(h), [window] * self.config.glimpses
+            states.append(h)
+        return self.classify(h), self._earlier(states), [window] * self.config.glimpses
 
     def _features(self, r: torch.Tensor) -> torch.Tensor:
         """The LSTM's input from a glimpse r (B, image_out_size): r itself, or the hidden layer's ReLU units."""
         return self.glimpse(r) if self.config.glimpse_hidden else r
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The unit `compile_glimpses` compiles: logits alone, so the windows are no graph outputs."""
-        return self._glimpses(x)[0]
+    def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unit `compile_glimpses` compiles: the logits alone (final, earlier), so the windows are no graph outputs."""
+        return self._glimpses(x)[:2]
 
     def forward(self, x: torch.Tensor, record: bool = False) -> ClassifierOutput:
-        """x: (B, C, H, W) grey levels in [0, 1] -> logits (B, classes); `record` keeps the windows (eagerly)."""
+        """x: (B, C, H, W) grey levels in [0, 1] -> logits (B, classes) and the earlier glimpses'
+        (B, T - 1, classes); `record` keeps the windows (eagerly)."""
         if record:
-            logits, windows = self._glimpses(x)
-            return ClassifierOutput(logits, _windows_or_none(windows))
-        logits, _ = self.run_unit(self.training_unit(), x)
-        return ClassifierOutput(logits)
+            logits, earlier, windows = self._glimpses(x)
+            return ClassifierOutput(logits, _windows_or_none(windows), earlier)
+        (logits, earlier), _ = self.run_unit(self.training_unit(), x)
+        return ClassifierOutput(logits, earlier_logits=earlier)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per top-level part (reader, glimpse when present, lstm, classify)."""

@@ -141,7 +141,9 @@ class ClassifierFamily(ModelFamily):
             soft = distributed.shard(self.soft[indices], self.ctx).to(self.device, non_blocking=True)
             weight = self.settings.teacher_weight
             objective = (1 - weight) * objective + weight * soft_cross_entropy(out.logits, soft, self.settings.teacher_temperature)
-        # The reported loss stays the labels' cross-entropy, comparable with and without teachers or smoothing.
+        if self.settings.glimpse_loss:
+            objective = objective + self.settings.glimpse_loss * out.earlier_loss(y, exact=False)
+        # The reported loss stays the labels' cross-entropy, comparable with and without teachers, smoothing or earlier glimpses' terms.
         return BatchLoss(objective, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -51,6 +51,8 @@ class DrawFamily(ModelFamily):
             raise ConfigError("--teacher is for the classifier (--model classifier): DRAW has no class probabilities to learn")
         if settings.label_smoothing:
             raise ConfigError("--label-smoothing is for the classifier (--model classifier): DRAW has no labels")
+        if settings.glimpse_loss:
+            raise ConfigError("--glimpse-loss is for the classifier (--model classifier): DRAW has no labels")
         dataset = data.open_dataset(settings.dataset)
         data_dir = Path(settings.data_dir) if settings.data_dir else None
         self.train_images = data.load_images(dataset, "train", data_dir, config.image_shape)

@@ -49,6 +49,7 @@ class TrainSettings:
     teacher_weight: float = _setting(0.5, RUN)  # share of the teachers' soft targets in the objective
     teacher_temperature: float = _setting(2.0, RUN)  # softmax temperature of teachers and student in that term
     label_smoothing: float = _setting(0.0, RUN)  # classifier: the share of the label's target spread over all classes
+    glimpse_loss: float = _setting(0.0, RUN)  # classifier: weight of the earlier glimpses' mean cross-entropy
     amp: str = _setting("off", EXECUTION)  # "bf16": the LSTM matmuls in bf16; weights, state, loss and KL float32
     seed: int = _setting(0, RUN)
     device: str = _setting("auto", EXECUTION)
@@ -77,6 +78,8 @@ class TrainSettings:
             raise ConfigError(f"--window-lr {self.window_lr} must be a factor above 0 (and at most 1000), e.g. 0.1 (1: the same rate as the rest)")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"--label-smoothing {self.label_smoothing} is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)")
+        if not 0.0 <= self.glimpse_loss <= 100.0:
+            raise ConfigError(f"--glimpse-loss {self.glimpse_loss} must be a weight from 0 to 100, e.g. 0.25 (0 turns it off)")
         if self.compile_mode != "default":  # a compile mode implies --compile on
             self.compile = "on"
 
