@@ -146,13 +146,20 @@ def test_smoothing_enters_the_objective_not_the_reported_loss_and_mixes_with_tea
     torch.testing.assert_close(batch.metrics["loss"], -log_p.gather(1, labels[:, None]).sum())
 
 
-def test_label_smoothing_is_refused_outside_a_share_and_for_draw(idx_dir: Path, tmp_path: Path) -> None:
-    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", "--label-smoothing", "1", "--out", tmp_path / "a")
+@pytest.mark.parametrize(
+    ("option", "bad", "message"),
+    [
+        ("--label-smoothing", "1", "--label-smoothing 1.0 is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)"),
+        ("--glimpse-loss", "-1", "--glimpse-loss -1.0 must be a weight from 0 to 100, e.g. 0.25 (0 turns it off)"),
+    ],
+)
+def test_classifier_only_terms_are_refused_outside_their_range_and_for_draw(option: str, bad: str, message: str, idx_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", option, bad, "--out", tmp_path / "a")
     assert result.exit_code == 2
-    assert "--label-smoothing 1.0 is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)" in result.output
-    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--steps", "1", "--label-smoothing", "0.1", "--out", tmp_path / "b")
+    assert message in result.output
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--steps", "1", option, "0.1", "--out", tmp_path / "b")
     assert result.exit_code == 2
-    assert "--label-smoothing is for the classifier (--model classifier): DRAW has no labels" in result.output
+    assert f"{option} is for the classifier (--model classifier): DRAW has no labels" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
