@@ -35,6 +35,15 @@ def held_out_bound(model: DRAW, images: torch.Tensor, device: torch.device) -> d
     return {key: summary[key] for key in ("bound", "recon", "kl")}
 
 
+# Settings DRAW refuses when set: (field, option, why DRAW cannot use it).
+CLASSIFIER_ONLY = (
+    ("redraw", "--redraw", "DRAW trains on fixed images"),
+    ("teachers", "--teacher", "DRAW has no class probabilities to learn"),
+    ("label_smoothing", "--label-smoothing", "DRAW has no labels"),
+    ("glimpse_loss", "--glimpse-loss", "DRAW has no labels"),
+)
+
+
 class DrawFamily(ModelFamily):
     """DRAW trained on a data set's images, binarized afresh each batch (or by threshold)."""
 
@@ -45,14 +54,9 @@ class DrawFamily(ModelFamily):
                  ctx: distributed.Dist | None = None) -> None:  # fmt: skip
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
-        if settings.redraw:
-            raise ConfigError("--redraw is for the classifier (--model classifier): DRAW trains on fixed images")
-        if settings.teachers:
-            raise ConfigError("--teacher is for the classifier (--model classifier): DRAW has no class probabilities to learn")
-        if settings.label_smoothing:
-            raise ConfigError("--label-smoothing is for the classifier (--model classifier): DRAW has no labels")
-        if settings.glimpse_loss:
-            raise ConfigError("--glimpse-loss is for the classifier (--model classifier): DRAW has no labels")
+        for field, option, why in CLASSIFIER_ONLY:
+            if getattr(settings, field):
+                raise ConfigError(f"{option} is for the classifier (--model classifier): {why}")
         dataset = data.open_dataset(settings.dataset)
         data_dir = Path(settings.data_dir) if settings.data_dir else None
         self.train_images = data.load_images(dataset, "train", data_dir, config.image_shape)
