@@ -14,7 +14,9 @@ import torch
 # the four diagonals, then the four axes.
 DIRECTIONS = ((0, 0), (1, 1), (-1, -1), (1, -1), (-1, 1), (1, 0), (0, 1), (-1, 0), (0, -1))
 MAX_VIEWS = len(DIRECTIONS)
-DEFAULT_SHIFT = 6  # pixels; 4 and 6 gave the lowest errors of 2, 3, 4 and 6 on two 100 x 100 models
+# Pixels. At 5 views on two 100 x 100 cluttered-MNIST models, shifts of 4, 6 and 8 gave mean errors
+# of 3.48, 3.44 and 3.43 % (2: 3.79 %); 6 cuts less of a digit at the border than 8.
+DEFAULT_SHIFT = 6
 
 
 def offsets(views: int, shift: int) -> list[tuple[int, int]]:
