@@ -2,8 +2,8 @@
 `evaluate --views` gains at each shift: the numbers behind `--views` and its default `--view-shift`.
 
 For each run and each shift S: the share of test images whose answer changes when the image moves
-S pixels along one of the eight directions (the mean over them), and the test error of the
-probabilities averaged over the first 3, 5 and 9 views of `drawcli.views` (1 view: the plain error).
+S pixels along one of the eight directions (the mean over them), the error of each shifted view
+alone (lowest and highest), and the test error of the probabilities averaged over the first 3, 5 and 9 views of `drawcli.views` (1 view: the plain error).
 
     .venv/bin/python benchmarks/cluttered_views.py runs/A runs/B --data-dir ../shared/data/mnist
 """
@@ -33,8 +33,10 @@ def report(run: Path, images: torch.Tensor, labels: torch.Tensor, shifts: list[i
         probs = [plain] + [predict(model, views.shifted(images, dy, dx), cpu).softmax(-1)
                            for dy, dx in views.offsets(views.MAX_VIEWS, shift)[1:]]  # fmt: skip
         changed = torch.stack([(p.argmax(-1) != plain.argmax(-1)).double().mean() for p in probs[1:]]).mean().item()
+        alone = [error(p) for p in probs[1:]]
         averaged = ", ".join(f"{k} views {error(torch.stack(probs[:k]).mean(0)):.2f} %" for k in (3, 5, 9))
-        print(f"  shift {shift} px: answers changed {100 * changed:.2f} % a view; error of {averaged}")
+        print(f"  shift {shift} px: answers changed {100 * changed:.2f} % a view; a shifted view alone "
+              f"{min(alone):.2f}-{max(alone):.2f} %; error of {averaged}")
 
 
 def main() -> None:
