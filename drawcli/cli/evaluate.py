@@ -88,9 +88,6 @@ def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str
     test = labelled_test(info, dataset, data_dir, split, limit)
     for _, other_info in models[1:]:
         other_info.require_classifier_of(test.classes, info.config.image_shape, "--ensemble")
-    height, width = info.config.image_shape[1:]
-    if max(max(abs(dy), abs(dx)) for dy, dx in view_offsets) >= min(height, width):
-        raise ConfigError(f"--view-shift must be under the images' {min(height, width)} pixels")
     task = progress.add_task("evaluating", total=len(test.images) * len(models) * len(view_offsets))
     logits = [predict(m, views.shifted(test.images, dy, dx), target, batch_size, lambda n: progress.advance(task, n))
               for m, _ in models for dy, dx in view_offsets]  # fmt: skip
@@ -156,6 +153,8 @@ def evaluate(
         raise ConfigError("--ensemble averages classifiers' predictions; a DRAW model's bound has no ensemble")
     if views > 1 and hasattr(model, "generate"):
         raise ConfigError("--views averages a classifier's predictions over shifted images; a DRAW model's bound has no views")
+    if views > 1 and view_shift >= min(info.config.image_shape[1:]):
+        raise ConfigError(f"--view-shift must be under the images' {min(info.config.image_shape[1:])} pixels")
     start = time.perf_counter()
     with Progress(console=err, disable=as_json or not err.is_terminal, transient=True) as progress:
         if not hasattr(model, "generate"):  # a classifier: no bound, an error rate
