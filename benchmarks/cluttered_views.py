@@ -21,8 +21,8 @@ from drawcli.training.classify import predict
 
 def report(run: Path, images: torch.Tensor, labels: torch.Tensor, shifts: list[int]) -> None:
     """Print the run's plain error and, per shift, its changed answers and averaged-view errors."""
-    model = checkpoint.load_model(run, torch.device("cpu"))[0]
     cpu = torch.device("cpu")
+    model = checkpoint.load_model(run, cpu)[0]
     plain = predict(model, images, cpu).softmax(-1)
 
     def error(probs: torch.Tensor) -> float:

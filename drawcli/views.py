@@ -28,7 +28,9 @@ def offsets(views: int, shift: int) -> list[tuple[int, int]]:
 
 def shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """(N, C, H, W) images moved dy pixels down and dx right; the uncovered rows and columns repeat
-    the nearest edge pixel, so the background goes on (any dtype)."""
+    the nearest edge pixel, so the background goes on (any dtype). No shift returns `images` itself, uncopied."""
+    if dy == 0 and dx == 0:
+        return images
     height, width = images.shape[-2:]
     rows = (torch.arange(height, device=images.device) - dy).clamp(0, height - 1)
     cols = (torch.arange(width, device=images.device) - dx).clamp(0, width - 1)
