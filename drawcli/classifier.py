@@ -18,6 +18,7 @@ from torch import nn
 from drawcli.compiled import CompiledTraining
 from drawcli.config import DrawConfig
 from drawcli.contract import Reader, Window
+from drawcli.errors import ConfigError
 from drawcli.lstm import update
 from drawcli.model import _component, _windows_or_none
 
@@ -56,9 +57,26 @@ class ClassifierOutput:
         return (self.logits.argmax(dim=1) != labels).float()
 
 
+def glimpse_convolutions(reader: Reader, config: DrawConfig) -> tuple[nn.Sequential, int]:
+    """(the layers, their output width) of `glimpse_conv` K: glimpse (B, C*N*M) -> two 3x3
+    convolutions with ReLUs, K channels each, the second with stride 2 -> (B, K * ceil(N/2) * ceil(M/2)).
+    Needs a reader whose glimpse is an image (contract.Reader.image_glimpse_shape)."""
+    shape = reader.image_glimpse_shape
+    if shape is None:
+        raise ConfigError(f"reader {config.reader!r} does not read an image-shaped glimpse, so --glimpse-conv cannot convolve it")
+    c, n, m = shape
+    k = config.glimpse_conv
+    layers = nn.Sequential(
+        nn.Unflatten(1, shape), nn.Conv2d(c, k, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(k, k, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+    )  # fmt: skip
+    return layers, k * ((n + 1) // 2) * ((m + 1) // 2)
+
+
 class AttentionClassifier(CompiledTraining, nn.Module):
     """An LSTM of config.dec_size units that reads config.glimpses glimpses, then classifies
-    (with config.glimpse_hidden, through a ReLU layer between each glimpse and the LSTM).
+    (with config.glimpse_conv and/or config.glimpse_hidden, through convolutions and/or a ReLU
+    layer between each glimpse and the LSTM).
 
     `compile_glimpses` compiles the whole glimpse loop (a few glimpses, one graph): fusing across
     glimpses is where most of the compiled speed-up comes from here.
@@ -71,6 +89,8 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         self.config = config
         self.reader: Reader = _component("reader", config.reader, Reader, config, config.reader_options)
         width = self.reader.image_out_size
+        if config.glimpse_conv:
+            self.conv, width = glimpse_convolutions(self.reader, config)
         if config.glimpse_hidden:
             self.glimpse = nn.Sequential(nn.Linear(width, config.glimpse_hidden), nn.ReLU())
             width = config.glimpse_hidden
@@ -110,7 +130,10 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         return self.classify(h), self._earlier(states), [window] * self.config.glimpses
 
     def _features(self, r: torch.Tensor) -> torch.Tensor:
-        """The LSTM's input from a glimpse r (B, image_out_size): r itself, or the hidden layer's ReLU units."""
+        """The LSTM's input from a glimpse r (B, image_out_size): r itself, or what the
+        convolutions and/or the hidden layer make of it."""
+        if self.config.glimpse_conv:
+            r = self.conv(r)
         return self.glimpse(r) if self.config.glimpse_hidden else r
 
     def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,9 +20,10 @@ MAX_HIDDEN = 16384
 MAX_IMAGE_SIDE = 1024
 MAX_CHANNELS = 4
 MAX_CLASSES = 10000
+MAX_CHANNELS_CONV = 1024
 MAX_OPTIONS_JSON = 64 * 1024
 # Sizes where 0 means "no such layer"; every other size is at least 1.
-OPTIONAL_SIZES = ("glimpse_hidden",)
+OPTIONAL_SIZES = ("glimpse_hidden", "glimpse_conv")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class DrawConfig:
     (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
     of `classes` classes (set from the training data's labels); it has no encoder, latents or
     writer, so those fields go unused; `glimpse_hidden` > 0 puts a ReLU layer of that many units
-    between each glimpse and its LSTM (0, the paper's model: none). `canvas` "learned" makes c_0 a per-pixel parameter
+    between each glimpse and its LSTM (0, the paper's model: none); `glimpse_conv` > 0 puts two
+    3x3 convolutions of that many channels (the second with stride 2) there first. `canvas` "learned" makes c_0 a per-pixel parameter
     (training starts it at the training images' mean logit) instead of 0; the bound stays a bound.
     """
 
@@ -60,6 +62,7 @@ class DrawConfig:
     classes: int = 10
     canvas: str = "zero"
     glimpse_hidden: int = 0
+    glimpse_conv: int = 0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -125,12 +128,14 @@ def _validate(cfg: DrawConfig) -> None:
         "dec_size": MAX_HIDDEN,
         "z_size": MAX_HIDDEN,
         "glimpse_hidden": MAX_HIDDEN,
+        "glimpse_conv": MAX_CHANNELS_CONV,
     }
     for name, limit in limits.items():
         if getattr(cfg, name) > limit:
             raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
-    if cfg.glimpse_hidden and cfg.kind != "classifier":
-        raise ConfigError("glimpse_hidden is a layer of the classifier (kind 'classifier'); DRAW has none")
+    for name in OPTIONAL_SIZES:
+        if getattr(cfg, name) and cfg.kind != "classifier":
+            raise ConfigError(f"{name} is a layer of the classifier (kind 'classifier'); DRAW has none")
     smaller_side = min(cfg.height, cfg.width)
     for name in ("read_size", "write_size"):
         if getattr(cfg, name) > smaller_side:

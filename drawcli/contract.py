@@ -82,6 +82,12 @@ class Reader(nn.Module, ABC):
         """Width of what `read_image` returns (default: out_size, see read_image)."""
         return self.out_size
 
+    @property
+    def image_glimpse_shape(self) -> tuple[int, int, int] | None:
+        """(C, N, M) when `read_image`'s vector is an image of that shape, flattened row by row,
+        so a model may run convolutions over it (`train --glimpse-conv`); None (the default): it is not."""
+        return None
+
     def window_parameters(self) -> list[nn.Parameter]:
         """The parameters that place the window (train --window-lr scales their learning rate); default none."""
         return []

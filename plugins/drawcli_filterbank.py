@@ -193,6 +193,7 @@ class FilterbankReader(_Windowed, Reader):
                  centre: str = "free", sigma_floor: float = 0.0, **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
         self._add_window(config, config.read_size, False, init, stride, sigma, centre, sigma_floor)
+        self.channels = config.channels
         self.out_size = 2 * config.channels * self.size**2
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
@@ -203,6 +204,10 @@ class FilterbankReader(_Windowed, Reader):
     @property
     def image_out_size(self) -> int:
         return self.out_size // 2
+
+    @property
+    def image_glimpse_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
         """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""

@@ -25,7 +25,7 @@ def test_dict_round_trip(tiny_config) -> None:
     cfg = tiny_config(channels=3, height=6, width=10, reader="attn", writer_options={"k": [1, 2]})
     data = cfg.to_dict()
     assert data["channels"] == 3 and data["reader"] == "attn" and data["writer_options"] == {"k": [1, 2]}
-    assert len(data) == 19 and (data["kind"], data["classes"], data["canvas"], data["glimpse_hidden"]) == ("draw", 10, "zero", 0)
+    assert len(data) == 20 and (data["kind"], data["classes"], data["canvas"], data["glimpse_hidden"], data["glimpse_conv"]) == ("draw", 10, "zero", 0, 0)
     assert DrawConfig.from_dict(data) == cfg
 
 

@@ -76,6 +76,7 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
             reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
             reader_options=key_values(p["reader_option"]), writer_options=key_values(p["writer_option"]),
             sampler_options=key_values(p["sampler_option"]), canvas=plain(p["canvas"]), glimpse_hidden=p["glimpse_hidden"],
+            glimpse_conv=p["glimpse_conv"],
         )  # fmt: skip
     except ConfigError as exc:
         fail(str(exc), code=2)
@@ -114,6 +115,7 @@ def train(
     read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
     write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
     glimpse_hidden: Annotated[int, typer.Option(min=0, help="Classifier only: a ReLU layer of this many units between each glimpse and the LSTM; 0 (the default, the paper's model): the glimpse goes straight in.", rich_help_panel=ARCH)] = DrawConfig.glimpse_hidden,
+    glimpse_conv: Annotated[int, typer.Option(min=0, help="Classifier only: K > 0 puts two 3x3 convolutions of K channels (the second with stride 2, ReLUs) between each glimpse and the LSTM (before --glimpse-hidden's layer); needs a reader whose glimpse is an image, like filterbank. 0 (the default, the paper's model): none.", rich_help_panel=ARCH)] = DrawConfig.glimpse_conv,
     canvas: Annotated[Canvas, typer.Option(help="c_0, where the canvas starts: zero (logit 0, grey; the paper's) or learned (one logit per pixel, a parameter started at the training images' mean).", rich_help_panel=ARCH)] = Canvas(DrawConfig.canvas),  # type: ignore[valid-type]
     reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the reader (VALUE parsed as JSON when it can be); repeatable.", rich_help_panel=ARCH)] = None,
     writer_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the writer; repeatable.", rich_help_panel=ARCH)] = None,
