@@ -86,6 +86,50 @@ def test_a_glimpse_layer_feeds_the_lstm_relu_units(idx_dir: Path, tmp_path: Path
     assert result.exit_code == 2 and "--glimpse-hidden 7 conflicts with the run being resumed (glimpse_hidden = 6)" in result.output
 
 
+def test_glimpse_convolutions_by_hand_and_their_width() -> None:
+    """--glimpse-conv 1 on a 4x4 glimpse of ones: a 3x3 box filter (zero padding) gives 4 in the
+    corners, 6 on the edges, 9 inside; a centre-tap conv with stride 2 keeps rows/columns 0 and 2."""
+    model = AttentionClassifier(DrawConfig(**{**SMALL, "height": 4, "width": 4, "write_size": 2}, reader="no-attention", glimpse_conv=1))
+    box, tap = model.conv[1], model.conv[3]
+    with torch.no_grad():
+        box.weight.fill_(1.0), box.bias.zero_(), tap.weight.zero_(), tap.bias.zero_()
+        tap.weight[0, 0, 1, 1] = 1.0
+    torch.testing.assert_close(model._features(torch.ones(2, 16)), torch.tensor([[4.0, 6.0, 6.0, 9.0]] * 2))
+    assert model.lstm.weight_ih.shape == (4 * 8, 1 * 2 * 2)
+    wide = AttentionClassifier(DrawConfig(**SMALL, glimpse_conv=5, glimpse_hidden=6))  # 3x3 glimpse -> 5 x 2 x 2, then 6
+    assert wide.glimpse[0].weight.shape == (6, 5 * 2 * 2) and wide(torch.rand(3, 1, 12, 12)).logits.shape == (3, 4)
+
+
+def test_glimpse_convolutions_need_an_image_shaped_glimpse() -> None:
+    """A reader that does not say its glimpse is an image (the contract's default) is refused in one line."""
+
+    from drawcli.classifier import glimpse_convolutions
+    from drawcli.contract import Reader
+    from drawcli.errors import ConfigError
+
+    class FlatReader(Reader):
+        out_size = 7
+
+        def forward(self, x, x_hat, h_dec):  # noqa: ANN001, ANN202
+            return x.flatten(1)[:, :7], None
+
+    config = DrawConfig(**SMALL, reader="flat", glimpse_conv=2)
+    with pytest.raises(ConfigError, match="reader 'flat' does not read an image-shaped glimpse, so --glimpse-conv cannot convolve it"):
+        glimpse_convolutions(FlatReader(config), config)
+
+
+def test_glimpse_convolutions_train_are_saved_and_may_not_change_on_resume(idx_dir: Path, tmp_path: Path) -> None:
+    """--glimpse-conv 2 trains, is in the checkpoint's config, is rebuilt by evaluate, and a resume may not change it."""
+    run = tmp_path / "run"
+    result = invoke("train", *CLASSIFIER, "--glimpse-conv", "2", "--data-dir", idx_dir, "--out", run, "--steps", "1")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.read_info(run / "checkpoint.safetensors").config.glimpse_conv == 2
+    result = invoke("evaluate", run, "--data-dir", idx_dir, "--json")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "--resume", run, "--glimpse-conv", "3", "--steps", "2", "--quiet")
+    assert result.exit_code == 2 and "--glimpse-conv 3 conflicts with the run being resumed (glimpse_conv = 2)" in result.output
+
+
 def test_a_resume_may_repeat_some_reader_options_but_not_change_one(idx_dir: Path, tmp_path: Path) -> None:
     """--reader-option given again on --resume is checked key by key against the run's options."""
     run = tmp_path / "run"
@@ -220,7 +264,7 @@ def test_glimpse_frame_draws_each_window_at_its_position() -> None:
     assert (wrong[..., 0] > wrong[..., 1] + 100).any() and not (wrong[..., 1] > wrong[..., 0] + 100).any()  # red
 
 
-@pytest.mark.parametrize("changes", [{}, {"reader": "no-attention", "glimpse_hidden": 6}])  # fixed glimpse, ReLU layer
+@pytest.mark.parametrize("changes", [{}, {"reader": "no-attention", "glimpse_hidden": 6}, {"glimpse_conv": 2}])  # fixed glimpse, ReLU layer, convolutions
 def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
     """--compile compiles the whole glimpse loop: the same logits and gradients; evaluation and recording stay eager."""
     torch.manual_seed(0)

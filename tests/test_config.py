@@ -76,17 +76,18 @@ def test_from_dict_rejects_non_positive_sizes(field: str, value: int) -> None:
         DrawConfig.from_dict({field: value})
 
 
-def test_the_glimpse_layer_may_be_absent_but_not_negative_and_is_the_classifiers_alone() -> None:
-    """glimpse_hidden 0 means no layer (and is what a config without the field gets); -1 is refused;
-    a DRAW config with one names the kind it belongs to."""
-    assert DrawConfig.from_dict({"kind": "classifier"}).glimpse_hidden == 0
-    assert DrawConfig.from_dict({"kind": "classifier", "glimpse_hidden": 64}).glimpse_hidden == 64
-    with pytest.raises(ConfigError, match="'glimpse_hidden' must be at least 0, got -1"):
-        DrawConfig.from_dict({"kind": "classifier", "glimpse_hidden": -1})
-    with pytest.raises(ConfigError, match="glimpse_hidden is a layer of the classifier"):
-        DrawConfig.from_dict({"glimpse_hidden": 8})
-    with pytest.raises(ConfigError, match="'glimpse_hidden' is 16385, above the limit"):
-        DrawConfig.from_dict({"kind": "classifier", "glimpse_hidden": 16385})
+@pytest.mark.parametrize(("field", "limit"), [("glimpse_hidden", 16384), ("glimpse_conv", 1024)])
+def test_the_glimpse_layers_may_be_absent_but_not_negative_and_are_the_classifiers_alone(field: str, limit: int) -> None:
+    """glimpse_hidden / glimpse_conv 0 means no layer (and is what a config without the field gets);
+    -1 is refused; a DRAW config with one names the kind it belongs to; each has its limit."""
+    assert getattr(DrawConfig.from_dict({"kind": "classifier"}), field) == 0
+    assert getattr(DrawConfig.from_dict({"kind": "classifier", field: 64}), field) == 64
+    with pytest.raises(ConfigError, match=f"'{field}' must be at least 0, got -1"):
+        DrawConfig.from_dict({"kind": "classifier", field: -1})
+    with pytest.raises(ConfigError, match=f"{field} is a layer of the classifier"):
+        DrawConfig.from_dict({field: 8})
+    with pytest.raises(ConfigError, match=f"'{field}' is {limit + 1}, above the limit of {limit}"):
+        DrawConfig.from_dict({"kind": "classifier", field: limit + 1})
 
 
 @pytest.mark.parametrize(
