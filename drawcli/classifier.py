@@ -75,8 +75,8 @@ def glimpse_convolutions(reader: Reader, config: DrawConfig) -> tuple[nn.Sequent
 
 class AttentionClassifier(CompiledTraining, nn.Module):
     """An LSTM of config.dec_size units that reads config.glimpses glimpses, then classifies
-    (with config.glimpse_conv and/or config.glimpse_hidden, through convolutions and/or a ReLU
-    layer between each glimpse and the LSTM).
+    (config.glimpse_conv adds convolutions of each glimpse beside it; config.glimpse_hidden puts
+    a ReLU layer between what it reads and the LSTM).
 
     `compile_glimpses` compiles the whole glimpse loop (a few glimpses, one graph): fusing across
     glimpses is where most of the compiled speed-up comes from here.
@@ -90,7 +90,8 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         self.reader: Reader = _component("reader", config.reader, Reader, config, config.reader_options)
         width = self.reader.image_out_size
         if config.glimpse_conv:
-            self.conv, width = glimpse_convolutions(self.reader, config)
+            self.conv, conv_width = glimpse_convolutions(self.reader, config)
+            width += conv_width
         if config.glimpse_hidden:
             self.glimpse = nn.Sequential(nn.Linear(width, config.glimpse_hidden), nn.ReLU())
             width = config.glimpse_hidden
@@ -130,10 +131,10 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         return self.classify(h), self._earlier(states), [window] * self.config.glimpses
 
     def _features(self, r: torch.Tensor) -> torch.Tensor:
-        """The LSTM's input from a glimpse r (B, image_out_size): r itself, or what the
-        convolutions and/or the hidden layer make of it."""
+        """The LSTM's input from a glimpse r (B, image_out_size): r itself, with the convolutions'
+        output beside it (glimpse_conv), then through the hidden layer (glimpse_hidden)."""
         if self.config.glimpse_conv:
-            r = self.conv(r)
+            r = torch.cat([r, self.conv(r)], dim=1)  # beside the glimpse: the LSTM keeps the pixels themselves
         return self.glimpse(r) if self.config.glimpse_hidden else r
 
     def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

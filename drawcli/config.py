@@ -37,8 +37,8 @@ class DrawConfig:
     (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
     of `classes` classes (set from the training data's labels); it has no encoder, latents or
     writer, so those fields go unused; `glimpse_hidden` > 0 puts a ReLU layer of that many units
-    between each glimpse and its LSTM (0, the paper's model: none); `glimpse_conv` > 0 puts two
-    3x3 convolutions of that many channels (the second with stride 2) there first. `canvas` "learned" makes c_0 a per-pixel parameter
+    between each glimpse and its LSTM (0, the paper's model: none); `glimpse_conv` > 0 adds the output
+    of two 3x3 convolutions of that many channels (the second with stride 2) beside the glimpse. `canvas` "learned" makes c_0 a per-pixel parameter
     (training starts it at the training images' mean logit) instead of 0; the bound stays a bound.
     """
 

@@ -88,16 +88,17 @@ def test_a_glimpse_layer_feeds_the_lstm_relu_units(idx_dir: Path, tmp_path: Path
 
 def test_glimpse_convolutions_by_hand_and_their_width() -> None:
     """--glimpse-conv 1 on a 4x4 glimpse of ones: a 3x3 box filter (zero padding) gives 4 in the
-    corners, 6 on the edges, 9 inside; a centre-tap conv with stride 2 keeps rows/columns 0 and 2."""
+    corners, 6 on the edges, 9 inside; a centre-tap conv with stride 2 keeps rows/columns 0 and 2;
+    the LSTM reads those beside the glimpse itself."""
     model = AttentionClassifier(DrawConfig(**{**SMALL, "height": 4, "width": 4, "write_size": 2}, reader="no-attention", glimpse_conv=1))
     box, tap = model.conv[1], model.conv[3]
     with torch.no_grad():
         box.weight.fill_(1.0), box.bias.zero_(), tap.weight.zero_(), tap.bias.zero_()
         tap.weight[0, 0, 1, 1] = 1.0
-    torch.testing.assert_close(model._features(torch.ones(2, 16)), torch.tensor([[4.0, 6.0, 6.0, 9.0]] * 2))
-    assert model.lstm.weight_ih.shape == (4 * 8, 1 * 2 * 2)
-    wide = AttentionClassifier(DrawConfig(**SMALL, glimpse_conv=5, glimpse_hidden=6))  # 3x3 glimpse -> 5 x 2 x 2, then 6
-    assert wide.glimpse[0].weight.shape == (6, 5 * 2 * 2) and wide(torch.rand(3, 1, 12, 12)).logits.shape == (3, 4)
+    torch.testing.assert_close(model._features(torch.ones(2, 16)), torch.tensor([[1.0] * 16 + [4.0, 6.0, 6.0, 9.0]] * 2))
+    assert model.lstm.weight_ih.shape == (4 * 8, 16 + 1 * 2 * 2)
+    wide = AttentionClassifier(DrawConfig(**SMALL, glimpse_conv=5, glimpse_hidden=6))  # 3x3 glimpse -> 9 + 5 x 2 x 2, then 6
+    assert wide.glimpse[0].weight.shape == (6, 9 + 5 * 2 * 2) and wide(torch.rand(3, 1, 12, 12)).logits.shape == (3, 4)
 
 
 def test_glimpse_convolutions_need_an_image_shaped_glimpse() -> None:
