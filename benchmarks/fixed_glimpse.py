@@ -30,7 +30,8 @@ from timing import Timer, interleave  # noqa: E402
 def main() -> None:
     args = classifier_args(__doc__)
     config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, reader="no-attention",
-                        enc_size=args.rnn_size, dec_size=args.rnn_size)  # fmt: skip
+                        enc_size=args.rnn_size, dec_size=args.rnn_size, glimpse_hidden=args.glimpse_hidden,
+                        glimpse_conv=args.glimpse_conv)  # fmt: skip
     torch.manual_seed(0)
     fixed = AttentionClassifier(config)
     per_step = copy.deepcopy(fixed)
@@ -44,7 +45,7 @@ def main() -> None:
     interleave(list(timers.values()), args.reps)
     rate = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
-               "rnn_size": args.rnn_size, "amp": args.amp,
+               "rnn_size": args.rnn_size, "amp": args.amp, "glimpse_hidden": args.glimpse_hidden, "glimpse_conv": args.glimpse_conv,
                "per_step_images_per_s": round(rate["per_step"], 1), "fixed_images_per_s": round(rate["fixed"], 1),
                "ratio": round(rate["fixed"] / rate["per_step"], 3)}  # fmt: skip
     print(f"no-attention classifier training, LSTM {args.rnn_size} ({args.amp}), {args.glimpses} glimpses, "
