@@ -24,6 +24,8 @@ MAX_CHANNELS_CONV = 1024
 MAX_OPTIONS_JSON = 64 * 1024
 # Sizes where 0 means "no such layer"; every other size is at least 1.
 OPTIONAL_SIZES = ("glimpse_hidden", "glimpse_conv")
+# Layers that only the classifier (kind "classifier") has.
+CLASSIFIER_LAYERS = ("glimpse_hidden", "glimpse_conv")
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,10 @@ class DrawConfig:
     (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
     of `classes` classes (set from the training data's labels); it has no encoder, latents or
     writer, so those fields go unused; `glimpse_hidden` > 0 puts a ReLU layer of that many units
-    between each glimpse and its LSTM (0, the paper's model: none); `glimpse_conv` > 0 adds the output
-    of two 3x3 convolutions of that many channels (the second with stride 2) beside the glimpse. `canvas` "learned" makes c_0 a per-pixel parameter
-    (training starts it at the training images' mean logit) instead of 0; the bound stays a bound.
+    between each glimpse and its LSTM, and `glimpse_conv` > 0 adds beside each glimpse the output
+    of two 3x3 convolutions of that many channels, the second with stride 2 (0, the paper's
+    model: neither). `canvas` "learned" makes c_0 a per-pixel parameter (training starts it at
+    the training images' mean logit) instead of 0; the bound stays a bound.
     """
 
     kind: str = "draw"
@@ -133,7 +136,7 @@ def _validate(cfg: DrawConfig) -> None:
     for name, limit in limits.items():
         if getattr(cfg, name) > limit:
             raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
-    for name in OPTIONAL_SIZES:
+    for name in CLASSIFIER_LAYERS:
         if getattr(cfg, name) and cfg.kind != "classifier":
             raise ConfigError(f"{name} is a layer of the classifier (kind 'classifier'); DRAW has none")
     smaller_side = min(cfg.height, cfg.width)
