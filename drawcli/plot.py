@@ -1,4 +1,4 @@
-"""Learning curves from a run's metrics.jsonl: training loss and test bound against steps and time."""
+"""Learning curves from a run's metrics.jsonl: training loss and test bound (a classifier's: test loss) against steps and time."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def test_key(record: dict[str, Any]) -> str | None:
+    """The held-out figure of an epoch record, in nats: DRAW's test bound or a classifier's test loss."""
+    return next((key for key in ("test_bound", "test_loss") if key in record), None)
+
+
+def run_labels(paths: list[Path]) -> list[str]:
+    """A legend label per run: its folder's name, or the whole path where two names would clash."""
+    names = [path.name if path.is_dir() else path.parent.name for path in paths]
+    return [name if names.count(name) == 1 else str(path) for name, path in zip(names, paths)]
+
+
 def plot_curves(runs: dict[str, list[dict[str, Any]]], out: Path, ylim: tuple[float, float] | None = None) -> None:
     """One PNG, two panels (nats against steps, and against wall time), one colour per run."""
     try:
@@ -46,10 +57,11 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], out: Path, ylim: tuple[fl
     fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI)
     for colour, (label, records) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, runs.items()):
         train = [r for r in records if r.get("event") == "train"]
-        test = [r for r in records if r.get("event") == "epoch"]
+        test = [r for r in records if r.get("event") == "epoch" and test_key(r)]
         for ax, x_key in zip(axes, ("step", "wall_time_s")):
             ax.plot([r[x_key] for r in train], [r["loss"] for r in train], color=colour, alpha=0.4, label=f"{label} train loss")
-            ax.plot([r[x_key] for r in test], [r["test_bound"] for r in test], "o-", color=colour, label=f"{label} test bound")
+            ax.plot([r[x_key] for r in test], [r[test_key(r)] for r in test], "o-", color=colour,
+                    label=f"{label} test {test_key(test[0]).removeprefix('test_') if test else 'bound'}")  # fmt: skip
     for ax, xlabel in zip(axes, ("step", "wall time (s)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("nats per image")

@@ -80,8 +80,10 @@ def write_gif(path: Path, frames: list[np.ndarray], fps: float = 8.0) -> None:
     """One GIF frame per entry, looping; the last frame is held for HOLD_LAST_SECONDS."""
     step_ms = 1000.0 / fps
     durations = [step_ms] * (len(frames) - 1) + [max(step_ms, HOLD_LAST_SECONDS * 1000)]
+    # Pillow takes a list of durations only for several frames (one frame: a number).
+    duration = durations if len(durations) > 1 else durations[0]
     with atomic_path(Path(path)) as tmp:
-        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=durations, loop=0)
+        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=duration, loop=0)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

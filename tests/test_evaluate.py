@@ -152,6 +152,37 @@ def test_plot_writes_png_of_documented_size(tmp_path: Path) -> None:
         assert image.size == (1000, 400)
 
 
+def test_plot_draws_a_classifiers_test_loss_and_labels_clashing_runs_by_path(tmp_path: Path) -> None:
+    """A classifier's epochs carry test_loss, not test_bound: that is the held-out curve; two runs
+    whose folders share a name are told apart by their paths."""
+    from drawcli.plot import run_labels, test_key
+
+    assert test_key({"test_bound": 90.0}) == "test_bound" and test_key({"test_loss": 0.2}) == "test_loss"
+    assert test_key({"step": 3}) is None
+    (tmp_path / "a" / "run").mkdir(parents=True)
+    (tmp_path / "b" / "run").mkdir(parents=True)
+    assert run_labels([tmp_path / "a" / "run", tmp_path / "b" / "run"]) == [str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
+    assert run_labels([tmp_path / "a" / "run", tmp_path / "b"]) == ["run", "b"]
+    pytest.importorskip("matplotlib")
+    lines = [json.dumps({"event": "train", "step": s, "loss": 2.3 - s / 100, "wall_time_s": s / 10}) for s in (50, 100)]
+    lines.append(json.dumps({"event": "epoch", "step": 100, "test_loss": 1.1, "test_error": 40.0, "wall_time_s": 11.0}))
+    (tmp_path / "a" / "run" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    result = invoke("plot", tmp_path / "a" / "run", "--png", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("ymax", "message"), [("nan", "--ymax must be a positive number of nats, got nan"),
+                                               ("0", "--ymax must be a positive number of nats, got 0"),
+                                               ("1.0", "--ymax 1 is at or below every curve (the lowest value drawn is 1.10 nats)")])  # fmt: skip
+def test_plot_refuses_a_ymax_that_would_hide_the_curves(tmp_path: Path, ymax: str, message: str) -> None:
+    lines = [json.dumps({"event": "train", "step": 50, "loss": 2.0, "wall_time_s": 5.0}),
+             json.dumps({"event": "epoch", "step": 50, "test_loss": 1.1, "wall_time_s": 6.0})]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    result = invoke("plot", tmp_path, "--png", tmp_path / "c.png", "--ymax", ymax)
+    assert result.exit_code == 2 and message in result.output and not (tmp_path / "c.png").exists()
+
+
 def test_metrics_mirrored_to_tensorboard_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a SummaryWriter importable, every numeric metric also goes to RUN_DIR/tensorboard."""
     import sys

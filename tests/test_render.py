@@ -41,6 +41,14 @@ def test_gif_has_one_frame_per_glimpse_and_holds_the_last(tmp_path: Path) -> Non
     assert durations == [100, 100, 100, 2000]
 
 
+def test_a_one_frame_gif_is_written_and_held(tmp_path: Path) -> None:
+    """One glimpse (or a reader without windows) gives one frame: written, held for two seconds."""
+    path = tmp_path / "one.gif"
+    render.write_gif(path, render.canvas_frames(torch.full((1, 2, 3, 5, 5), 0.5)), fps=10)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 1 and gif.info["duration"] == 2000
+
+
 def test_window_box_coordinates() -> None:
     """A 3-wide window at gx = 4, gy = 2, delta = 1 covers 1-based pixels 3..5 and 1..3."""
     one = torch.ones(1)
