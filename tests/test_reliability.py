@@ -500,3 +500,13 @@ def test_sigint_during_real_training(tmp_path: Path) -> None:
     result = invoke("train", "--resume", run, "--steps", step + 2, "--quiet")
     assert result.exit_code == 0, result.output
     assert checkpoint.read_info(run).training["steps"] == step + 2
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "99999999999999999999"])
+@pytest.mark.parametrize("command", ["train", "sample", "reconstruct"])
+def test_a_seed_outside_32_bits_is_refused_by_the_option(command: str, seed: str, run: Path, tmp_path: Path) -> None:
+    """Seeds are 0 .. 2**32 - 1 (an epoch's order multiplies the seed: a larger one overflowed inside torch)."""
+    args = [command, "--steps", "1", "--out", tmp_path / "new"] if command == "train" else [command, run, "--gif", tmp_path / "x.gif"]
+    result = invoke(*args, f"--seed={seed}")
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
+    assert "Traceback" not in result.output

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, err, fail, handles_errors, out
-from drawcli.cli.options import (DataDirOption, DatasetOption, Device, DeviceOption, FpsOption, PngOption, ScaleOption,
+from drawcli.cli.options import (SEED_RANGE, DataDirOption, DatasetOption, Device, DeviceOption, FpsOption, PngOption, ScaleOption,
                                  ThreadsOption, check_outputs)  # fmt: skip
 
 CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")]
@@ -46,7 +46,7 @@ def sample(
     gif: Annotated[Optional[Path], typer.Option(help="Write the drawing, one frame per glimpse, to this GIF (default samples.gif when --png is not given).")] = None,
     png: Annotated[Optional[Path], typer.Option(help="Write the final grid to this PNG.")] = None,
     n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Images to draw (laid out in a square grid).")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed for the prior samples.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the prior samples.", **SEED_RANGE)] = 0,
     fps: FpsOption = 8.0,
     scale: ScaleOption = 2,
     boxes: Annotated[bool, typer.Option("--boxes", help="Draw each glimpse's write window (writers that produce windows).")] = False,
@@ -81,7 +81,7 @@ def reconstruct(
     gif: Annotated[Path, typer.Option(help="GIF: originals with the read window (green) beside the canvas with the write window (red).")] = Path("reconstruction.gif"),
     png: PngOption = None,
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to reconstruct.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed choosing the images and the posterior noise.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed choosing the images and the posterior noise.", **SEED_RANGE)] = 0,
     fps: FpsOption = 8.0,
     scale: ScaleOption = 3,
     dataset: DatasetOption = None,
@@ -122,7 +122,7 @@ def glimpses(
     gif: Annotated[Path, typer.Option(help="GIF: test images with each glimpse's read window (green), one frame per glimpse; captions give the glimpse, then the predicted and true labels.")] = Path("glimpses.gif"),
     png: PngOption = None,
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to show.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed choosing the images.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed choosing the images.", **SEED_RANGE)] = 0,
     mistakes: Annotated[bool, typer.Option("--mistakes", help="Show only test images the model gets wrong (it classifies the whole test split first): where its attention fails.")] = False,
     fps: FpsOption = 2.0,
     scale: ScaleOption = 1,

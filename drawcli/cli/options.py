@@ -38,6 +38,9 @@ DataDirOption = Annotated[Optional[Path], typer.Option(help="Data folder (defaul
 PngOption = Annotated[Optional[Path], typer.Option(help="Also write the last frame as a PNG.")]
 ScaleOption = Annotated[int, typer.Option(min=1, max=16, help="Pixel upscaling (nearest neighbour).")]
 FpsOption = Annotated[float, typer.Option(min=0.1, max=100.0, help="GIF frames per second (the last frame is held 2 s).")]
+# Seeds: 32 bits, so that what is derived from them (an epoch's order: seed * 1_000_003 + epoch)
+# stays within the 64-bit integers torch.manual_seed takes.
+SEED_RANGE = {"min": 0, "max": 2**32 - 1}
 
 
 def setting_param(field: str) -> str:

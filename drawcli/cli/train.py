@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
-from drawcli.cli.options import (Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, from_command_line, key_values,
+from drawcli.cli.options import (SEED_RANGE, Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, from_command_line, key_values,
                                  plain, positive_float, setting_param)  # fmt: skip
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError, DrawcliError
@@ -144,7 +144,7 @@ def train(
     teacher_temperature: Annotated[float, typer.Option(metavar="T", help="With --teacher: the softmax temperature T of teachers and student in their term; above 1 it shows more of how plausible the wrong classes are.", rich_help_panel=TRAINING)] = TrainSettings.teacher_temperature,
     label_smoothing: Annotated[float, typer.Option(metavar="E", help="Classifiers only: train against the target (1 - E) x the label + E spread evenly over the classes (label smoothing), so right answers stop pushing their logits apart once confident; 0 turns it off. The reported loss stays the plain cross-entropy.", rich_help_panel=TRAINING)] = TrainSettings.label_smoothing,
     glimpse_loss: Annotated[float, typer.Option(metavar="W", help="Classifiers only: add W x the mean cross-entropy of the classifications after each glimpse but the last (the same softmax layer on each glimpse's LSTM state) to the objective, which rewards windows that find the object early; 0 (the default) turns it off. The reported loss stays the last glimpse's cross-entropy.", rich_help_panel=TRAINING)] = TrainSettings.glimpse_loss,
-    seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING)] = TrainSettings.seed,
+    seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING, **SEED_RANGE)] = TrainSettings.seed,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device(TrainSettings.device),  # type: ignore[valid-type]
     threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,
     amp: Annotated[Amp, typer.Option(help="bf16: the LSTM matmuls of training in bfloat16, from weight copies made once per step; weights, Adam, cell state, KL, loss and every reported bound stay float32. Fast only where bf16 matmuls are native (CUDA, or a CPU with AMX or AVX512-BF16); elsewhere a warning says so. Evaluation is float32. The classifier autocasts its forward instead (the filterbank reader places its window in float32). Its reported cross-entropy is float32; the objective takes it from the bf16 logits in bf16, which gives a confident right answer no gradient: the exact loss trained worse on both seeds tried (docs/reproducing.md).", rich_help_panel=TRAINING)] = Amp(TrainSettings.amp),  # type: ignore[valid-type]
