@@ -158,6 +158,9 @@ class ImageFolder(Dataset):
             raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
         has_splits = (data_dir / "train").is_dir() and (data_dir / "test").is_dir()
         only_test = split == "test" and (data_dir / "test").is_dir()  # a test set made elsewhere
+        if split == "train" and (data_dir / "test").is_dir() and not has_splits:
+            raise DataError(f"{data_dir} has a test/ folder but no train/ one: put the training images in "
+                            f"{data_dir / 'train'} (without test/, every tenth image is held out instead)")  # fmt: skip
         return (data_dir / split if has_splits or only_test else data_dir), has_splits or only_test
 
     def _paths(self, split: str, data_dir: Path | None) -> tuple[Path, list[Path]]:
@@ -166,6 +169,9 @@ class ImageFolder(Dataset):
         root, has_splits = self._root(split, data_dir)
         paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
         if not has_splits:
+            if 0 < len(paths) < 10:
+                raise DataError(f"{len(paths)} images under {root}: without train/ and test/ folders the test split "
+                                "is every tenth image, so it needs 10 or more")  # fmt: skip
             paths = [p for i, p in enumerate(paths) if (i % 10 == 9) == (split == "test")]
         if not paths:
             raise DataError(f"no images ({', '.join(IMG_EXTENSIONS)}) for split {split!r} under {root}")

@@ -114,9 +114,24 @@ def test_image_folder_errors(tmp_path: Path) -> None:
         folder.load("train", tmp_path, (1, 4, 4))
     with pytest.raises(DataError, match="does not exist"):
         folder.load("train", tmp_path / "missing", (1, 4, 4))
+    _write_pngs(tmp_path, 9)
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png"):
         folder.load("train", tmp_path, (1, 4, 4))
+
+
+def test_image_folder_too_small_to_split_or_with_a_test_folder_alone(tmp_path: Path) -> None:
+    """Fewer than 10 loose images cannot give a tenth to testing; a test/ folder without train/ would
+    otherwise have its images trained on (the whole folder is the training split): both refused, saying why.
+    A test/ folder alone is still a test split (for evaluate on images made elsewhere)."""
+    folder = data.open_dataset("folder")
+    _write_pngs(tmp_path, 5)
+    with pytest.raises(DataError, match=r"^5 images under .*: without train/ and test/ folders the test split is every tenth image, so it needs 10 or more$"):
+        folder.load("test", tmp_path, (1, 4, 4))
+    _write_pngs(tmp_path / "test", 2)
+    with pytest.raises(DataError, match=r"has a test/ folder but no train/ one: put the training images in .*train \(without test/"):
+        folder.load("train", tmp_path, (1, 4, 4))
+    assert len(folder.load("test", tmp_path, (1, 4, 4))) == 2
 
 
 def test_binarize_threshold_and_stochastic() -> None:
