@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 
@@ -99,6 +100,21 @@ def test_evaluate_cli_json(run: Path) -> None:
     assert report["bound"] == pytest.approx(report["recon"] + report["kl"], rel=1e-6)
     assert report["bound_se"] > 0 and report["iw_bound_se"] > 0
     assert len(report["kl_per_glimpse"]) == 3
+
+
+def test_evaluate_of_one_image_gives_null_standard_errors_and_prints_k_apart(run: Path) -> None:
+    """One image has no standard error: --json says null (JSON has no NaN); the text names K apart from the bound."""
+    from drawcli.cli.evaluate import finite
+
+    assert finite({"a": float("nan"), "b": [1.5, float("inf")], "c": "x"}) == {"a": None, "b": [1.5, None], "c": "x"}
+    result = invoke("evaluate", run, "--samples", "1000", "--limit", "1", "--json", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert "NaN" not in result.stdout
+    report = json.loads(result.stdout)
+    assert report["bound_se"] is None and report["iw_bound_se"] is None and report["bound"] > 0
+    result = invoke("evaluate", run, "--samples", "1000", "--limit", "2", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^IW bound +\d+\.\d\d ± \d+\.\d\d nats  \(K = 1000; -?\d+\.\d\d tighter\)$", result.output, re.M)
 
 
 def test_reconstruct_gif_frames_size_and_read_box(run: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ test error with per-class errors and the confusion matrix, on held-out data."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -102,6 +103,17 @@ def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str
     return report
 
 
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None: JSON has no NaN (a standard error of one image is undefined)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
 def mean_probabilities(logits: list[Any]) -> Any:
     """(N, classes) mean of the softmaxes of several (N, classes) logits, kept above 0 so its log is finite."""
     import torch
@@ -115,7 +127,7 @@ def print_bounds(report: dict[str, Any], samples: int) -> None:
     out.print(f"[bold]{report['checkpoint']}[/bold]: {report['data']}")
     out.print(f"bound        {report['bound']:.2f} ± {report['bound_se']:.2f} nats  (recon {report['recon']:.2f}, KL {report['kl']:.2f})")
     if samples:
-        out.print(f"IW bound K={samples:<4d}{report['iw_bound']:.2f} ± {report['iw_bound_se']:.2f} nats  ({report['iw_gain']:.2f} tighter)")
+        out.print(f"IW bound     {report['iw_bound']:.2f} ± {report['iw_bound_se']:.2f} nats  (K = {samples}; {report['iw_gain']:.2f} tighter)")
     out.print("KL per glimpse: " + " ".join(f"{v:.1f}" for v in report["kl_per_glimpse"]))
     out.print(f"{report['images']} images in {report['seconds']:.1f} s")
 
@@ -167,7 +179,7 @@ def evaluate(
             report = {"checkpoint": str(info.path), "data": how, "samples": samples, **evaluation.summarize(result)}
     report["seconds"] = round(time.perf_counter() - start, 2)
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(finite(report), indent=2))
     elif "error" in report:
         print_errors(report)
     else:
