@@ -510,3 +510,32 @@ def test_a_seed_outside_32_bits_is_refused_by_the_option(command: str, seed: str
     result = invoke(*args, f"--seed={seed}")
     assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "classifier", "--canvas", "learned"], "--canvas is for DRAW (--model draw): the classifier has no canvas"),
+    (["--model", "classifier", "--binarize", "threshold"], "--binarize is for DRAW (--model draw): the classifier reads grey levels"),
+    (["--model", "classifier", "--writer-option", "bogus=1"], "--writer-option is for DRAW (--model draw): the classifier does not write"),
+    (["--teacher-temperature", "3"], "--teacher-temperature shapes what the teachers teach: give --teacher RUN too"),
+    (["--compile", "off", "--compile-mode", "reduce-overhead"], "--compile-mode reduce-overhead compiles, and --compile off says not to"),
+])  # fmt: skip
+def test_options_a_new_run_would_ignore_are_refused(args: list[str], message: str, data_dir: Path, tmp_path: Path) -> None:
+    """An option given on the command line that the run would not use is one line, and no run folder."""
+    result = invoke("train", "--steps", "1", "--threads", "1", "--data-dir", data_dir, "--out", tmp_path / "new", *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_resume_refuses_out_and_a_file_and_says_when_there_is_nothing_to_train(run: Path, tmp_path: Path) -> None:
+    """--resume continues a folder in place: --out beside it and a checkpoint file for it are refused;
+    a run already at its length trains nothing and says so."""
+    result = invoke("train", "--resume", run, "--out", tmp_path / "elsewhere", "--steps", "4")
+    assert result.exit_code == 2 and "--out names a new run's folder (drop one of them)" in result.output
+    assert not (tmp_path / "elsewhere").exists()
+    result = invoke("train", "--resume", run / "checkpoint.safetensors")
+    assert result.exit_code == 2 and f"--resume takes the run's folder, not a file in it: --resume {run}" in result.output
+    before = (run / "checkpoint.safetensors").read_bytes()
+    result = invoke("train", "--resume", run, "--steps", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "the run already has 3 steps, at or past its length of 2: nothing to train" in result.output
+    assert (run / "checkpoint.safetensors").read_bytes() == before

@@ -75,6 +75,8 @@ def resumed(ctx: typer.Context, run_dir: Path) -> tuple[DrawConfig, Any]:
 
     if from_command_line(ctx, "preset"):
         fail("--preset sets up a new run; a resumed run keeps its own settings (drop --preset)", code=2)
+    if run_dir.is_file():
+        fail(f"--resume takes the run's folder, not a file in it: --resume {run_dir.parent}", code=2)
     info = checkpoint.read_info(run_dir)
     try:
         settings = TrainSettings.from_dict(RunDir(run_dir).read_run_json()["settings"])

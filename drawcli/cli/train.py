@@ -60,6 +60,27 @@ def _replaced(ctx: typer.Context, kind: str, options: dict[str, Any]) -> bool:
         return True  # an unknown name: the error comes with the config, not here
 
 
+# Options of a new run that the classifier would ignore: (parameter, why), refused when given.
+DRAW_ONLY = (
+    ("canvas", "the classifier has no canvas"), ("enc_size", "the classifier has no encoder"),
+    ("z_size", "the classifier has no latents"), ("sampler", "the classifier has no latents"),
+    ("sampler_option", "the classifier has no latents"), ("writer", "the classifier does not write"),
+    ("write_size", "the classifier does not write"), ("writer_option", "the classifier does not write"),
+    ("kl_warmup", "the classifier has no KL"), ("binarize", "the classifier reads grey levels"),
+)  # fmt: skip
+
+
+def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> None:
+    """One line for an option given on the command line that this run would silently ignore."""
+    if config.kind == "classifier":
+        for param, why in DRAW_ONLY:
+            if from_command_line(ctx, param):
+                fail(f"--{param.replace('_', '-')} is for DRAW (--model draw): {why}", code=2)
+    for param in ("teacher_weight", "teacher_temperature"):
+        if from_command_line(ctx, param) and not settings.teachers:
+            fail(f"--{param.replace('_', '-')} shapes what the teachers teach: give --teacher RUN too", code=2)
+
+
 def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
     """Config and settings of a new run: the options, with a preset's values where none was given."""
     import dataclasses
@@ -81,7 +102,9 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
     except ConfigError as exc:
         fail(str(exc), code=2)
     fields = [f.name for f in dataclasses.fields(TrainSettings) if setting_param(f.name) in p]
-    return config, TrainSettings(**{name: plain(p[setting_param(name)]) for name in fields})
+    settings = TrainSettings(**{name: plain(p[setting_param(name)]) for name in fields})
+    _refuse_unused(ctx, config, settings)
+    return config, settings
 
 
 def _sample_writer(run: Any, settings: Any, run_kind: str) -> Any:
@@ -169,6 +192,8 @@ def _run_to_train(ctx: typer.Context, resume: Path | None, preset: str | None, o
     from drawcli.cli.resume import resumed
 
     if resume is not None:
+        if out_dir is not None:
+            fail(f"--resume continues {resume} in place; --out names a new run's folder (drop one of them)", code=2)
         return (*resumed(ctx, resume), resume)
     return (*_new_run(ctx, preset), _new_run_dir(out_dir, dist_ctx))
 

@@ -136,6 +136,9 @@ class Trainer:
         self.reporter.start(total=self.total, done=self.state.step, device=str(self.device),
                             threads=torch.get_num_threads(), params=params,
                             execution=self.family.execution().describe())  # fmt: skip
+        if resume and self.state.step >= self.total:
+            self.reporter.warn(f"the run already has {self.state.step} steps, at or past its length of {self.total}: "
+                               "nothing to train (a longer --steps or --epochs goes on)")  # fmt: skip
         emulated = self.family.execution().precision != "float32" and bf16_warning(self.device)
         if emulated:
             self.reporter.warn(emulated)

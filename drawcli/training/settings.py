@@ -81,6 +81,8 @@ class TrainSettings:
         if not 0.0 <= self.glimpse_loss <= 100.0:
             raise ConfigError(f"--glimpse-loss {self.glimpse_loss} must be a weight from 0 to 100, e.g. 0.25 (0 turns it off)")
         if self.compile_mode != "default":  # a compile mode implies --compile on
+            if self.compile == "off":
+                raise ConfigError(f"--compile-mode {self.compile_mode} compiles, and --compile off says not to: drop one of them")
             self.compile = "on"
 
     def steps_per_epoch(self, train_size: int) -> int:
