@@ -213,8 +213,12 @@ def test_empty_and_unreadable_image_folders(tmp_path: Path) -> None:
     empty.mkdir()
     line = error_line(invoke("train", *TINY_ARGS, "--dataset", "folder", "--data-dir", empty, "--out", tmp_path / "r", "--steps", "1"))
     assert line.startswith("error: no images (") and f"for split 'train' under {empty}" in line
+    from PIL import Image
+
     broken = tmp_path / "broken"
     broken.mkdir()
+    for i in range(9):  # ten images in all, so a tenth can be held out
+        Image.new("L", (28, 28)).save(broken / f"b{i}.png")
     (broken / "a.png").write_bytes(b"not a png")
     line = error_line(invoke("train", *TINY_ARGS, "--dataset", "folder", "--data-dir", broken, "--out", tmp_path / "r", "--steps", "1"))
     assert line.startswith(f"error: cannot read image {broken / 'a.png'}")
