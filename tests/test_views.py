@@ -49,6 +49,9 @@ def test_evaluate_averages_the_probabilities_of_the_shifted_views(idx_dir: Path,
     assert invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--out", draw, "--steps", "1", "--quiet").exit_code == 0
     for args, message in (((draw, "--views", "2"), "a DRAW model's bound has no views"),
                           ((run, "--views", "2", "--view-shift", "28"), "--view-shift must be under the images' 28 pixels"),
-                          ((run, "--views", "10"), "less than or equal to 9")):  # fmt: skip
+                          ((run, "--views", "10"), "less than or equal to 9"),
+                          ((run, "--view-shift", "3"), "--view-shift is the shift of --views K's copies: give --views too"),
+                          ((run, "--samples", "5"), "--samples is for DRAW models: the importance-weighted bound is DRAW's"),
+                          ((run, "--binarize", "threshold"), "--binarize is for DRAW models: the classifier reads grey levels")):  # fmt: skip
         result = invoke("evaluate", *args)
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, err, handles_errors, out
-from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption
+from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption, from_command_line
 from drawcli.errors import ConfigError
 from drawcli.views import DEFAULT_SHIFT, MAX_VIEWS, offsets
 
@@ -132,6 +132,24 @@ def print_bounds(report: dict[str, Any], samples: int) -> None:
     out.print(f"{report['images']} images in {report['seconds']:.1f} s")
 
 
+def _refuse_unused(ctx: typer.Context, model: Any, info: Any, ensemble: bool, samples: int, binarize: Any, views: int,
+                   view_shift: int) -> None:  # fmt: skip
+    """One line for an option this model cannot use, before any data is loaded."""
+    if ensemble and hasattr(model, "generate"):
+        raise ConfigError("--ensemble averages classifiers' predictions; a DRAW model's bound has no ensemble")
+    if views > 1 and hasattr(model, "generate"):
+        raise ConfigError("--views averages a classifier's predictions over shifted images; a DRAW model's bound has no views")
+    if not hasattr(model, "generate"):
+        for option, given, why in (("--samples", samples, "the importance-weighted bound is DRAW's"),
+                                   ("--binarize", binarize, "the classifier reads grey levels")):  # fmt: skip
+            if given:
+                raise ConfigError(f"{option} is for DRAW models: {why}")
+    if views == 1 and from_command_line(ctx, "view_shift"):
+        raise ConfigError("--view-shift is the shift of --views K's copies: give --views too")
+    if views > 1 and view_shift >= min(info.config.image_shape[1:]):
+        raise ConfigError(f"--view-shift must be under the images' {min(info.config.image_shape[1:])} pixels")
+
+
 @app.command()
 @handles_errors
 def evaluate(
@@ -161,12 +179,7 @@ def evaluate(
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
     others = [checkpoint.load_model(path, target) for path in ensemble or []]
-    if others and hasattr(model, "generate"):
-        raise ConfigError("--ensemble averages classifiers' predictions; a DRAW model's bound has no ensemble")
-    if views > 1 and hasattr(model, "generate"):
-        raise ConfigError("--views averages a classifier's predictions over shifted images; a DRAW model's bound has no views")
-    if views > 1 and view_shift >= min(info.config.image_shape[1:]):
-        raise ConfigError(f"--view-shift must be under the images' {min(info.config.image_shape[1:])} pixels")
+    _refuse_unused(ctx, model, info, bool(others), samples, binarize, views, view_shift)
     start = time.perf_counter()
     with Progress(console=err, disable=as_json or not err.is_terminal, transient=True) as progress:
         if not hasattr(model, "generate"):  # a classifier: no bound, an error rate
