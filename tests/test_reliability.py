@@ -522,6 +522,7 @@ def test_a_seed_outside_32_bits_is_refused_by_the_option(command: str, seed: str
     (["--model", "classifier", "--writer-option", "bogus=1"], "--writer-option is for DRAW (--model draw): the classifier does not write"),
     (["--teacher-temperature", "3"], "--teacher-temperature shapes what the teachers teach: give --teacher RUN too"),
     (["--compile", "off", "--compile-mode", "reduce-overhead"], "--compile-mode reduce-overhead compiles, and --compile off says not to"),
+    (["--preset", "paper-cluttered-mnist", "--model", "draw"], "preset paper-cluttered-mnist sets up a classifier model; --model draw conflicts with it"),
 ])  # fmt: skip
 def test_options_a_new_run_would_ignore_are_refused(args: list[str], message: str, data_dir: Path, tmp_path: Path) -> None:
     """An option given on the command line that the run would not use is one line, and no run folder."""

@@ -38,6 +38,9 @@ def _with_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
     params = dict(ctx.params)
     if name is not None:
         options = presets.get(name).options
+        model = plain(ctx.params["model"])
+        if from_command_line(ctx, "model") and model != options.get("model", DrawConfig.kind):
+            fail(f"preset {name} sets up a {options.get('model', DrawConfig.kind)} model; --model {model} conflicts with it", code=2)
         for key, value in options.items():
             if key in COMPONENT_OPTIONS and _replaced(ctx, key.removesuffix("_option"), options):
                 continue  # the preset's options were for the component the command line replaced
