@@ -229,6 +229,9 @@ def test_empty_and_unreadable_image_folders(tmp_path: Path) -> None:
     [
         (["--glimpses", "0"], "Invalid value for '--glimpses'"),
         (["--rnn-size", "-3"], "Invalid value for '--rnn-size'"),
+        (["--rnn-size", "16385"], "Invalid value for '--rnn-size': Input should be less than or equal to 16384"),
+        (["--glimpses", "1025"], "Invalid value for '--glimpses': Input should be less than or equal to 1024"),
+        (["--model", "classifier", "--glimpse-conv", "1025"], "Invalid value for '--glimpse-conv'"),
         (["--z-size", "0"], "Invalid value for '--z-size'"),
         (["--height", "0"], "Invalid value for '--height'"),
         (["--batch-size", "0"], "Invalid value for '--batch-size'"),

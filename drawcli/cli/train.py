@@ -11,7 +11,7 @@ import typer
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
 from drawcli.cli.options import (SEED_RANGE, Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, from_command_line, key_values,
                                  plain, positive_float, setting_param)  # fmt: skip
-from drawcli.config import DrawConfig
+from drawcli.config import MAX_CHANNELS_CONV, MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig
 from drawcli.errors import ConfigError, DrawcliError
 from drawcli.training.settings import TrainSettings
 
@@ -133,22 +133,22 @@ def train(
     reader: Annotated[str, typer.Option(help="Reader component (see `drawcli plugins`).", callback=component("reader"), rich_help_panel=ARCH)] = DrawConfig.reader,
     writer: Annotated[str, typer.Option(help="Writer component.", callback=component("writer"), rich_help_panel=ARCH)] = DrawConfig.writer,
     sampler: Annotated[str, typer.Option(help="Latent sampler component.", callback=component("sampler"), rich_help_panel=ARCH)] = DrawConfig.sampler,
-    glimpses: Annotated[int, Positive(help="T, the number of glimpses (paper: 64).", rich_help_panel=ARCH)] = DrawConfig.glimpses,
-    rnn_size: Annotated[int, Positive(help="Hidden size of both LSTMs (paper: 256).", rich_help_panel=ARCH)] = DrawConfig.enc_size,
-    enc_size: Annotated[Optional[int], Positive(help="Encoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
-    dec_size: Annotated[Optional[int], Positive(help="Decoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
-    z_size: Annotated[int, Positive(help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
+    glimpses: Annotated[int, Positive(max=MAX_GLIMPSES, help="T, the number of glimpses (paper: 64).", rich_help_panel=ARCH)] = DrawConfig.glimpses,
+    rnn_size: Annotated[int, Positive(max=MAX_HIDDEN, help="Hidden size of both LSTMs (paper: 256).", rich_help_panel=ARCH)] = DrawConfig.enc_size,
+    enc_size: Annotated[Optional[int], Positive(max=MAX_HIDDEN, help="Encoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
+    dec_size: Annotated[Optional[int], Positive(max=MAX_HIDDEN, help="Decoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
+    z_size: Annotated[int, Positive(max=MAX_HIDDEN, help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
     read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
     write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
-    glimpse_hidden: Annotated[int, typer.Option(min=0, help="Classifier only: a ReLU layer of this many units between each glimpse and the LSTM; 0 (the default, the paper's model): the glimpse goes straight in.", rich_help_panel=ARCH)] = DrawConfig.glimpse_hidden,
-    glimpse_conv: Annotated[int, typer.Option(min=0, help="Classifier only: K > 0 gives the LSTM, beside each glimpse, what two 3x3 convolutions of K channels (the second with stride 2, ReLUs) make of it (before --glimpse-hidden's layer, if any); needs a reader whose glimpse is an image, like filterbank. 0 (the default, the paper's model): none.", rich_help_panel=ARCH)] = DrawConfig.glimpse_conv,
+    glimpse_hidden: Annotated[int, typer.Option(min=0, max=MAX_HIDDEN, help="Classifier only: a ReLU layer of this many units between each glimpse and the LSTM; 0 (the default, the paper's model): the glimpse goes straight in.", rich_help_panel=ARCH)] = DrawConfig.glimpse_hidden,
+    glimpse_conv: Annotated[int, typer.Option(min=0, max=MAX_CHANNELS_CONV, help="Classifier only: K > 0 gives the LSTM, beside each glimpse, what two 3x3 convolutions of K channels (the second with stride 2, ReLUs) make of it (before --glimpse-hidden's layer, if any); needs a reader whose glimpse is an image, like filterbank. 0 (the default, the paper's model): none.", rich_help_panel=ARCH)] = DrawConfig.glimpse_conv,
     canvas: Annotated[Canvas, typer.Option(help="c_0, where the canvas starts: zero (logit 0, grey; the paper's) or learned (one logit per pixel, a parameter started at the training images' mean).", rich_help_panel=ARCH)] = Canvas(DrawConfig.canvas),  # type: ignore[valid-type]
     reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the reader (VALUE parsed as JSON when it can be); repeatable.", rich_help_panel=ARCH)] = None,
     writer_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the writer; repeatable.", rich_help_panel=ARCH)] = None,
     sampler_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the sampler; repeatable.", rich_help_panel=ARCH)] = None,
     channels: Annotated[Optional[int], Positive(help="Image channels (1 or 3); default: the data set's.", rich_help_panel=ARCH)] = None,
-    height: Annotated[Optional[int], Positive(help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
-    width: Annotated[Optional[int], Positive(help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
+    height: Annotated[Optional[int], Positive(max=MAX_IMAGE_SIDE, help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
+    width: Annotated[Optional[int], Positive(max=MAX_IMAGE_SIDE, help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win (a --reader-option KEY=VALUE replaces the preset's value of KEY only; another --reader drops the preset's reader options). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
     dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
