@@ -22,10 +22,9 @@ MAX_CHANNELS = 4
 MAX_CLASSES = 10000
 MAX_CHANNELS_CONV = 1024
 MAX_OPTIONS_JSON = 64 * 1024
-# Sizes where 0 means "no such layer"; every other size is at least 1.
-OPTIONAL_SIZES = ("glimpse_hidden", "glimpse_conv")
-# Layers that only the classifier (kind "classifier") has.
-CLASSIFIER_LAYERS = ("glimpse_hidden", "glimpse_conv")
+# The classifier's optional layers: a size of 0 means "no such layer" (every other size is at
+# least 1), and DRAW has none of them.
+OPTIONAL_LAYERS = ("glimpse_hidden", "glimpse_conv")
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def _validate(cfg: DrawConfig) -> None:
             # bool is an int subclass; a JSON `true` is not a size.
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"config field {f.name!r} must be an integer, got {value!r}")
-            least = 0 if f.name in OPTIONAL_SIZES else 1
+            least = 0 if f.name in OPTIONAL_LAYERS else 1
             if value < least:
                 raise ConfigError(f"config field {f.name!r} must be at least {least}, got {value}")
         elif f.type == "str":
@@ -136,7 +135,7 @@ def _validate(cfg: DrawConfig) -> None:
     for name, limit in limits.items():
         if getattr(cfg, name) > limit:
             raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
-    for name in CLASSIFIER_LAYERS:
+    for name in OPTIONAL_LAYERS:
         if getattr(cfg, name) and cfg.kind != "classifier":
             raise ConfigError(f"{name} is a layer of the classifier (kind 'classifier'); DRAW has none")
     smaller_side = min(cfg.height, cfg.width)

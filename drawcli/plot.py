@@ -34,9 +34,13 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+# The held-out figure of an epoch record, in nats: DRAW's test bound or a classifier's test loss.
+TEST_KEYS = ("test_bound", "test_loss")
+
+
 def test_key(record: dict[str, Any]) -> str | None:
-    """The held-out figure of an epoch record, in nats: DRAW's test bound or a classifier's test loss."""
-    return next((key for key in ("test_bound", "test_loss") if key in record), None)
+    """Which of TEST_KEYS an epoch record carries, if any."""
+    return next((key for key in TEST_KEYS if key in record), None)
 
 
 def run_labels(paths: list[Path]) -> list[str]:
@@ -58,10 +62,11 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], out: Path, ylim: tuple[fl
     for colour, (label, records) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, runs.items()):
         train = [r for r in records if r.get("event") == "train"]
         test = [r for r in records if r.get("event") == "epoch" and test_key(r)]
+        key = test_key(test[0]) if test else TEST_KEYS[0]  # one model kind per run
         for ax, x_key in zip(axes, ("step", "wall_time_s")):
             ax.plot([r[x_key] for r in train], [r["loss"] for r in train], color=colour, alpha=0.4, label=f"{label} train loss")
-            ax.plot([r[x_key] for r in test], [r[test_key(r)] for r in test], "o-", color=colour,
-                    label=f"{label} test {test_key(test[0]).removeprefix('test_') if test else 'bound'}")  # fmt: skip
+            ax.plot([r[x_key] for r in test], [r[key] for r in test], "o-", color=colour,
+                    label=f"{label} {key.replace('_', ' ')}")  # fmt: skip
     for ax, xlabel in zip(axes, ("step", "wall time (s)")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("nats per image")

@@ -135,15 +135,15 @@ def print_bounds(report: dict[str, Any], samples: int) -> None:
 def _refuse_unused(ctx: typer.Context, model: Any, info: Any, ensemble: bool, samples: int, binarize: Any, views: int,
                    view_shift: int) -> None:  # fmt: skip
     """One line for an option this model cannot use, before any data is loaded."""
-    if ensemble and hasattr(model, "generate"):
+    draws = hasattr(model, "generate")
+    if draws and ensemble:
         raise ConfigError("--ensemble averages classifiers' predictions; a DRAW model's bound has no ensemble")
-    if views > 1 and hasattr(model, "generate"):
+    if draws and views > 1:
         raise ConfigError("--views averages a classifier's predictions over shifted images; a DRAW model's bound has no views")
-    if not hasattr(model, "generate"):
-        for option, given, why in (("--samples", samples, "the importance-weighted bound is DRAW's"),
-                                   ("--binarize", binarize, "the classifier reads grey levels")):  # fmt: skip
-            if given:
-                raise ConfigError(f"{option} is for DRAW models: {why}")
+    if not draws and samples:
+        raise ConfigError("--samples is for DRAW models: the importance-weighted bound is DRAW's")
+    if not draws and binarize:
+        raise ConfigError("--binarize is for DRAW models: the classifier reads grey levels")
     if views == 1 and from_command_line(ctx, "view_shift"):
         raise ConfigError("--view-shift is the shift of --views K's copies: give --views too")
     if views > 1 and view_shift >= min(info.config.image_shape[1:]):

@@ -23,14 +23,13 @@ def plot(
     import math
 
     from drawcli.atomic import atomic_path
-    from drawcli.plot import plot_curves, read_metrics, run_labels, test_key
+    from drawcli.plot import TEST_KEYS, plot_curves, read_metrics, run_labels
 
     if ymax is not None and not (math.isfinite(ymax) and ymax > 0):
         fail(f"--ymax must be a positive number of nats, got {ymax:g}", code=2)
     check_outputs(png)
     runs = dict(zip(run_labels(run_dirs), (read_metrics(path) for path in run_dirs)))
-    drawn = [r[key] for records in runs.values() for r in records for key in [test_key(r) or "loss"] if key in r]
-    floor = min(drawn, default=0.0)
+    floor = min((r[key] for records in runs.values() for r in records for key in ("loss", *TEST_KEYS) if key in r), default=0.0)
     if ymax is not None and ymax <= floor:
         fail(f"--ymax {ymax:g} is at or below every curve (the lowest value drawn is {floor:.2f} nats)", code=2)
     with atomic_path(png) as tmp:

@@ -38,9 +38,9 @@ def _with_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
     params = dict(ctx.params)
     if name is not None:
         options = presets.get(name).options
-        model = plain(ctx.params["model"])
-        if from_command_line(ctx, "model") and model != options.get("model", DrawConfig.kind):
-            fail(f"preset {name} sets up a {options.get('model', DrawConfig.kind)} model; --model {model} conflicts with it", code=2)
+        kind, model = options.get("model", DrawConfig.kind), plain(ctx.params["model"])
+        if from_command_line(ctx, "model") and model != kind:
+            fail(f"preset {name} sets up a {kind} model; --model {model} conflicts with it", code=2)
         for key, value in options.items():
             if key in COMPONENT_OPTIONS and _replaced(ctx, key.removesuffix("_option"), options):
                 continue  # the preset's options were for the component the command line replaced
@@ -63,7 +63,8 @@ def _replaced(ctx: typer.Context, kind: str, options: dict[str, Any]) -> bool:
         return True  # an unknown name: the error comes with the config, not here
 
 
-# Options of a new run that the classifier would ignore: (parameter, why), refused when given.
+# Options of a new run that the classifier would ignore: (parameter, why), refused when given on the
+# command line (they have defaults, so unlike training/draw.py's CLASSIFIER_ONLY, their values cannot tell).
 DRAW_ONLY = (
     ("canvas", "the classifier has no canvas"), ("enc_size", "the classifier has no encoder"),
     ("z_size", "the classifier has no latents"), ("sampler", "the classifier has no latents"),
