@@ -25,6 +25,7 @@ PARAM_LIMIT = 10.0
 # can leave the image); "inside" passes g~ through tanh, so the centre stays within [0, A + 1].
 WINDOW_CENTRES = ("free", "inside")
 SIGMA_FLOOR_LIMIT = 4.0  # strides: a floor above this would blur the whole grid into one blob
+JITTER_LIMIT = 4.0  # strides: noise beyond this moves the window further than the grid is wide
 
 
 def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free",
@@ -78,9 +79,23 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
     return fx, fy
 
 
+def jittered(window: Window, jitter: float) -> Window:
+    """The window with its centre moved by Gaussian noise of `jitter` strides (std, each axis, each image).
+
+    A training-time dither: the trained classifiers' search changes its answer for 1-2 % of images
+    under a 2-pixel shift of the image (docs/reproducing.md), so noise on where each glimpse lands
+    trains the search to recover from a near miss. The stride is detached, so the noise gives the
+    model no reason to shrink its windows.
+    """
+    scale = jitter * window.delta.detach()
+    return window._replace(gx=window.gx + scale * torch.randn_like(window.gx),
+                           gy=window.gy + scale * torch.randn_like(window.gy))  # fmt: skip
+
+
 def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, size: int, centre: str,
-                 sigma_floor: float = 0.0) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(window, F_x (B, N, W), F_y (B, N, H)) from h (B, dec_size) through the window `layer`.
+                 sigma_floor: float = 0.0, jitter: float = 0.0) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(window, F_x (B, N, W), F_y (B, N, H)) from h (B, dec_size) through the window `layer`;
+    jitter > 0 moves the centre by noise (see `jittered`; the caller passes 0 outside training).
 
     Under an autocast (the classifier's --amp bf16) the window is still placed in the layer's
     own precision: in bf16 a centre on a 100-pixel image moves in steps of up to half a pixel,
@@ -88,8 +103,10 @@ def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, siz
     """
     if torch.is_autocast_enabled(h.device.type):
         with torch.autocast(h.device.type, enabled=False):
-            return place_window(layer, h.to(layer.weight.dtype), height, width, size, centre, sigma_floor)
+            return place_window(layer, h.to(layer.weight.dtype), height, width, size, centre, sigma_floor, jitter)
     window = decode_window(layer(h), height, width, size, centre, sigma_floor)
+    if jitter > 0:
+        window = jittered(window, jitter)
     return window, *filterbanks(window, height, width)
 
 
@@ -159,11 +176,11 @@ def check_centre(centre: Any) -> str:
     return centre
 
 
-def check_sigma_floor(floor: Any) -> float:
-    """The `sigma_floor` option (in strides; 0 is off), or a ValueError that says what is allowed."""
-    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= SIGMA_FLOOR_LIMIT:
-        raise ValueError(f"sigma_floor must be a number of strides from 0 (off) to {SIGMA_FLOOR_LIMIT:g}, got {floor!r}")
-    return float(floor)
+def check_strides(name: str, value: Any, limit: float) -> float:
+    """An option measured in strides (0 is off), or a ValueError that says what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limit:
+        raise ValueError(f"{name} must be a number of strides from 0 (off) to {limit:g}, got {value!r}")
+    return float(value)
 
 
 class _Windowed:
@@ -171,13 +188,16 @@ class _Windowed:
     (a mixin listed before Reader or Writer, so its window_parameters() replaces their empty default)."""
 
     def _add_window(self, config: DrawConfig, size: int, write: bool, init: str, stride: float | None,
-                    sigma: float | None, centre: str, sigma_floor: float) -> None:  # fmt: skip
-        self.centre, self.sigma_floor = check_centre(centre), check_sigma_floor(sigma_floor)
+                    sigma: float | None, centre: str, sigma_floor: float, jitter: float) -> None:  # fmt: skip
+        self.centre = check_centre(centre)
+        self.sigma_floor = check_strides("sigma_floor", sigma_floor, SIGMA_FLOOR_LIMIT)
+        self.jitter = check_strides("jitter", jitter, JITTER_LIMIT)
         self.size, self.height, self.width = size, config.height, config.width
         self.window = window_layer(config, size, init, write=write, stride=stride, sigma=sigma)
 
     def _place(self, h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
-        return place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor)
+        jitter = self.jitter if self.training else 0.0
+        return place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor, jitter)
 
     def window_parameters(self) -> list[nn.Parameter]:
         """The window layer's weight and bias (eq. 21)."""
@@ -190,9 +210,9 @@ class FilterbankReader(_Windowed, Reader):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", sigma_floor: float = 0.0, **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self._add_window(config, config.read_size, False, init, stride, sigma, centre, sigma_floor)
+        self._add_window(config, config.read_size, False, init, stride, sigma, centre, sigma_floor, jitter)
         self.channels = config.channels
         self.out_size = 2 * config.channels * self.size**2
 
@@ -221,9 +241,9 @@ class FilterbankWriter(_Windowed, Writer):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", sigma_floor: float = 0.0, **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self._add_window(config, config.write_size, True, init, stride, sigma, centre, sigma_floor)
+        self._add_window(config, config.write_size, True, init, stride, sigma, centre, sigma_floor, jitter)
         self.channels = config.channels
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 

@@ -368,3 +368,27 @@ def test_a_bf16_autocast_places_the_read_window_in_float32() -> None:
     assert 70 < plain_window.gx[0].item() < 80 and plain_window.gx[0].item() * 2 % 1 != 0
     assert not torch.equal(glimpse, plain_glimpse)  # the products did run in bf16
     torch.testing.assert_close(glimpse.float(), plain_glimpse, rtol=0.02, atol=0.02)
+
+
+def test_jitter_moves_the_centre_by_noise_of_its_stride_in_training_only() -> None:
+    """jitter=0.5: centres move by 0.5 * delta * N(0, 1) per axis and image, drawn from torch's
+    RNG (so a resumed run repeats them); eval mode and jitter=0 place the window exactly."""
+    config = DrawConfig(height=100, width=100, read_size=12, channels=1)
+    reader = fb.FilterbankReader(config, jitter=0.5)
+    x, h = torch.rand(4000, 1, 100, 100), torch.zeros(4000, config.dec_size)
+    reader.eval()
+    _, exact = reader.read_image(x[:2], h[:2])
+    reader.train()
+    torch.manual_seed(3)
+    _, noisy = reader.read_image(x, h)
+    torch.manual_seed(3)
+    expected = 0.5 * exact.delta[0] * torch.randn(4000)
+    torch.testing.assert_close(noisy.gx, exact.gx[0] + expected)
+    moved = torch.cat([noisy.gx - exact.gx[0], noisy.gy - exact.gy[0]]) / exact.delta[0]
+    assert moved.std().item() == pytest.approx(0.5, rel=0.03)
+    torch.testing.assert_close(noisy.delta, exact.delta[:1].expand(4000))  # only the centre moves
+    reader.eval()
+    _, again = reader.read_image(x[:2], h[:2])
+    torch.testing.assert_close(again.gx, exact.gx)
+    with pytest.raises(ValueError, match="jitter must be a number of strides from 0 \\(off\\) to 4"):
+        fb.FilterbankReader(config, jitter=-1)
