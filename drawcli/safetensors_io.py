@@ -74,11 +74,14 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
         try:
             dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
             ok = dtype in DTYPES and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
-            ok = ok and isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= data_size
+            ok = ok and isinstance(start, int) and isinstance(end, int) and 0 <= start <= end
         except (TypeError, KeyError, ValueError):
             ok = False
         if not ok:
             raise CheckpointError(f"{path} has a malformed entry for tensor {name!r}")
+        if end > data_size:  # a copy or save cut short: the header is whole, the data is not
+            raise CheckpointError(f"{path} is truncated: tensor {name!r} ends at byte {end} of the data, "
+                                  f"which holds {data_size} bytes")  # fmt: skip
         if (end - start) != numel(shape) * DTYPES[dtype].itemsize:
             raise CheckpointError(f"{path}: tensor {name!r} has {end - start} bytes for shape {shape} {dtype}")
         tensors[name] = TensorInfo(dtype=dtype, shape=list(shape))

@@ -7,6 +7,7 @@ exists, goes to drawcli's cache folder instead.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from drawcli.errors import DataError
 
 IDX_UBYTE_MAGIC = 0x0803  # unsigned bytes, 3 dimensions (LeCun's idx format)
 IDX_LABEL_MAGIC = 0x0801  # unsigned bytes, 1 dimension
+# The first 16 hex digits of SHA-256 over each split's first image (784 bytes), per idx data set:
+# MNIST and Fashion-MNIST share their file names, so only the contents tell them apart.
+FIRST_IMAGES = {
+    "MNIST": {"train": "23ceaef5eb61f0e7", "test": "8f6a418c9a639f9e"},
+    "FashionMNIST": {"train": "5bd44e331a6d6998", "test": "ffc7351ed0f8bae5"},
+}
 
 
 def cache_dir() -> Path:
@@ -102,7 +109,20 @@ class IdxDataset(Dataset):
         return path
 
     def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
-        return read_idx_images(self._locate(split, data_dir, self.files))
+        path = self._locate(split, data_dir, self.files)
+        images = read_idx_images(path)
+        self._check_not_another(path, split, images)
+        return images
+
+    def _check_not_another(self, path: Path, split: str, images: torch.Tensor) -> None:
+        """Refuse another known idx data set's files found under this one's names (a wrong --data-dir)."""
+        if not len(images):
+            return
+        digest = hashlib.sha256(images[0].numpy().tobytes()).hexdigest()[:16]
+        for name, firsts in FIRST_IMAGES.items():
+            if name != self.folder_name and firsts.get(split) == digest:
+                raise DataError(f"{path} holds {name}'s images, not {self.folder_name}'s: "
+                                f"point --data-dir at {self.folder_name}'s files, or choose the --dataset they belong to")  # fmt: skip
 
     def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
         images = self.load(split, data_dir, image_shape)

@@ -59,6 +59,24 @@ def test_fashion_mnist_found_in_system_folder(tmp_path: Path, monkeypatch: pytes
     assert torch.equal(fashion.load("test", None, (1, 28, 28))[:, 0], written["test"])
 
 
+def test_another_idx_data_sets_files_are_refused_by_their_first_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MNIST and Fashion-MNIST share file names: a folder of one given to the other is named for what
+    it holds (here the synthetic files stand in for MNIST's, by their first image's fingerprint)."""
+    import hashlib
+
+    import drawcli_datasets
+
+    written = write_idx_dataset(tmp_path, n_train=12, n_test=4)
+    digest = {split: hashlib.sha256(written[split][0].numpy().tobytes()).hexdigest()[:16] for split in ("train", "test")}
+    monkeypatch.setitem(drawcli_datasets.FIRST_IMAGES, "MNIST", digest)
+    assert torch.equal(data.open_dataset("mnist").load("train", tmp_path, (1, 28, 28))[:, 0], written["train"])
+    for split, name in (("train", "train-images-idx3-ubyte.gz"), ("test", "t10k-images-idx3-ubyte.gz")):
+        with pytest.raises(DataError) as info:
+            data.open_dataset("fashion-mnist").load_labelled(split, tmp_path, (1, 28, 28))
+        assert str(info.value) == (f"{tmp_path / name} holds MNIST's images, not FashionMNIST's: point --data-dir at "
+                                   "FashionMNIST's files, or choose the --dataset they belong to")  # fmt: skip
+
+
 def test_truncated_and_wrong_idx_files(tmp_path: Path) -> None:
     """A truncated idx file and a file with the wrong magic number are named in the error."""
     images = torch.zeros(4, 28, 28, dtype=torch.uint8)
@@ -176,3 +194,11 @@ def test_real_mnist_test_split() -> None:
     images = data.open_dataset("mnist").load("test", SHARED_MNIST, (1, 28, 28))
     assert images.shape == (10000, 1, 28, 28)
     assert abs(images.float().mean().item() / 255 - 0.1325) < 0.001
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the shared MNIST copy is not on this machine")
+def test_real_mnist_files_are_not_taken_for_fashion_mnist() -> None:
+    """The fingerprints of the real files: MNIST's loads as mnist and is refused as fashion-mnist."""
+    assert data.open_dataset("mnist").load("test", SHARED_MNIST, (1, 28, 28)).shape == (10000, 1, 28, 28)
+    with pytest.raises(DataError, match="holds MNIST's images, not FashionMNIST's"):
+        data.open_dataset("fashion-mnist").load("test", SHARED_MNIST, (1, 28, 28))

@@ -100,7 +100,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     ),
     "truncated in the data": (
         lambda ck: (ck.write_bytes(ck.read_bytes()[:-100]), ck)[1],
-        "has a malformed entry for tensor",
+        "is truncated: tensor",
     ),
     "truncated in the header": (
         lambda ck: (ck.write_bytes(ck.read_bytes()[:200]), ck)[1],
@@ -263,6 +263,18 @@ def test_unwritable_sample_outputs(run: Path, tmp_path: Path) -> None:
     png = tmp_path / "file" / "s.png"
     assert error_line(invoke("sample", run, "--png", png)) == f"error: cannot write {png}: {png.parent} is not a folder"
     assert error_line(invoke("sample", run, "--gif", tmp_path)) == f"error: cannot write {tmp_path}: it is a directory"
+
+
+@pytest.mark.parametrize("command", [["sample", "RUN", "--gif"], ["reconstruct", "RUN", "--png"], ["plot", "RUN", "--png"]])
+def test_an_output_named_for_another_format_is_refused(command: list[str], run: Path, tmp_path: Path) -> None:
+    """--gif x.png would write GIF data under a PNG's name: refused before any work, nothing written."""
+    fmt = command[-1][2:]
+    other = tmp_path / ("x.png" if fmt == "gif" else "x.gif")
+    args = [run if a == "RUN" else a for a in command]
+    message = f"error: --{fmt} {other}: this writes a {fmt.upper()}, so its name must end in .{fmt}"
+    assert error_line(invoke(*args, other)) == message
+    assert not other.exists()
+    assert invoke(*args, tmp_path / f"upper.{fmt.upper()}").exit_code == 0  # the suffix's case does not matter
 
 
 @pytest.mark.parametrize("command", [["reconstruct", "RUN", "--gif"], ["reconstruct", "RUN", "--png"], ["plot", "RUN", "--png"]])
@@ -547,3 +559,10 @@ def test_resume_refuses_out_and_a_file_and_says_when_there_is_nothing_to_train(r
     assert result.exit_code == 0, result.output
     assert "the run already has 3 steps, at or past its length of 2: nothing to train" in result.output
     assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_a_batch_larger_than_the_training_set_is_said(data_dir: Path, tmp_path: Path) -> None:
+    """--batch-size above the data set's size trains on the whole set each step, and says so."""
+    result = invoke("train", *TINY_ARGS, "--batch-size", "100", "--data-dir", data_dir, "--out", tmp_path / "big", "--steps", "1")
+    assert result.exit_code == 0, result.output
+    assert "--batch-size 100 is more than the 48 training images: each step takes all of them" in result.output

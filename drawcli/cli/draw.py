@@ -61,7 +61,7 @@ def sample(
         err.print(f"using the newest run: {checkpoint_path}")
     if gif is None and png is None:
         gif = Path("samples.gif")
-    check_outputs(gif, png)
+    check_outputs(gif=gif, png=png)
     model, info = checkpoint.load_model(checkpoint_path, devices.setup(device.value, threads))
     model.eval()
     require_drawing(model, info, "sample")
@@ -95,7 +95,7 @@ def reconstruct(
     from drawcli import checkpoint, devices, render
     from drawcli.cli.evaluate import test_images
 
-    check_outputs(gif, png)
+    check_outputs(gif=gif, png=png)
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
     model.eval()
@@ -137,7 +137,7 @@ def glimpses(
     from drawcli import checkpoint, devices, render
     from drawcli.cli.evaluate import labelled_test
 
-    check_outputs(gif, png)
+    check_outputs(gif=gif, png=png)
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
     if hasattr(model, "generate"):

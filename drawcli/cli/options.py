@@ -89,13 +89,18 @@ def key_values(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
-def check_outputs(*paths: Path | None) -> None:
-    """Fail on an output file that cannot be written, before any model is loaded or run."""
+def check_outputs(**paths: Path | None) -> None:
+    """Fail on an output file that cannot be written, or whose name does not end in its format
+    (the keyword: gif=..., png=...), before any model is loaded or run."""
     from drawcli.atomic import check_writable_file
+    from drawcli.errors import WriteError
 
-    for path in paths:
-        if path is not None:
-            check_writable_file(path)
+    for fmt, path in paths.items():
+        if path is None:
+            continue
+        check_writable_file(path)
+        if path.suffix.lower() != f".{fmt}":
+            raise WriteError(f"--{fmt} {path}: this writes a {fmt.upper()}, so its name must end in .{fmt}")
 
 
 def from_command_line(ctx: typer.Context, name: str) -> bool:

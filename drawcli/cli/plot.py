@@ -27,7 +27,7 @@ def plot(
 
     if ymax is not None and not (math.isfinite(ymax) and ymax > 0):
         fail(f"--ymax must be a positive number of nats, got {ymax:g}", code=2)
-    check_outputs(png)
+    check_outputs(png=png)
     runs = dict(zip(run_labels(run_dirs), (read_metrics(path) for path in run_dirs)))
     floor = min((r[key] for records in runs.values() for r in records for key in ("loss", *TEST_KEYS) if key in r), default=0.0)
     if ymax is not None and ymax <= floor:

@@ -139,6 +139,9 @@ class Trainer:
         if resume and self.state.step >= self.total:
             self.reporter.warn(f"the run already has {self.state.step} steps, at or past its length of {self.total}: "
                                "nothing to train (a longer --steps or --epochs goes on)")  # fmt: skip
+        if self.settings.batch_size > self.family.train_size:
+            self.reporter.warn(f"--batch-size {self.settings.batch_size} is more than the {self.family.train_size} "
+                               "training images: each step takes all of them, one step per epoch")  # fmt: skip
         emulated = self.family.execution().precision != "float32" and bf16_warning(self.device)
         if emulated:
             self.reporter.warn(emulated)
