@@ -408,9 +408,8 @@ def test_redraw_is_refused_where_it_cannot_apply(idx_dir: Path, tmp_path: Path) 
     assert "error: --redraw is for the classifier (--model classifier): DRAW trains on fixed images" in result.stderr
 
 
-def test_cosine_schedule_steps_the_learning_rate_and_resumes_exactly(idx_dir: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """A 4-step cosine run stopped after step 2 (as by Ctrl-C) and resumed ends bit for bit as one straight run."""
+def straight_and_resumed(common: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Train `common` straight, and again stopped after step 2 (as by Ctrl-C) then resumed: the two run folders."""
     import signal
 
     from drawcli.training import loop
@@ -428,18 +427,40 @@ def test_cosine_schedule_steps_the_learning_rate_and_resumes_exactly(idx_dir: Pa
             pass
 
     straight, split = tmp_path / "straight", tmp_path / "split"
-    common = [*CLASSIFIER, "--data-dir", idx_dir, "--lr-schedule", "cosine", "--lr", "1e-2", "--steps", "4"]
     assert invoke("train", *common, "--out", straight).exit_code == 0
     with monkeypatch.context() as patch:
         patch.setattr(loop, "StopFlag", StopAtSecondStep)
         result = invoke("train", *common, "--out", split)
     assert result.exit_code == 130 and "interrupted at step 2" in result.stderr
     assert invoke("train", "--resume", split, "--quiet").exit_code == 0
-    a, b = load_file(straight / "checkpoint.safetensors"), load_file(split / "checkpoint.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    return straight, split
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    first, second = load_file(a / "checkpoint.safetensors"), load_file(b / "checkpoint.safetensors")
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_cosine_schedule_steps_the_learning_rate_and_resumes_exactly(idx_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A 4-step cosine run stopped after step 2 (as by Ctrl-C) and resumed ends bit for bit as one straight run."""
+    common = [*CLASSIFIER, "--data-dir", idx_dir, "--lr-schedule", "cosine", "--lr", "1e-2", "--steps", "4"]
+    straight, split = straight_and_resumed(common, tmp_path, monkeypatch)
+    assert same_weights(straight, split)
     with safe_open(str(straight / "resume.safetensors"), "pt") as f:
         groups = json.loads(f.metadata()["param_groups"])
     assert groups[0]["lr"] == pytest.approx(1e-2 * (1 + math.cos(math.pi * 3 / 4)) / 2)  # step 3 of 0..3
+
+
+def test_window_jitter_changes_training_and_resumes_exactly(idx_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The filterbank's jitter draws from torch's generator: a resumed run repeats its noise bit for
+    bit, and the noise does change the weights against the same run without it."""
+    common = [*CLASSIFIER, "--data-dir", idx_dir, "--lr", "1e-2", "--steps", "4"]
+    straight, split = straight_and_resumed([*common, "--reader-option", "jitter=0.5"], tmp_path, monkeypatch)
+    assert same_weights(straight, split)
+    assert invoke("train", *common, "--out", tmp_path / "plain").exit_code == 0
+    assert not same_weights(straight, tmp_path / "plain")
 
 
 def test_preset_flags_read_as_a_command_line() -> None:
