@@ -70,6 +70,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
         raise CheckpointError(f"{path} has malformed safetensors metadata")
     data_size = size - 8 - len(raw)
     tensors: dict[str, TensorInfo] = {}
+    needed = 0
     for name, entry in header.items():
         try:
             dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
@@ -79,12 +80,12 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
             ok = False
         if not ok:
             raise CheckpointError(f"{path} has a malformed entry for tensor {name!r}")
-        if end > data_size:  # a copy or save cut short: the header is whole, the data is not
-            raise CheckpointError(f"{path} is truncated: tensor {name!r} ends at byte {end} of the data, "
-                                  f"which holds {data_size} bytes")  # fmt: skip
         if (end - start) != numel(shape) * DTYPES[dtype].itemsize:
             raise CheckpointError(f"{path}: tensor {name!r} has {end - start} bytes for shape {shape} {dtype}")
         tensors[name] = TensorInfo(dtype=dtype, shape=list(shape))
+        needed = max(needed, end)
+    if needed > data_size:  # every entry is consistent, so the data was cut short (an interrupted copy)
+        raise CheckpointError(f"{path} is truncated: its header needs {needed} bytes of tensor data, the file holds {data_size}")
     return tensors, metadata, size
 
 

@@ -36,7 +36,8 @@ def decode_window(params: torch.Tensor, height: int, width: int, size: int, cent
     grid whose filters are narrower than the gaps between them can miss a thin stroke (the
     trained classifiers end at sigma about 0.3 delta; docs/reproducing.md).
 
-    centre "inside" uses tanh(g~) for g~. A window far off the image puts each filter's whole
+    centre "inside" uses tanh(g~) for g~ (training's `jitter`, added after, can still move it past the
+    border by its noise). A window far off the image puts each filter's whole
     (normalised) weight on the nearest border pixel, blank in MNIST, and its position gets no
     gradient back: that is how a classifier's training collapsed to chance (docs/reproducing.md).
     Inside, the centre stays within [0, A + 1], so half the window still covers the image.
@@ -192,6 +193,11 @@ class _Windowed:
         self.centre = check_centre(centre)
         self.sigma_floor = check_strides("sigma_floor", sigma_floor, SIGMA_FLOOR_LIMIT)
         self.jitter = check_strides("jitter", jitter, JITTER_LIMIT)
+        if self.jitter and torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:  # fmt: skip
+            # Each process would draw the same noise for its own share of the batch, and a resume
+            # restores one process's generator on all: neither is the one-process run.
+            raise ValueError("jitter draws its noise in each process, so it is not available under torchrun")
         self.size, self.height, self.width = size, config.height, config.width
         self.window = window_layer(config, size, init, write=write, stride=stride, sigma=sigma)
 

@@ -87,8 +87,19 @@ def test_truncated_checkpoint(saved: tuple[DRAW, Path]) -> None:
     (header_len,) = struct.unpack("<Q", whole[:8])
     path.write_bytes(whole[:-100])
     data = len(whole) - 8 - header_len - 100
-    with pytest.raises(CheckpointError, match=f"is truncated: tensor '.+' ends at byte {data + 100} of the data, which holds {data} bytes"):
+    with pytest.raises(CheckpointError, match=f"is truncated: its header needs {data + 100} bytes of tensor data, the file holds {data}$"):
         checkpoint.load_model(path)
+
+
+def test_an_entry_past_the_end_of_a_whole_file_is_corrupt_not_truncated(tmp_path: Path) -> None:
+    """An entry whose offsets disagree with its shape is a corrupt header, even when they run past the data."""
+    from drawcli.safetensors_io import read_header
+
+    header = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 10**12]}}).encode()
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+    with pytest.raises(CheckpointError, match="tensor 'a' has 1000000000000 bytes for shape \\[2\\] F32$"):
+        read_header(path)
 
 
 def test_missing_path_and_directory_without_checkpoint(tmp_path: Path) -> None:

@@ -202,3 +202,14 @@ def test_real_mnist_files_are_not_taken_for_fashion_mnist() -> None:
     assert data.open_dataset("mnist").load("test", SHARED_MNIST, (1, 28, 28)).shape == (10000, 1, 28, 28)
     with pytest.raises(DataError, match="holds MNIST's images, not FashionMNIST's"):
         data.open_dataset("fashion-mnist").load("test", SHARED_MNIST, (1, 28, 28))
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's Fashion-MNIST package is not installed")
+def test_real_fashion_mnist_files_are_not_taken_for_mnist() -> None:
+    """The other direction: Fashion-MNIST's files load as fashion-mnist and are refused as mnist."""
+    assert data.open_dataset("fashion-mnist").load("test", FASHION, (1, 28, 28)).shape == (10000, 1, 28, 28)
+    with pytest.raises(DataError, match="holds FashionMNIST's images, not MNIST's"):
+        data.open_dataset("mnist").load("train", FASHION, (1, 28, 28))

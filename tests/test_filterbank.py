@@ -392,3 +392,19 @@ def test_jitter_moves_the_centre_by_noise_of_its_stride_in_training_only() -> No
     torch.testing.assert_close(again.gx, exact.gx)
     with pytest.raises(ValueError, match="jitter must be a number of strides from 0 \\(off\\) to 4"):
         fb.FilterbankReader(config, jitter=-1)
+
+
+def test_jitter_reaches_the_window_under_bf16_autocast_and_is_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --amp bf16 the window is placed in float32 by a second call, which must pass the noise on;
+    under torchrun each process would draw the same noise for its own rows, so jitter is refused there."""
+    config = DrawConfig(height=100, width=100, read_size=12, channels=1)
+    reader = fb.FilterbankReader(config, jitter=0.5).train()
+    x, h = torch.rand(8, 1, 100, 100), torch.zeros(8, config.dec_size)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, window = reader.read_image(x, h)
+    assert window.gx.dtype == torch.float32 and window.gx.std() > 0.5  # equal centres without the noise
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *args: 2)
+    with pytest.raises(ValueError, match="^jitter draws its noise in each process, so it is not available under torchrun$"):
+        fb.FilterbankReader(config, jitter=0.5)
+    assert fb.FilterbankWriter(config).jitter == 0.0  # without jitter, torchrun is fine

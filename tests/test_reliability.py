@@ -100,7 +100,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     ),
     "truncated in the data": (
         lambda ck: (ck.write_bytes(ck.read_bytes()[:-100]), ck)[1],
-        "is truncated: tensor",
+        "is truncated: its header needs",
     ),
     "truncated in the header": (
         lambda ck: (ck.write_bytes(ck.read_bytes()[:200]), ck)[1],
