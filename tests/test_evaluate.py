@@ -6,6 +6,7 @@ import json
 import re
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -183,9 +184,21 @@ def test_plot_draws_a_classifiers_test_loss_and_labels_clashing_runs_by_path(tmp
     lines = [json.dumps({"event": "train", "step": s, "loss": 2.3 - s / 100, "wall_time_s": s / 10}) for s in (50, 100)]
     lines.append(json.dumps({"event": "epoch", "step": 100, "test_loss": 1.1, "test_error": 40.0, "wall_time_s": 11.0}))
     (tmp_path / "a" / "run" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    result = invoke("plot", tmp_path / "a" / "run", "--png", tmp_path / "c.png")
+    from matplotlib.axes import Axes
+
+    drawn: list[tuple[str, list[float]]] = []
+    real_plot = Axes.plot
+
+    def recording_plot(self: Axes, x: Any, y: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn.append((kwargs.get("label", ""), list(y)))
+        return real_plot(self, x, y, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Axes, "plot", recording_plot)
+        result = invoke("plot", tmp_path / "a" / "run", "--png", tmp_path / "c.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c.png").stat().st_size > 0
+    assert drawn.count(("run test loss", [1.1])) == 2  # the held-out curve, against steps and against time
 
 
 @pytest.mark.parametrize(("ymax", "message"), [("nan", "--ymax must be a positive number of nats, got nan"),

@@ -103,6 +103,11 @@ def check_outputs(**paths: Path | None) -> None:
             raise WriteError(f"--{fmt} {path}: this writes a {fmt.upper()}, so its name must end in .{fmt}")
 
 
+def flag(param: str) -> str:
+    """The command-line spelling of parameter `param`: enc_size -> --enc-size."""
+    return "--" + param.replace("_", "-")
+
+
 def from_command_line(ctx: typer.Context, name: str) -> bool:
     """Whether parameter `name` was given explicitly (not a default, not a preset)."""
     source = ctx.get_parameter_source(name)

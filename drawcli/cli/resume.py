@@ -15,7 +15,7 @@ import typer
 
 from drawcli import registry
 from drawcli.cli.app import fail
-from drawcli.cli.options import from_command_line, key_values, plain, setting_param
+from drawcli.cli.options import flag, from_command_line, key_values, plain, setting_param
 from drawcli.config import DrawConfig
 
 # Architecture options of `train`, each compared with the config of the run being resumed.
@@ -31,8 +31,8 @@ def _shown(value: Any) -> Any:
     return (", ".join(map(str, value)) or "none") if isinstance(value, tuple) else value
 
 
-def _conflict(flag: str, value: Any, name: str, stored: Any, hint: str = "") -> None:
-    fail(f"--{flag.replace('_', '-')} {_shown(value)} conflicts with the run being resumed ({name} = {_shown(stored)}){hint}", code=2)
+def _conflict(param: str, value: Any, name: str, stored: Any, hint: str = "") -> None:
+    fail(f"{flag(param)} {_shown(value)} conflicts with the run being resumed ({name} = {_shown(stored)}){hint}", code=2)
 
 
 def _check_teachers(teachers: tuple[str, ...], recorded: list[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
-from drawcli.cli.options import (SEED_RANGE, Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, from_command_line, key_values,
+from drawcli.cli.options import (SEED_RANGE, Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, flag, from_command_line, key_values,
                                  plain, positive_float, setting_param)  # fmt: skip
 from drawcli.config import MAX_CHANNELS_CONV, MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig
 from drawcli.errors import ConfigError, DrawcliError
@@ -79,10 +79,10 @@ def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> Non
     if config.kind == "classifier":
         for param, why in DRAW_ONLY:
             if from_command_line(ctx, param):
-                fail(f"--{param.replace('_', '-')} is for DRAW (--model draw): {why}", code=2)
+                fail(f"{flag(param)} is for DRAW (--model draw): {why}", code=2)
     for param in ("teacher_weight", "teacher_temperature"):
         if from_command_line(ctx, param) and not settings.teachers:
-            fail(f"--{param.replace('_', '-')} shapes what the teachers teach: give --teacher RUN too", code=2)
+            fail(f"{flag(param)} shapes what the teachers teach: give --teacher RUN too", code=2)
 
 
 def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
