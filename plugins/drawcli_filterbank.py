@@ -26,6 +26,7 @@ PARAM_LIMIT = 10.0
 WINDOW_CENTRES = ("free", "inside")
 SIGMA_FLOOR_LIMIT = 4.0  # strides: a floor above this would blur the whole grid into one blob
 JITTER_LIMIT = 4.0  # strides: noise beyond this moves the window further than the grid is wide
+HIDDEN_LIMIT = 16384  # units of the window's optional hidden layer
 
 
 def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free",
@@ -93,7 +94,7 @@ def jittered(window: Window, jitter: float) -> Window:
                            gy=window.gy + scale * torch.randn_like(window.gy))  # fmt: skip
 
 
-def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, size: int, centre: str,
+def place_window(layer: nn.Module, h: torch.Tensor, height: int, width: int, size: int, centre: str,
                  sigma_floor: float = 0.0, jitter: float = 0.0) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
     """(window, F_x (B, N, W), F_y (B, N, H)) from h (B, dec_size) through the window `layer`;
     jitter > 0 moves the centre by noise (see `jittered`; the caller passes 0 outside training).
@@ -104,7 +105,7 @@ def place_window(layer: nn.Linear, h: torch.Tensor, height: int, width: int, siz
     """
     if torch.is_autocast_enabled(h.device.type):
         with torch.autocast(h.device.type, enabled=False):
-            return place_window(layer, h.to(layer.weight.dtype), height, width, size, centre, sigma_floor, jitter)
+            return place_window(layer, h.to(next(layer.parameters()).dtype), height, width, size, centre, sigma_floor, jitter)
     window = decode_window(layer(h), height, width, size, centre, sigma_floor)
     if jitter > 0:
         window = jittered(window, jitter)
@@ -115,8 +116,9 @@ WINDOW_INITS = ("cover", "cover-unscaled", "torch")
 
 
 def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: float | None = None,
-                 sigma: float | None = None) -> nn.Linear:  # fmt: skip
-    """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`.
+                 sigma: float | None = None, hidden: int = 0) -> nn.Module:  # fmt: skip
+    """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`; `hidden`
+    > 0 puts a ReLU layer of that many units before it (not the paper's: see `check_hidden`).
 
     "torch" keeps PyTorch's default (near-zero) bias: sigma = 1 pixel and, for N = 2, the
     filters sit on the image's corners, which are blank in MNIST, so the read sees nothing
@@ -138,7 +140,7 @@ def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: 
             raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
     if init == "torch" and (stride is not None or sigma is not None):
         raise ValueError("stride and sigma set the starting window of init=cover or cover-unscaled, not init=torch")
-    layer = nn.Linear(config.dec_size, 5)
+    layer = nn.Linear(hidden or config.dec_size, 5)
     if init != "torch":
         side = max(config.height, config.width)
         delta = float(stride) if stride is not None else side / size
@@ -148,7 +150,7 @@ def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: 
         log_gamma = -log_area if write else log_area / 2
         with torch.no_grad():
             layer.bias.copy_(torch.tensor([0.0, 0.0, math.log(sigma2), math.log(delta_tilde), log_gamma]))
-    return layer
+    return nn.Sequential(nn.Linear(config.dec_size, hidden), nn.ReLU(), layer) if hidden else layer
 
 
 def read_patch(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
@@ -177,6 +179,17 @@ def check_centre(centre: Any) -> str:
     return centre
 
 
+def check_hidden(hidden: Any) -> int:
+    """The `hidden` option: units of a ReLU layer between the state and the window (0: eq. 21's linear map).
+
+    One linear map of the state places each window, so a state that has seen several digit-like
+    blobs tends to place the next window between them; a hidden layer lets it choose one.
+    """
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden <= HIDDEN_LIMIT:
+        raise ValueError(f"hidden must be a whole number of units from 0 (off) to {HIDDEN_LIMIT}, got {hidden!r}")
+    return hidden
+
+
 def check_strides(name: str, value: Any, limit: float) -> float:
     """An option measured in strides (0 is off), or a ValueError that says what is allowed."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limit:
@@ -189,7 +202,7 @@ class _Windowed:
     (a mixin listed before Reader or Writer, so its window_parameters() replaces their empty default)."""
 
     def _add_window(self, config: DrawConfig, size: int, write: bool, init: str, stride: float | None,
-                    sigma: float | None, centre: str, sigma_floor: float, jitter: float) -> None:  # fmt: skip
+                    sigma: float | None, centre: str, sigma_floor: float, jitter: float, hidden: int) -> None:  # fmt: skip
         self.centre = check_centre(centre)
         self.sigma_floor = check_strides("sigma_floor", sigma_floor, SIGMA_FLOOR_LIMIT)
         self.jitter = check_strides("jitter", jitter, JITTER_LIMIT)
@@ -199,14 +212,14 @@ class _Windowed:
             # restores one process's generator on all: neither is the one-process run.
             raise ValueError("jitter draws its noise in each process, so it is not available under torchrun")
         self.size, self.height, self.width = size, config.height, config.width
-        self.window = window_layer(config, size, init, write=write, stride=stride, sigma=sigma)
+        self.window = window_layer(config, size, init, write=write, stride=stride, sigma=sigma, hidden=check_hidden(hidden))
 
     def _place(self, h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
         jitter = self.jitter if self.training else 0.0
         return place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor, jitter)
 
     def window_parameters(self) -> list[nn.Parameter]:
-        """The window layer's weight and bias (eq. 21)."""
+        """The window layer's weights and biases (eq. 21, and the hidden layer's if any)."""
         return list(self.window.parameters())
 
 
@@ -216,9 +229,10 @@ class FilterbankReader(_Windowed, Reader):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, hidden: int = 0,
+                 **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self._add_window(config, config.read_size, False, init, stride, sigma, centre, sigma_floor, jitter)
+        self._add_window(config, config.read_size, False, init, stride, sigma, centre, sigma_floor, jitter, hidden)
         self.channels = config.channels
         self.out_size = 2 * config.channels * self.size**2
 
@@ -247,9 +261,10 @@ class FilterbankWriter(_Windowed, Writer):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, hidden: int = 0,
+                 **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self._add_window(config, config.write_size, True, init, stride, sigma, centre, sigma_floor, jitter)
+        self._add_window(config, config.write_size, True, init, stride, sigma, centre, sigma_floor, jitter, hidden)
         self.channels = config.channels
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 
