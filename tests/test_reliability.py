@@ -265,7 +265,8 @@ def test_unwritable_sample_outputs(run: Path, tmp_path: Path) -> None:
     assert error_line(invoke("sample", run, "--gif", tmp_path)) == f"error: cannot write {tmp_path}: it is a directory"
 
 
-@pytest.mark.parametrize("command", [["sample", "RUN", "--gif"], ["reconstruct", "RUN", "--png"], ["plot", "RUN", "--png"]])
+@pytest.mark.parametrize("command", [["sample", "RUN", "--gif"], ["sample", "RUN", "--png"], ["reconstruct", "RUN", "--gif"],
+                                     ["reconstruct", "RUN", "--png"], ["plot", "RUN", "--png"]])  # fmt: skip
 def test_an_output_named_for_another_format_is_refused(command: list[str], run: Path, tmp_path: Path) -> None:
     """--gif x.png would write GIF data under a PNG's name: refused before any work, nothing written."""
     fmt = command[-1][2:]
@@ -275,6 +276,13 @@ def test_an_output_named_for_another_format_is_refused(command: list[str], run: 
     assert error_line(invoke(*args, other)) == message
     assert not other.exists()
     assert invoke(*args, tmp_path / f"upper.{fmt.upper()}").exit_code == 0  # the suffix's case does not matter
+
+
+def test_glimpses_refuses_a_gif_named_png_before_reading_the_run(tmp_path: Path) -> None:
+    """glimpses checks its output's name before it opens the run (here there is none to open)."""
+    other = tmp_path / "x.png"
+    message = f"error: --gif {other}: this writes a GIF, so its name must end in .gif"
+    assert error_line(invoke("glimpses", tmp_path / "no-run", "--gif", other)) == message
 
 
 @pytest.mark.parametrize("command", [["reconstruct", "RUN", "--gif"], ["reconstruct", "RUN", "--png"], ["plot", "RUN", "--png"]])
