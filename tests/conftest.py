@@ -1,13 +1,15 @@
-"""Shared fixtures: one torch thread, a factory for tiny DRAW configs, a tiny MNIST-format data folder."""
+"""Shared fixtures: one torch thread, a factory for tiny DRAW configs, tiny MNIST-format data folders,
+and a finished tiny run to work on copies of."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import torch
-from helpers import write_idx_dataset
+from helpers import TINY_ARGS, invoke, write_idx_dataset
 
 from drawcli.config import DrawConfig
 
@@ -41,3 +43,24 @@ def idx_dir(tmp_path: Path) -> Path:
     """MNIST-format idx files of 48 training and 20 test images (3 steps an epoch at batch 16)."""
     write_idx_dataset(tmp_path / "data", n_train=48, n_test=20)
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    write_idx_dataset(folder, n_train=48, n_test=20)  # 3 steps per epoch at batch size 16
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-step (one-epoch) run; tests work on copies."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = invoke("train", *TINY_ARGS, "--data-dir", data_dir, "--out", run, "--steps", "3", "--quiet", "--sample-every", "0")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))

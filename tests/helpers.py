@@ -3,9 +3,11 @@ tmp_path (idx files in MNIST's format), a benchmark script as a module, a run's 
 
 from __future__ import annotations
 
+import errno
 import gzip
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -103,3 +105,24 @@ class FailingBackward(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
         raise RuntimeError(ctx.message)
+
+
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def error_line(result: Any, code: int = 1) -> str:
+    """The exit code is `code`, and stderr ends with exactly one `error:` line and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    return errors[0]
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {name: (run / name).read_bytes() for name in ("checkpoint.safetensors", "resume.safetensors")}
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob(".*") if ".tmp" in p.name]
