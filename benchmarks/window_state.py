@@ -3,10 +3,10 @@
 For each run: the error on the first --n test images of its data set, then per glimpse the median
 window centre (pixels), the median |g~| behind it (the window layer's centre output, eq. 22-23;
 under `centre=inside` the tanh is undone, so |g~| above about 2 means tanh' below 0.07 and a
-centre that barely moves), the median stride, sigma and gamma, and the mean sum_j |h_j| of the
-LSTM state the window is computed from: Adam moves each window weight by about the rate a step,
-so one step moves g~ by up to lr x sum |h| (printed at --lr). A collapsed run's windows sit in a
-corner (docs/reproducing.md).
+centre that barely moves), the median stride, sigma and gamma, and the mean sum_j |u_j| of what
+the layer that outputs g~ reads (u: the LSTM state h, or the filterbank's `hidden` units of it):
+Adam moves each window weight by about the rate a step, so one step moves g~ by up to lr x sum |u|
+(printed at --lr). A collapsed run's windows sit in a corner (docs/reproducing.md).
 
     .venv/bin/python benchmarks/window_state.py runs/A runs/B --data-dir ../shared/data/mnist
 """
@@ -46,6 +46,11 @@ def glimpse_states(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tenso
     return out.logits, out.read_windows, states
 
 
+def last_layer_input(window: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """What the layer that outputs g~ reads (B, units): h itself, or the ReLU units of reader option `hidden`."""
+    return window[:-1](h) if isinstance(window, torch.nn.Sequential) else h
+
+
 def report(run: Path, data_dir: Path | None, n: int, lr: float) -> None:
     """Print the run's error and its windows' state after each glimpse."""
     model, info = checkpoint.load_model(run, torch.device("cpu"))
@@ -58,9 +63,10 @@ def report(run: Path, data_dir: Path | None, n: int, lr: float) -> None:
         logits, windows, states = glimpse_states(model, x)
     placement = config.reader_options.get("centre", "free")
     print(f"{run}: LSTM {config.dec_size}, {100 * (logits.argmax(1) != labels).float().mean():.2f} % wrong on {len(x)} test images")
-    print("  glimpse  centre x, y   |g~| x   stride   sigma   gamma   sum|h|   step of g~ at lr")
+    print("  glimpse  centre x, y   |g~| x   stride   sigma   gamma   sum|u|   step of g~ at lr")
     for t, (w, h) in enumerate(zip(windows, states)):
-        total = h.abs().sum(dim=1).mean().item()
+        with torch.no_grad():
+            total = last_layer_input(model.reader.window, h).abs().sum(dim=1).mean().item()
         print(f"  {t + 1:7d}  {w.gx.median():5.1f} {w.gy.median():5.1f}  {g_tilde(w.gx, config.width, placement).abs().median():7.2f}"
               f"  {w.delta.median():7.2f}  {w.sigma2.sqrt().median():6.2f}  {w.gamma.median():6.2f}  {total:7.1f}  {lr * total:8.4f}")  # fmt: skip
 

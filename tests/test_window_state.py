@@ -36,3 +36,19 @@ def test_glimpse_states_replay_the_classifier() -> None:
     with torch.no_grad():  # each recorded state places its glimpse's window
         assert all(torch.equal(model.reader.read_image(x, h)[1].gx, w.gx) for h, w in zip(states, windows))
     assert "read_image" not in vars(model.reader)  # the wrapper is gone again
+
+
+def test_the_step_is_measured_on_what_the_last_window_layer_reads() -> None:
+    """With reader option hidden=K the layer that outputs g~ reads K ReLU units of h, not h."""
+    script = load_benchmark("window_state")
+    config = DrawConfig(kind="classifier", height=12, width=12, glimpses=3, dec_size=8, read_size=3, classes=4,
+                        reader_options={"hidden": 3})  # fmt: skip
+    window = models.build(config).reader.window
+    with torch.no_grad():
+        window[0].weight.copy_(torch.tensor([[1.0] + [0.0] * 7, [-1.0] + [0.0] * 7, [0.0, 2.0] + [0.0] * 6]))
+        window[0].bias.zero_()
+    h = torch.tensor([[0.5, -1.0, 0, 0, 0, 0, 0, 0.25]])
+    assert torch.equal(script.last_layer_input(window, h), torch.tensor([[0.5, 0.0, 0.0]]))
+    linear = models.build(DrawConfig(kind="classifier", height=12, width=12, glimpses=3, dec_size=8, read_size=3,
+                                     classes=4)).reader.window  # fmt: skip
+    assert script.last_layer_input(linear, h) is h
