@@ -5,8 +5,9 @@ window centre (pixels), the median |g~| behind it (the window layer's centre out
 under `centre=inside` the tanh is undone, so |g~| above about 2 means tanh' below 0.07 and a
 centre that barely moves), the median stride, sigma and gamma, and the mean sum_j |u_j| of what
 the layer that outputs g~ reads (u: the LSTM state h, or the filterbank's `hidden` units of it):
-Adam moves each window weight by about the rate a step, so one step moves g~ by up to lr x sum |u|
-(printed at --lr). A collapsed run's windows sit in a corner (docs/reproducing.md).
+Adam moves each window weight by about the rate a step, so one step of the last layer alone moves
+g~ by up to lr x sum |u| (printed at --lr; under `hidden` the units move too, so the whole step
+can be larger). A collapsed run's windows sit in a corner (docs/reproducing.md).
 
     .venv/bin/python benchmarks/window_state.py runs/A runs/B --data-dir ../shared/data/mnist
 """

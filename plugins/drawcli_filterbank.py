@@ -118,7 +118,8 @@ WINDOW_INITS = ("cover", "cover-unscaled", "torch")
 def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: float | None = None,
                  sigma: float | None = None, hidden: int = 0) -> nn.Module:  # fmt: skip
     """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`; `hidden`
-    > 0 puts a ReLU layer of that many units before it (not the paper's: see `check_hidden`).
+    > 0 puts a ReLU layer of that many units before it (not the paper's: see `check_hidden`), whose
+    PyTorch-default start moves the first window off the bias's by a fraction of a pixel.
 
     "torch" keeps PyTorch's default (near-zero) bias: sigma = 1 pixel and, for N = 2, the
     filters sit on the image's corners, which are blank in MNIST, so the read sees nothing

@@ -45,14 +45,14 @@ def idx_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("data")
     write_idx_dataset(folder, n_train=48, n_test=20)  # 3 steps per epoch at batch size 16
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 3-step (one-epoch) run; tests work on copies."""
     run = tmp_path_factory.mktemp("trained") / "run"

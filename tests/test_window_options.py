@@ -107,7 +107,8 @@ def test_jitter_reaches_the_window_under_bf16_autocast_and_is_refused_under_torc
 
 def test_a_hidden_window_layer_places_the_window_from_relu_units_of_the_state() -> None:
     """hidden=2: raw window = W2 relu(W1 h + b1) + b2 (a hand computation), with b2 the same
-    starting window as the paper's linear layer; --window-lr's groups get both layers."""
+    starting window as the paper's linear layer; both layers are the window's parameters (the
+    ones --window-lr scales); hidden=0 is the paper's one linear layer."""
     config = DrawConfig(height=9, width=9, read_size=3, dec_size=3)
     reader = fb.FilterbankReader(config, init="cover-unscaled", hidden=2).double()
     linear = fb.FilterbankReader(config, init="cover-unscaled")
@@ -126,6 +127,7 @@ def test_a_hidden_window_layer_places_the_window_from_relu_units_of_the_state() 
     torch.testing.assert_close(window.gamma, expected.gamma)
     assert [p.shape for p in reader.window_parameters()] == [(2, 3), (2,), (5, 2), (5,)]
     assert set(linear.state_dict()) == {"window.weight", "window.bias"}  # checkpoints without it still load
+    assert type(fb.FilterbankWriter(config, hidden=0).window) is torch.nn.Linear
 
 
 def test_a_hidden_window_layer_under_bf16_autocast_and_through_a_checkpoint(tmp_path) -> None:
@@ -135,9 +137,12 @@ def test_a_hidden_window_layer_under_bf16_autocast_and_through_a_checkpoint(tmp_
     config = DrawConfig(kind="classifier", height=12, width=12, glimpses=3, dec_size=8, read_size=3, classes=4,
                         reader_options={"hidden": 5, "centre": "inside"})  # fmt: skip
     model = AttentionClassifier(config).eval()
+    h = torch.randn(2, 8)
+    plain, _, _ = fb.place_window(model.reader.window, h, 12, 12, 3, "inside")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        window, _, _ = fb.place_window(model.reader.window, torch.randn(2, 8), 12, 12, 3, "inside")
+        window, _, _ = fb.place_window(model.reader.window, h, 12, 12, 3, "inside")
     assert window.gx.dtype == torch.float32
+    assert torch.equal(window.gx, plain.gx) and torch.equal(window.delta, plain.delta)  # not bf16 cast back
     path = tmp_path / "checkpoint.safetensors"
     checkpoint.save_checkpoint(path, model, {"steps": 0})
     loaded, info = checkpoint.load_model(path)

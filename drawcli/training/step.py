@@ -41,8 +41,10 @@ def parameter_groups(model: nn.Module, lr: float, window_lr: float) -> list[dict
     apart, with "lr_scale" window_lr, which the loop's schedule multiplies its rate by.
 
     Adam moves every weight by about lr a step whatever its gradient, so a window layer's output,
-    a sum over dec_size hidden units in [-1, 1], can move by up to dec_size x lr in one step: the
-    likely way wide classifiers sent their windows into a blank corner for good (docs/reproducing.md).
+    a sum over dec_size hidden units in [-1, 1], can move by up to dec_size x lr in one step (more
+    with the filterbank's `hidden` ReLU units, which are unbounded and move too; window_lr scales
+    both layers): the likely way wide classifiers sent their windows into a blank corner for good
+    (docs/reproducing.md).
     """
     if window_lr == 1.0:
         return [{"params": list(model.parameters())}]
