@@ -196,3 +196,35 @@ def test_a_stop_asked_by_signal_leaves_the_process_group_through_the_barrier(tmp
     result = invoke("train", *TINY, "--data-dir", tmp_path, "--out", tmp_path / "run")  # train itself stubbed: no data read
     assert result.exit_code == 130
     assert calls == ["barrier", "destroy"]
+
+
+@pytest.mark.parametrize(("outcome", "code"), [(None, 0), (SystemExit(0), 0), (SystemExit(2), 2), (SystemExit(130), 130),
+                                               (SystemExit(None), 0), (SystemExit("message"), 1)])  # fmt: skip
+def test_a_torchrun_worker_leaves_through_os_exit_with_the_commands_code(outcome: SystemExit | None, code: int,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Under torchrun main() ends the process with os._exit (no interpreter shutdown for a gloo
+    thread to abort in) and the command's exit code; outside torchrun it returns or raises as usual."""
+    import drawcli.cli as cli
+
+    def app() -> None:
+        if outcome is not None:
+            raise outcome
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(value: int) -> None:
+        raise Exited(value)
+
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: True)
+    with pytest.raises(Exited) as exited:
+        cli.main()
+    assert exited.value.args == (code,)
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: False)
+    if outcome is None:
+        assert cli.main() is None
+    else:
+        with pytest.raises(SystemExit):
+            cli.main()
