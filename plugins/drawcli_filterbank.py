@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from drawcli.config import DrawConfig
+from drawcli.config import MAX_HIDDEN, DrawConfig
 from drawcli.contract import Reader, Window, Writer
 
 # Raw window parameters are clamped so that exp() of them, and the filters, stay finite and
@@ -26,7 +26,6 @@ PARAM_LIMIT = 10.0
 WINDOW_CENTRES = ("free", "inside")
 SIGMA_FLOOR_LIMIT = 4.0  # strides: a floor above this would blur the whole grid into one blob
 JITTER_LIMIT = 4.0  # strides: noise beyond this moves the window further than the grid is wide
-HIDDEN_LIMIT = 16384  # units of the window's optional hidden layer
 
 
 def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free",
@@ -186,8 +185,8 @@ def check_hidden(hidden: Any) -> int:
     One linear map of the state places each window, so a state that has seen several digit-like
     blobs tends to place the next window between them; a hidden layer lets it choose one.
     """
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden <= HIDDEN_LIMIT:
-        raise ValueError(f"hidden must be a whole number of units from 0 (off) to {HIDDEN_LIMIT}, got {hidden!r}")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden <= MAX_HIDDEN:
+        raise ValueError(f"hidden must be a whole number of units from 0 (off) to {MAX_HIDDEN}, got {hidden!r}")
     return hidden
 
 

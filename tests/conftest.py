@@ -38,18 +38,21 @@ def tiny_config() -> Callable[..., DrawConfig]:
     return make
 
 
+def _tiny_idx(folder: Path) -> Path:
+    write_idx_dataset(folder, n_train=48, n_test=20)
+    return folder
+
+
 @pytest.fixture
 def idx_dir(tmp_path: Path) -> Path:
     """MNIST-format idx files of 48 training and 20 test images (3 steps an epoch at batch 16)."""
-    write_idx_dataset(tmp_path / "data", n_train=48, n_test=20)
-    return tmp_path / "data"
+    return _tiny_idx(tmp_path / "data")
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    write_idx_dataset(folder, n_train=48, n_test=20)  # 3 steps per epoch at batch size 16
-    return folder
+    """idx_dir's files, written once per session for the tests that only read them."""
+    return _tiny_idx(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import torch
 import drawcli_filterbank as fb
 from drawcli import checkpoint
 from drawcli.classifier import AttentionClassifier
-from drawcli.config import DrawConfig
+from drawcli.config import MAX_HIDDEN, DrawConfig
 from drawcli.contract import Window
 
 F64 = torch.float64
@@ -151,7 +151,7 @@ def test_a_hidden_window_layer_under_bf16_autocast_and_through_a_checkpoint(tmp_
     assert torch.equal(model(x).logits, loaded(x).logits)
 
 
-@pytest.mark.parametrize("bad", [-1, 2.5, "8", True, fb.HIDDEN_LIMIT + 1])
+@pytest.mark.parametrize("bad", [-1, 2.5, "8", True, MAX_HIDDEN + 1])
 def test_bad_hidden_window_layer_sizes(bad: object) -> None:
     with pytest.raises(ValueError, match=r"^hidden must be a whole number of units from 0 \(off\) to 16384, got "):
         fb.FilterbankWriter(DrawConfig(), hidden=bad)
