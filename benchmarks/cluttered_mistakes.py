@@ -1,13 +1,13 @@
 """Where a cluttered-MNIST classifier's mistakes come from: a read window that never found the
 digit ("lost"), or a digit misread under a window that did.
 
-Rebuilds the test split while recording where `cluttered()` pasted each digit (the one 28 x 28
-paste per image), runs each classifier with its windows recorded, and prints, for each run:
-the error among images whose last window ends within --found pixels of the digit's centre and
-among the rest, the same split by the digit's distance from the border (with how far the second
-window lands from the digit, and how often digits whose ink reaches the edge are lost), and the mean distance
-from window to digit and the window's stride and sigma after each glimpse; with several runs, how many images all of them
-get wrong, or lose.
+Rebuilds the test split with each digit's centre (the data set records it), runs each
+classifier with its windows recorded, and prints, for each run: the error among images whose
+last window ends within --found pixels of the digit's centre and among the rest, the same split
+by the digit's distance from the border (with how far the second window lands from the digit,
+and how often digits whose ink reaches the edge are lost), and the mean distance from window to
+digit and the window's stride and sigma after each glimpse; with several runs, how many images
+all of them get wrong, or lose.
 
     .venv/bin/python benchmarks/cluttered_mistakes.py runs/A runs/B --data-dir ../shared/data/mnist
 """
@@ -22,27 +22,14 @@ import torch
 import drawcli_synthetic
 from drawcli import checkpoint
 
-DIGIT = 28  # MNIST's side: the cluttered image's only paste of this size is its digit
+DIGIT = 28  # MNIST's side: the digit's box around its centre
 
 
 def digit_centres(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(test images (N, 1, 100, 100), labels (N,), digit centres (N, 2) as (x, y) in the windows' 1-based pixels)."""
-    corners: list[tuple[torch.Tensor, torch.Tensor]] = []
-    paste = drawcli_synthetic.paste
-
-    def recording(canvas: torch.Tensor, pieces: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> None:
-        if pieces.shape[-1] == DIGIT:
-            corners.append((ys.clone(), xs.clone()))
-        paste(canvas, pieces, ys, xs)
-
-    drawcli_synthetic.paste = recording
-    try:
-        test = drawcli_synthetic.ClutteredMNIST().load_labelled("test", data_dir, (1, 100, 100))
-    finally:
-        drawcli_synthetic.paste = paste
-    ys, xs = (torch.cat(part) for part in zip(*corners))
-    centre = (DIGIT + 1) / 2  # pixel a (0-based corner + a - 1) has 1-based coordinate corner + a
-    return test.images, test.labels, torch.stack([xs + centre, ys + centre], dim=1).float()
+    test = drawcli_synthetic.ClutteredMNIST().load_labelled("test", data_dir, (1, 100, 100))
+    assert test.centres is not None
+    return test.images, test.labels, test.centres
 
 
 def windows(run: Path, images: torch.Tensor, bf16: bool, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

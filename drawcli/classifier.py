@@ -30,6 +30,20 @@ class ClassifierOutput:
     logits: torch.Tensor  # (B, classes)
     read_windows: list[Window] | None = None  # T windows, readers that produce windows only
     earlier_logits: torch.Tensor | None = None  # (B, T - 1, classes): the softmax layer on each earlier state
+    centres: torch.Tensor | None = None  # (B, T, 2): each read window's centre (gx, gy), readers that produce windows
+
+    def locate_loss(self, targets: torch.Tensor) -> torch.Tensor:
+        """(B,) the term of `train --locate-loss`: mean over glimpses 2..T of the Huber loss of the
+        read window's centre against the object's, per pixel axis in units of LOCATE_SCALE pixels
+        (quadratic within that distance, linear beyond). targets: (B, 2) as (x, y). Glimpse 1's
+        window comes from h_0 = 0 (the same for every image), so it is left out."""
+        if self.centres is None:
+            raise ConfigError("this classifier's reader produces no windows to place")
+        later = self.centres[:, 1:].float()
+        if later.shape[1] == 0:
+            return later.new_zeros(later.shape[0])
+        off = (later - targets[:, None, :]) / LOCATE_SCALE
+        return F.huber_loss(off, torch.zeros_like(off), reduction="none", delta=1.0).sum(dim=2).mean(dim=1)
 
     def earlier_loss(self, labels: torch.Tensor, exact: bool = True) -> torch.Tensor:
         """(B,) mean cross-entropy of the classifications after glimpses 1 .. T-1 (0 when T is 1):
@@ -71,6 +85,16 @@ def glimpse_convolutions(reader: Reader, config: DrawConfig) -> tuple[nn.Sequent
         nn.Conv2d(k, k, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
     )  # fmt: skip
     return layers, k * ((n + 1) // 2) * ((m + 1) // 2)
+
+
+LOCATE_SCALE = 10.0  # pixels: the locate term is quadratic out to this distance per axis, then linear
+
+
+def _centres(windows: list[Window] | list[None]) -> torch.Tensor | None:
+    """(B, T, 2) the windows' (gx, gy), or None for a reader without windows."""
+    if not windows or windows[0] is None:
+        return None
+    return torch.stack([torch.stack([w.gx, w.gy], dim=1) for w in windows], dim=1)  # type: ignore[union-attr]
 
 
 class AttentionClassifier(CompiledTraining, nn.Module):
@@ -137,18 +161,20 @@ class AttentionClassifier(CompiledTraining, nn.Module):
             r = torch.cat([r, self.conv(r)], dim=1)  # beside the glimpse: the LSTM keeps the pixels themselves
         return self.glimpse(r) if self.config.glimpse_hidden else r
 
-    def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unit `compile_glimpses` compiles: the logits alone (final, earlier), so the windows are no graph outputs."""
-        return self._glimpses(x)[:2]
+    def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The unit `compile_glimpses` compiles: the logits (final, earlier) and the windows' centres,
+        so the Window tuples are no graph outputs."""
+        logits, earlier, windows = self._glimpses(x)
+        return logits, earlier, _centres(windows)
 
     def forward(self, x: torch.Tensor, record: bool = False) -> ClassifierOutput:
-        """x: (B, C, H, W) grey levels in [0, 1] -> logits (B, classes) and the earlier glimpses'
-        (B, T - 1, classes); `record` keeps the windows (eagerly)."""
+        """x: (B, C, H, W) grey levels in [0, 1] -> logits (B, classes), the earlier glimpses'
+        (B, T - 1, classes) and the windows' centres (B, T, 2); `record` keeps the whole windows (eagerly)."""
         if record:
             logits, earlier, windows = self._glimpses(x)
-            return ClassifierOutput(logits, _windows_or_none(windows), earlier)
-        (logits, earlier), _ = self.run_unit(self.training_unit(), x)
-        return ClassifierOutput(logits, earlier_logits=earlier)
+            return ClassifierOutput(logits, _windows_or_none(windows), earlier, _centres(windows))
+        (logits, earlier, centres), _ = self.run_unit(self.training_unit(), x)
+        return ClassifierOutput(logits, earlier_logits=earlier, centres=centres)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per top-level part (reader, glimpse when present, lstm, classify)."""

@@ -151,11 +151,12 @@ class Sampler(nn.Module, ABC):
 
 
 class Labelled(NamedTuple):
-    """A split's images with a class label each."""
+    """A split's images with a class label each, and where each image's object is when the data set knows it."""
 
     images: torch.Tensor  # (N, C, H, W) uint8
     labels: torch.Tensor  # (N,) int64, each in [0, len(classes))
     classes: tuple[str, ...]  # the class names, by label
+    centres: torch.Tensor | None = None  # (N, 2) float32: the object's centre (x, y) in Window's 1-based pixels
 
 
 class Dataset(ABC):
@@ -165,12 +166,15 @@ class Dataset(ABC):
     (an image folder is resized to whatever the config asks). A data set with labels sets
     `has_labels` and implements `load_labelled`; classifiers train on those. One that composes
     its images (digits placed among clutter) may set `redraws` and implement
-    `load_labelled_epoch`, so that `train --redraw` sees a new composition every epoch.
+    `load_labelled_epoch`, so that `train --redraw` sees a new composition every epoch. One
+    that knows where it put each image's object sets `has_centres` and fills `Labelled.centres`
+    (used by `train --locate-loss`).
     """
 
     image_shape: tuple[int, int, int] | None = None
     has_labels: bool = False
     redraws: bool = False
+    has_centres: bool = False
 
     @abstractmethod
     def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:

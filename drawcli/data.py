@@ -52,13 +52,15 @@ def load_labelled_epoch(dataset: Dataset, epoch: int, data_dir: Path | None, ima
 
 
 def _checked(labelled: Labelled, split: str, image_shape: tuple[int, int, int]) -> Labelled:
-    images, labels, classes = labelled
+    images, labels, classes, centres = labelled
     _check_images(images, split, image_shape)
     if labels.dtype != torch.int64 or labels.shape != (len(images),):
         raise DataError(f"{split} labels have shape {tuple(labels.shape)} ({labels.dtype}), expected ({len(images)},) int64")
     if len(classes) < 2 or labels.min() < 0 or labels.max() >= len(classes):
         raise DataError(f"{split} labels must lie in 0..{len(classes) - 1} and there must be 2 classes or more")
-    return Labelled(images, labels, tuple(classes))
+    if centres is not None and (centres.dtype != torch.float32 or centres.shape != (len(images), 2)):
+        raise DataError(f"{split} object centres have shape {tuple(centres.shape)} ({centres.dtype}), expected ({len(images)}, 2) float32")
+    return Labelled(images, labels, tuple(classes), centres)
 
 
 def binarize(images: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -39,11 +39,13 @@ def crops(digits: torch.Tensor, source: torch.Tensor, size: int, gen: torch.Gene
 
 
 def cluttered(digits: torch.Tensor, labels: torch.Tensor, n: int, side: int, pieces: int, piece_size: int,
-              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """n images (n, 1, side, side): one digit at a uniform position and `pieces` crops of other digits."""
+              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """n images (n, 1, side, side): one digit at a uniform position and `pieces` crops of other digits;
+    with their labels (n,) and the digit boxes' centres (n, 2) as (x, y) in 1-based pixels (contract.Window's)."""
     m, digit = len(digits), digits.shape[-1]
     images = torch.zeros(n, side, side, dtype=torch.uint8)
     chosen = torch.empty(n, dtype=torch.int64)
+    corners = torch.empty(n, 2, dtype=torch.int64)  # (x, y) of the digit's top-left pixel, 0-based
     for start in range(0, n, CHUNK):
         k = min(CHUNK, n - start)
         canvas = images[start : start + k]
@@ -55,7 +57,9 @@ def cluttered(digits: torch.Tensor, labels: torch.Tensor, n: int, side: int, pie
         at = [torch.randint(0, side - digit + 1, (k,), generator=gen) for _ in range(2)]
         paste(canvas, digits[pick], *at)
         chosen[start : start + k] = pick
-    return images[:, None], labels[chosen]
+        corners[start : start + k] = torch.stack(at[::-1], dim=1)
+    # 0-based pixel i is 1-based i + 1, so the box's centre is corner + 1 + (digit - 1) / 2
+    return images[:, None], labels[chosen], corners.float() + (digit + 1) / 2
 
 
 class ClutteredMNIST(Dataset):
@@ -68,6 +72,7 @@ class ClutteredMNIST(Dataset):
     image_shape = (1, 100, 100)
     has_labels = True
     redraws = True
+    has_centres = True  # the centre of each digit's 28 x 28 box
     side, pieces, piece_size = 100, 8, 8
     sizes = {"train": 60000, "test": 10000}
 
@@ -91,9 +96,9 @@ class ClutteredMNIST(Dataset):
         if key not in self._sources:
             self._sources[key] = MNIST().load_labelled(split, data_dir, MNIST.image_shape)
         source = self._sources[key]
-        images, labels = cluttered(source.images[:, 0], source.labels, self.sizes[split], self.side, self.pieces,
-                                   self.piece_size, gen)  # fmt: skip
-        return Labelled(images, labels, source.classes)
+        images, labels, centres = cluttered(source.images[:, 0], source.labels, self.sizes[split], self.side,
+                                            self.pieces, self.piece_size, gen)  # fmt: skip
+        return Labelled(images, labels, source.classes, centres)
 
 
 TWO_DIGIT_SEEDS = {"train": 20150602, "test": 20150603}  # streams of their own, not cluttered-mnist's

@@ -286,10 +286,11 @@ def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
 
 
 def test_recording_windows_runs_the_eager_loop() -> None:
-    """record=True (the glimpse GIF) never calls the compiled unit, which returns the logits alone (final, earlier)."""
+    """record=True (the glimpse GIF) never calls the compiled unit, which returns tensors alone (final and
+    earlier logits, the windows' centres)."""
     model = AttentionClassifier(DrawConfig(**SMALL))
     calls = []
-    model._compiled = lambda x: calls.append(x) or (torch.zeros(2, 4), torch.zeros(2, 2, 4))
+    model._compiled = lambda x: calls.append(x) or (torch.zeros(2, 4), torch.zeros(2, 2, 4), torch.zeros(2, 3, 2))
     out = model(torch.rand(2, 1, 12, 12), record=True)
     assert calls == [] and out.read_windows is not None and len(out.read_windows) == 3
     model(torch.rand(2, 1, 12, 12))
@@ -326,9 +327,9 @@ def test_a_compiler_failure_in_the_classifiers_backward_redoes_the_step_eagerly(
     torch.manual_seed(0)
     models = [AttentionClassifier(DrawConfig(**SMALL)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    def failing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, earlier = models[1]._logits(x)
-        return FailingBackward.apply(logits, "BackendCompilerFailed: backward boom"), earlier
+    def failing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        logits, earlier, centres = models[1]._logits(x)
+        return FailingBackward.apply(logits, "BackendCompilerFailed: backward boom"), earlier, centres
 
     models[1]._compiled = failing
     x, labels = torch.rand(4, 1, 12, 12), torch.tensor([0, 1, 2, 3])

@@ -20,6 +20,7 @@ def test_every_field_is_tagged_run_or_execution() -> None:
     assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
     assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "lr_schedule", "window_lr", "clip", "beta1", "beta2",
                                                 "kl_warmup", "ema", "teachers", "teacher_weight", "teacher_temperature", "label_smoothing", "glimpse_loss",
+                                                "locate_loss",
                                                 "seed")  # fmt: skip
 
 

@@ -44,7 +44,7 @@ def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: 
 
     name = dataset or info.training.get("dataset") or "mnist"
     folder = data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
-    images, labels, classes = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
+    images, labels, classes, _ = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
     known = info.class_names()
     unknown = sorted(set(classes) - set(known))
     if unknown:

@@ -78,12 +78,14 @@ class ClassifierFamily(ModelFamily):
         self.data_dir = data_dir = Path(settings.data_dir) if settings.data_dir else None
         if settings.redraw and not dataset.redraws:
             raise ConfigError(f"the data set {settings.dataset!r} draws its training images once, so --redraw does not apply")
+        if settings.locate_loss and not dataset.has_centres:
+            raise ConfigError(f"the data set {settings.dataset!r} does not record where its objects are, so --locate-loss has nothing to aim at")
         train = data.load_labelled(dataset, "train", data_dir, config.image_shape)
         self.test = data.load_labelled(dataset, "test", data_dir, config.image_shape)
         if self.test.classes != train.classes:
             raise DataError(f"the test split's classes {self.test.classes} differ from the training split's {train.classes}")
         self.config = config.replace(classes=len(train.classes))  # the number of classes comes from the data
-        self.images, self.labels, self.classes = train
+        self.images, self.labels, self.classes, self.centres = train
         self.train_size = len(self.images)
         self._model: AttentionClassifier | None = None
         self.soft: torch.Tensor | None = None  # (N, classes) teachers' probabilities of the training images
@@ -98,6 +100,8 @@ class ClassifierFamily(ModelFamily):
 
     def build(self) -> AttentionClassifier:
         model = AttentionClassifier(self.config).to(self.device)
+        if self.settings.locate_loss and not model.reader.produces_windows:
+            raise ConfigError(f"the reader {self.config.reader!r} has no window to place, so --locate-loss does not apply")
         if self._execution.compiled:
             model.compile_glimpses(self.settings.compile_mode)
         return model
@@ -106,6 +110,7 @@ class ClassifierFamily(ModelFamily):
         self._model = model  # type: ignore[assignment]
         if self.device.type == "cuda":  # the training set on the GPU: no copies per step
             self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
+            self.centres = self.centres.to(self.device) if self.centres is not None else None
 
     def start_epoch(self, epoch: int) -> None:
         """With --redraw, the data set's composition for this epoch (epoch 0's was loaded in __init__);
@@ -120,6 +125,7 @@ class ClassifierFamily(ModelFamily):
                                 f"not {self.train_size} of {self.classes} like epoch 0's")  # fmt: skip
             device = self.images.device
             self.images, self.labels = drawn.images.to(device), drawn.labels.to(device)
+            self.centres = drawn.centres.to(device) if drawn.centres is not None else None
             self.soft = None
         if self.teachers is not None and self.soft is None:  # the teachers' view of these very images, a part per rank
             self.soft = distributed.computed_in_parts(self.teachers.targets, self.images, self.ctx)
@@ -143,6 +149,9 @@ class ClassifierFamily(ModelFamily):
             objective = (1 - weight) * objective + weight * soft_cross_entropy(out.logits, soft, self.settings.teacher_temperature)
         if self.settings.glimpse_loss:
             objective = objective + self.settings.glimpse_loss * out.earlier_loss(y, exact=False)
+        if self.settings.locate_loss:
+            where = distributed.shard(self.centres[indices], self.ctx).to(self.device, non_blocking=True)
+            objective = objective + self.settings.locate_loss * out.locate_loss(where)
         # The reported loss stays the labels' cross-entropy, comparable with and without teachers, smoothing or earlier glimpses' terms.
         return BatchLoss(objective, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
 

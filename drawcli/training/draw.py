@@ -41,6 +41,7 @@ CLASSIFIER_ONLY = (
     ("teachers", "--teacher", "DRAW has no class probabilities to learn"),
     ("label_smoothing", "--label-smoothing", "DRAW has no labels"),
     ("glimpse_loss", "--glimpse-loss", "DRAW has no labels"),
+    ("locate_loss", "--locate-loss", "DRAW's windows have no object to find"),
 )
 
 

@@ -50,6 +50,7 @@ class TrainSettings:
     teacher_temperature: float = _setting(2.0, RUN)  # softmax temperature of teachers and student in that term
     label_smoothing: float = _setting(0.0, RUN)  # classifier: the share of the label's target spread over all classes
     glimpse_loss: float = _setting(0.0, RUN)  # classifier: weight of the earlier glimpses' mean cross-entropy
+    locate_loss: float = _setting(0.0, RUN)  # classifier: weight of the read windows' distance to the object (classifier.py)
     amp: str = _setting("off", EXECUTION)  # "bf16": the LSTM matmuls in bf16; weights, state, loss and KL float32
     seed: int = _setting(0, RUN)
     device: str = _setting("auto", EXECUTION)
@@ -80,6 +81,8 @@ class TrainSettings:
             raise ConfigError(f"--label-smoothing {self.label_smoothing} is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)")
         if not 0.0 <= self.glimpse_loss <= 100.0:
             raise ConfigError(f"--glimpse-loss {self.glimpse_loss} must be a weight from 0 to 100, e.g. 0.25 (0 turns it off)")
+        if not 0.0 <= self.locate_loss <= 100.0:
+            raise ConfigError(f"--locate-loss {self.locate_loss} must be a weight from 0 to 100, e.g. 0.1 (0 turns it off)")
         if self.compile_mode != "default":  # a compile mode implies --compile on
             if self.compile == "off":
                 raise ConfigError(f"--compile-mode {self.compile_mode} compiles, and --compile off says not to: drop one of them")

@@ -1,0 +1,146 @@
+"""--locate-loss: cluttered-mnist's digit centres, the Huber term by hand, the objective it enters,
+the windows' centres the compiled unit returns, and the refusals (data sets, readers, DRAW, resume)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import CLASSIFIER, TINY_ARGS, invoke, write_idx_dataset
+
+from drawcli import data, registry
+from drawcli.classifier import AttentionClassifier, ClassifierOutput
+from drawcli.config import DrawConfig
+from drawcli.contract import Labelled
+from drawcli.errors import ConfigError, DataError
+from drawcli.training.classify import ClassifierFamily
+from drawcli.training.settings import TrainSettings
+
+SMALL = dict(kind="classifier", channels=1, height=100, width=100, glimpses=3, enc_size=8, dec_size=8, read_size=3,
+             classes=10)  # fmt: skip
+
+
+@pytest.fixture
+def cluttered_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MNIST files of 30 train / 20 test digits, and cluttered-mnist shrunk to 40 train / 10 test images."""
+    from drawcli_synthetic import ClutteredMNIST
+
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
+    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
+    return tmp_path / "mnist"
+
+
+def test_cluttered_centres_are_where_each_digit_was_pasted(cluttered_dir: Path) -> None:
+    """Compositing is by maximum, so the 28 x 28 box around each recorded centre holds its digit's
+    every pixel or brighter; the box's centre of 1-based pixels a..a+27 is a + 13.5."""
+    from drawcli_synthetic import cluttered
+
+    source = data.load_labelled(data.open_dataset("mnist"), "test", cluttered_dir, (1, 28, 28))
+    digits = source.images[:, 0]
+    images, labels, centres = cluttered(digits, source.labels, 10, 100, 8, 8, torch.Generator().manual_seed(3))
+    assert centres.dtype == torch.float32 and centres.shape == (10, 2)
+    assert torch.equal(centres.frac(), torch.full((10, 2), 0.5)) and (centres >= 14.5).all() and (centres <= 86.5).all()
+    for image, label, (x, y) in zip(images[:, 0], labels, centres):
+        left, top = int(x - 14.5), int(y - 14.5)  # 0-based corner
+        box = image[top : top + 28, left : left + 28]
+        assert any(bool((box >= digit).all()) for digit in digits[source.labels == label])
+    loaded = data.load_labelled(data.open_dataset("cluttered-mnist"), "train", cluttered_dir, (1, 100, 100))
+    assert loaded.centres is not None and loaded.centres.shape == (40, 2)
+
+
+def test_locate_loss_by_hand() -> None:
+    """Glimpse 1 is left out; glimpse 2 is (5, 0) pixels off, Huber 0.5 x 0.5^2 = 0.125 in 10-pixel
+    units; glimpse 3 is (0, 30) off, linear beyond 1 unit: 3 - 0.5 = 2.5. Mean of 0.125 and 2.5."""
+    centres = torch.tensor([[[90.0, 90.0], [55.0, 40.0], [50.0, 70.0]]])
+    out = ClassifierOutput(logits=torch.zeros(1, 2), centres=centres)
+    assert out.locate_loss(torch.tensor([[50.0, 40.0]])).tolist() == [pytest.approx((0.125 + 2.5) / 2)]
+    one = ClassifierOutput(logits=torch.zeros(2, 2), centres=torch.zeros(2, 1, 2))
+    assert one.locate_loss(torch.zeros(2, 2)).tolist() == [0.0, 0.0]
+    with pytest.raises(ConfigError, match="produces no windows"):
+        ClassifierOutput(logits=torch.zeros(1, 2)).locate_loss(torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("reader", [spec.name for spec in registry.find("reader")])
+def test_forward_returns_the_recorded_windows_centres(reader: str) -> None:
+    """The training forward's centres (B, T, 2) are the recorded windows' (gx, gy); None without windows."""
+    torch.manual_seed(0)
+    model = AttentionClassifier(DrawConfig(**SMALL, reader=reader))
+    x = torch.rand(4, 1, 100, 100)
+    out, recorded = model(x), model(x, record=True)
+    if recorded.read_windows is None:
+        assert out.centres is None and recorded.centres is None
+        return
+    expected = torch.stack([torch.stack([w.gx, w.gy], dim=1) for w in recorded.read_windows], dim=1)
+    assert out.centres is not None and out.centres.shape == (4, 3, 2)
+    torch.testing.assert_close(out.centres, expected)
+
+
+def test_the_objective_adds_the_weighted_locate_term_not_the_reported_loss(cluttered_dir: Path) -> None:
+    settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(cluttered_dir), locate_loss=0.5)
+    torch.manual_seed(0)
+    config = DrawConfig(**SMALL, reader="filterbank")
+    model = AttentionClassifier(config)
+    family = ClassifierFamily(config, settings, torch.device("cpu"))
+    indices = torch.tensor([4, 0, 7])
+    batch = family.batch_loss(model, model, indices, step=0)
+    out, labels = model(family.images[indices].float() / 255), family.labels[indices]
+    off = (out.centres[:, 1:] - family.centres[indices][:, None]) / 10.0
+    huber = torch.where(off.abs() <= 1, 0.5 * off**2, off.abs() - 0.5).sum(dim=2).mean(dim=1)
+    ce = torch.nn.functional.cross_entropy(out.logits, labels, reduction="none")
+    torch.testing.assert_close(batch.objective, ce + 0.5 * huber)
+    torch.testing.assert_close(batch.metrics["loss"], ce.sum())
+    family.settings = dataclasses.replace(settings, locate_loss=0.0)  # off: exactly that term goes
+    torch.testing.assert_close(family.batch_loss(model, model, indices, step=0).objective, ce)
+
+
+def test_each_redrawn_epoch_brings_its_own_centres(cluttered_dir: Path) -> None:
+    settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(cluttered_dir), redraw=True, locate_loss=0.1)
+    family = ClassifierFamily(DrawConfig(**SMALL, reader="filterbank"), settings, torch.device("cpu"))
+    family.start_epoch(1)
+    expected = data.load_labelled_epoch(data.open_dataset("cluttered-mnist"), 1, cluttered_dir, (1, 100, 100))
+    assert torch.equal(family.images, expected.images) and torch.equal(family.centres, expected.centres)
+
+
+def test_locate_loss_trains_and_is_kept_on_resume(cluttered_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    common = [*CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", cluttered_dir]
+    result = invoke("train", *common, "--steps", "1", "--locate-loss", "0.5", "--out", run)
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "--resume", run, "--steps", "2", "--locate-loss", "0.25")
+    assert result.exit_code == 2
+    assert "--locate-loss" in result.output and "0.5" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data-dir", "{mnist}"], "error: the data set 'mnist' does not record where its objects are, so --locate-loss has nothing to aim at"),
+        (["--dataset", "cluttered-mnist", "--data-dir", "{mnist}", "--reader", "no-attention"],
+         "error: the reader 'no-attention' has no window to place, so --locate-loss does not apply"),
+        (["--dataset", "cluttered-mnist", "--data-dir", "{mnist}", "--locate-loss", "-1"],
+         "--locate-loss -1.0 must be a weight from 0 to 100, e.g. 0.1 (0 turns it off)"),
+    ],
+)  # fmt: skip
+def test_locate_loss_is_refused_where_it_cannot_apply(args: list[str], message: str, cluttered_dir: Path, tmp_path: Path) -> None:
+    args = [str(cluttered_dir) if a == "{mnist}" else a for a in args]
+    result = invoke("train", *CLASSIFIER, "--steps", "1", "--locate-loss", "0.5", *args, "--out", tmp_path / "a")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_draw_refuses_locate_loss(idx_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--steps", "1", "--locate-loss", "0.1", "--out", tmp_path / "b")
+    assert result.exit_code == 2
+    assert "--locate-loss is for the classifier (--model classifier): DRAW's windows have no object to find" in result.output
+
+
+def test_centres_of_the_wrong_shape_are_one_clear_error() -> None:
+    from drawcli.data import _checked
+
+    images, labels = torch.zeros(3, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1, 0])
+    assert _checked(Labelled(images, labels, ("a", "b"), torch.zeros(3, 2)), "train", (1, 4, 4)).centres is not None
+    with pytest.raises(DataError, match=r"train object centres have shape \(3,\) \(torch.float32\), expected \(3, 2\) float32"):
+        _checked(Labelled(images, labels, ("a", "b"), torch.zeros(3)), "train", (1, 4, 4))
