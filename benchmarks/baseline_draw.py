@@ -149,6 +149,10 @@ def baseline_like(config: DrawConfig) -> BaselineDRAW:
     """A baseline with the sizes of a drawcli DrawConfig, with attention when drawcli's reader for it attends."""
     from drawcli.model import DRAW  # only here: the baseline itself is plain PyTorch
 
+    options = sorted({**config.reader_options, **config.writer_options})
+    if options:  # each changes what the window computes, and the baseline is the paper's filterbank
+        raise ValueError(f"the baseline has no counterpart of the component option(s) {', '.join(options)}: "
+                         "compare against a model without them")  # fmt: skip
     with torch.device("meta"):  # nothing allocated or initialised: only the reader's report is read
         attention = DRAW(config).reader.produces_windows
     c = config

@@ -67,3 +67,11 @@ def test_parameter_counts_at_paper_setting(options: dict[str, str], count: int) 
     config = DrawConfig(**options)
     assert sum(p.numel() for p in DRAW(config).parameters()) == count
     assert sum(p.numel() for p in baseline_draw.baseline_like(config).parameters()) == count
+
+
+def test_the_baseline_refuses_options_it_does_not_model() -> None:
+    """A hidden window layer (or any reader or writer option) has no baseline parameter to map to."""
+    config = DrawConfig(height=8, width=8, glimpses=2, enc_size=8, dec_size=8, z_size=2, read_size=2, write_size=2,
+                        reader_options={"hidden": 4}, writer_options={"sigma_floor": 0.5})  # fmt: skip
+    with pytest.raises(ValueError, match="no counterpart of the component option.s. hidden, sigma_floor: compare against a model without them"):
+        baseline_draw.baseline_like(config)
