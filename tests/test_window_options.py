@@ -4,6 +4,7 @@ the window's precision under bf16 autocast."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,6 +104,22 @@ def test_jitter_reaches_the_window_under_bf16_autocast_and_is_refused_under_torc
     with pytest.raises(ValueError, match="^jitter draws its noise in each process, so it is not available under torchrun$"):
         fb.FilterbankReader(config, jitter=0.5)
     assert fb.FilterbankWriter(config).jitter == 0.0  # without jitter, torchrun is fine
+
+
+def test_jitter_in_a_compiled_glimpse_loop_resumes_bit_for_bit(idx_dir: Path, tmp_path: Path) -> None:
+    """Compiled, the noise is drawn by the compiled graph, seeded from torch's generator, so a run
+    stopped after 3 steps and resumed ends with the weights of one run of 6 steps."""
+    from helpers import CLASSIFIER, invoke
+    from safetensors.torch import load_file
+
+    common = [*CLASSIFIER, "--data-dir", idx_dir, "--compile", "on", "--reader-option", "jitter=0.5"]
+    for name, steps in (("straight", "6"), ("split", "3")):
+        result = invoke("train", *common, "--steps", steps, "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    assert invoke("train", "--resume", tmp_path / "split", "--steps", "6", "--quiet").exit_code == 0
+    straight, split = (load_file(tmp_path / name / "checkpoint.safetensors") for name in ("straight", "split"))
+    assert all(torch.equal(straight[k], split[k]) for k in straight)
+    assert checkpoint.read_info(tmp_path / "split").training["compiled"] is True  # not an eager fallback
 
 
 def test_a_hidden_window_layer_places_the_window_from_relu_units_of_the_state() -> None:
