@@ -145,11 +145,16 @@ class BaselineDRAW(nn.Module):
         return torch.sigmoid(canvas)
 
 
+# Filterbank options that set only the window layer's starting values: weights copied from a
+# model that used them give the baseline the same function.
+STARTING_VALUES_ONLY = {"init", "stride", "sigma"}
+
+
 def baseline_like(config: DrawConfig) -> BaselineDRAW:
     """A baseline with the sizes of a drawcli DrawConfig, with attention when drawcli's reader for it attends."""
     from drawcli.model import DRAW  # only here: the baseline itself is plain PyTorch
 
-    options = sorted({**config.reader_options, **config.writer_options})
+    options = sorted((set(config.reader_options) | set(config.writer_options)) - STARTING_VALUES_ONLY)
     if options:  # each changes what the window computes, and the baseline is the paper's filterbank
         raise ValueError(f"the baseline has no counterpart of the component option(s) {', '.join(options)}: "
                          "compare against a model without them")  # fmt: skip

@@ -35,8 +35,9 @@ class ClassifierOutput:
     def locate_loss(self, targets: torch.Tensor) -> torch.Tensor:
         """(B,) the term of `train --locate-loss`: mean over glimpses 2..T of the Huber loss of the
         read window's centre against the object's, per pixel axis in units of LOCATE_SCALE pixels
-        (quadratic within that distance, linear beyond). targets: (B, 2) as (x, y). Glimpse 1's
-        window comes from h_0 = 0 (the same for every image), so it is left out."""
+        (quadratic within that distance, linear beyond), summed over x and y. targets: (B, 2) as
+        (x, y). Glimpse 1's window comes from h_0 = 0 (the same for every image), so it is left
+        out. Under a reader's jitter the centres are the jittered ones the glimpses were read at."""
         if self.centres is None:
             raise ConfigError("this classifier's reader produces no windows to place")
         later = self.centres[:, 1:].float()

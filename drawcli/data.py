@@ -43,16 +43,19 @@ def load_labelled(dataset: Dataset, split: str, data_dir: Path | None, image_sha
     """Images (checked as load_images does) and int64 labels (N,) within the class list."""
     if not dataset.has_labels:
         raise DataError(f"data set {type(dataset).__name__} has no labels, so a classifier cannot train on it")
-    return _checked(dataset.load_labelled(split, data_dir, image_shape), split, image_shape)
+    return _checked(dataset, dataset.load_labelled(split, data_dir, image_shape), split, image_shape)
 
 
 def load_labelled_epoch(dataset: Dataset, epoch: int, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
     """The training split composed afresh for `epoch` (`train --redraw`), checked as load_labelled does."""
-    return _checked(dataset.load_labelled_epoch(epoch, data_dir, image_shape), f"epoch {epoch}'s train", image_shape)
+    return _checked(dataset, dataset.load_labelled_epoch(epoch, data_dir, image_shape), f"epoch {epoch}'s train", image_shape)
 
 
-def _checked(labelled: Labelled, split: str, image_shape: tuple[int, int, int]) -> Labelled:
-    images, labels, classes, centres = labelled
+def _checked(dataset: Dataset, labelled: Labelled, split: str, image_shape: tuple[int, int, int]) -> Labelled:
+    images, labels, classes, *rest = labelled  # a plain (images, labels, classes) tuple is accepted too
+    centres = rest[0] if rest else None
+    if dataset.has_centres and centres is None:
+        raise DataError(f"data set {type(dataset).__name__} sets has_centres, but its {split} split came without centres")
     _check_images(images, split, image_shape)
     if labels.dtype != torch.int64 or labels.shape != (len(images),):
         raise DataError(f"{split} labels have shape {tuple(labels.shape)} ({labels.dtype}), expected ({len(images)},) int64")

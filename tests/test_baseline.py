@@ -70,8 +70,11 @@ def test_parameter_counts_at_paper_setting(options: dict[str, str], count: int) 
 
 
 def test_the_baseline_refuses_options_it_does_not_model() -> None:
-    """A hidden window layer (or any reader or writer option) has no baseline parameter to map to."""
-    config = DrawConfig(height=8, width=8, glimpses=2, enc_size=8, dec_size=8, z_size=2, read_size=2, write_size=2,
-                        reader_options={"hidden": 4}, writer_options={"sigma_floor": 0.5})  # fmt: skip
+    """A hidden window layer or a floor on sigma changes what the window computes, so the baseline
+    refuses them by name; options that only set starting values (init, stride, sigma) map as before."""
+    sizes = dict(height=8, width=8, glimpses=2, enc_size=8, dec_size=8, z_size=2, read_size=2, write_size=2)
+    config = DrawConfig(**sizes, reader_options={"hidden": 4, "init": "cover"}, writer_options={"sigma_floor": 0.5})
     with pytest.raises(ValueError, match="no counterpart of the component option.s. hidden, sigma_floor: compare against a model without them"):
         baseline_draw.baseline_like(config)
+    model, base = _pair(DrawConfig(**sizes, reader_options={"stride": 2.0}, writer_options={"sigma": 1.5}))
+    assert sum(p.numel() for p in base.parameters()) == sum(p.numel() for p in model.parameters())

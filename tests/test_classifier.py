@@ -267,19 +267,27 @@ def test_glimpse_frame_draws_each_window_at_its_position() -> None:
 
 @pytest.mark.parametrize("changes", [{}, {"reader": "no-attention", "glimpse_hidden": 6}, {"glimpse_conv": 2}])  # fixed glimpse, ReLU layer, convolutions
 def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
-    """--compile compiles the whole glimpse loop: the same logits and gradients; evaluation and recording stay eager."""
+    """--compile compiles the whole glimpse loop: the same logits, windows' centres and gradients
+    (through the labels' and --locate-loss's terms); evaluation and recording stay eager."""
     torch.manual_seed(0)
     model = AttentionClassifier(DrawConfig(**SMALL, **changes))
-    x, labels = torch.rand(5, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0])
+    x, labels, where = torch.rand(5, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0]), torch.rand(5, 2) * 12
+
+    def objective(out: ClassifierOutput) -> torch.Tensor:
+        return out.loss(labels).sum() + (out.locate_loss(where).sum() if out.centres is not None else 0.0)
+
     eager = model(x)
-    eager.loss(labels).sum().backward()
+    objective(eager).backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters()}
     model.zero_grad()
     model.compile_glimpses()
     compiled = model(x)
-    compiled.loss(labels).sum().backward()
+    objective(compiled).backward()
     assert model.compile_failure is None
     torch.testing.assert_close(compiled.logits, eager.logits, rtol=1e-5, atol=1e-6)
+    assert (compiled.centres is None) == (eager.centres is None) == (changes.get("reader") == "no-attention")
+    if eager.centres is not None:
+        torch.testing.assert_close(compiled.centres, eager.centres, rtol=1e-5, atol=1e-5)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)
     assert model.eval().training_unit() == model._logits  # evaluation runs eagerly

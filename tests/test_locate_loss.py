@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from helpers import CLASSIFIER, TINY_ARGS, invoke, write_idx_dataset
 
 from drawcli import data, registry
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
 from drawcli.config import DrawConfig
-from drawcli.contract import Labelled
+from drawcli.contract import Dataset, Labelled
 from drawcli.errors import ConfigError, DataError
 from drawcli.training.classify import ClassifierFamily
 from drawcli.training.settings import TrainSettings
@@ -103,14 +104,37 @@ def test_each_redrawn_epoch_brings_its_own_centres(cluttered_dir: Path) -> None:
     assert torch.equal(family.images, expected.images) and torch.equal(family.centres, expected.centres)
 
 
-def test_locate_loss_trains_and_is_kept_on_resume(cluttered_dir: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    common = [*CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", cluttered_dir]
-    result = invoke("train", *common, "--steps", "1", "--locate-loss", "0.5", "--out", run)
-    assert result.exit_code == 0, result.output
-    result = invoke("train", "--resume", run, "--steps", "2", "--locate-loss", "0.25")
+def test_locate_loss_trains_resumes_bit_for_bit_and_is_kept(cluttered_dir: Path, tmp_path: Path) -> None:
+    """40 images, batch 16, --redraw: 3 steps an epoch. A run stopped after 2 steps and resumed to 5
+    ends with the weights of one run of 5 steps, which differ from those of a run without the term."""
+    common = [*CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", cluttered_dir, "--redraw"]
+    runs = {name: tmp_path / name for name in ("straight", "split", "without")}
+    for name, extra in (("straight", ["--steps", "5", "--locate-loss", "0.5"]), ("split", ["--steps", "2", "--locate-loss", "0.5"]),
+                        ("without", ["--steps", "5"])):  # fmt: skip
+        result = invoke("train", *common, *extra, "--out", runs[name])
+        assert result.exit_code == 0, result.output
+    assert invoke("train", "--resume", runs["split"], "--steps", "5", "--quiet").exit_code == 0
+    weights = {name: load_file(run / "checkpoint.safetensors") for name, run in runs.items()}
+    assert all(torch.equal(weights["straight"][k], weights["split"][k]) for k in weights["straight"])
+    assert not torch.equal(weights["straight"]["reader.window.weight"], weights["without"]["reader.window.weight"])
+    result = invoke("train", "--resume", runs["split"], "--steps", "6", "--locate-loss", "0.25")
     assert result.exit_code == 2
     assert "--locate-loss" in result.output and "0.5" in result.output
+
+
+def test_the_term_of_each_rank_is_its_part_of_the_batch(cluttered_dir: Path) -> None:
+    """Under torchrun each rank takes its rows of the images, labels and centres alike: rank 1 of 2
+    gets the last rows of the single process's objective, term for term."""
+    from drawcli.distributed import Dist
+
+    settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(cluttered_dir), locate_loss=0.5)
+    torch.manual_seed(0)
+    config = DrawConfig(**SMALL, reader="filterbank")
+    model = AttentionClassifier(config)
+    indices = torch.tensor([4, 0, 7, 9, 2])
+    whole = ClassifierFamily(config, settings, torch.device("cpu")).batch_loss(model, model, indices, step=0)
+    rank1 = ClassifierFamily(config, settings, torch.device("cpu"), Dist(rank=1, world_size=2)).batch_loss(model, model, indices, step=0)
+    torch.testing.assert_close(rank1.objective, whole.objective[3:])
 
 
 @pytest.mark.parametrize(
@@ -121,6 +145,8 @@ def test_locate_loss_trains_and_is_kept_on_resume(cluttered_dir: Path, tmp_path:
          "error: the reader 'no-attention' has no window to place, so --locate-loss does not apply"),
         (["--dataset", "cluttered-mnist", "--data-dir", "{mnist}", "--locate-loss", "-1"],
          "--locate-loss -1.0 must be a weight from 0 to 100, e.g. 0.1 (0 turns it off)"),
+        (["--dataset", "cluttered-mnist", "--data-dir", "{mnist}", "--glimpses", "1"],
+         "error: --locate-loss places the windows of glimpses 2 and on, and this model has 1 glimpse"),
     ],
 )  # fmt: skip
 def test_locate_loss_is_refused_where_it_cannot_apply(args: list[str], message: str, cluttered_dir: Path, tmp_path: Path) -> None:
@@ -137,10 +163,32 @@ def test_draw_refuses_locate_loss(idx_dir: Path, tmp_path: Path) -> None:
     assert "--locate-loss is for the classifier (--model classifier): DRAW's windows have no object to find" in result.output
 
 
-def test_centres_of_the_wrong_shape_are_one_clear_error() -> None:
-    from drawcli.data import _checked
+class Tiny(Dataset):
+    """Three 4 x 4 images of two classes, returned as `self.labelled`."""
 
+    has_labels = True
+    labelled: tuple = ()
+
+    def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
+        return self.labelled[0]
+
+    def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
+        return self.labelled  # type: ignore[return-value]
+
+
+def test_centres_are_checked_and_older_data_sets_still_load() -> None:
+    """A plain (images, labels, classes) tuple, as data sets written before centres returned, still
+    loads; centres of the wrong shape, or missing where a data set says it has them, are one clear error."""
     images, labels = torch.zeros(3, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1, 0])
-    assert _checked(Labelled(images, labels, ("a", "b"), torch.zeros(3, 2)), "train", (1, 4, 4)).centres is not None
-    with pytest.raises(DataError, match=r"train object centres have shape \(3,\) \(torch.float32\), expected \(3, 2\) float32"):
-        _checked(Labelled(images, labels, ("a", "b"), torch.zeros(3)), "train", (1, 4, 4))
+    tiny = Tiny()
+    tiny.labelled = (images, labels, ("a", "b"))
+    loaded = data.load_labelled(tiny, "train", None, (1, 4, 4))
+    assert loaded.centres is None and torch.equal(loaded.labels, labels)
+    tiny.labelled = Labelled(images, labels, ("a", "b"), torch.zeros(3, 2))
+    assert torch.equal(data.load_labelled(tiny, "train", None, (1, 4, 4)).centres, torch.zeros(3, 2))
+    tiny.labelled = Labelled(images, labels, ("a", "b"), torch.zeros(3))
+    with pytest.raises(DataError, match=r"^train object centres have shape \(3,\) \(torch.float32\), expected \(3, 2\) float32$"):
+        data.load_labelled(tiny, "train", None, (1, 4, 4))
+    tiny.has_centres, tiny.labelled = True, (images, labels, ("a", "b"))
+    with pytest.raises(DataError, match="^data set Tiny sets has_centres, but its test split came without centres$"):
+        data.load_labelled(tiny, "test", None, (1, 4, 4))

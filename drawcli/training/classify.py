@@ -80,6 +80,8 @@ class ClassifierFamily(ModelFamily):
             raise ConfigError(f"the data set {settings.dataset!r} draws its training images once, so --redraw does not apply")
         if settings.locate_loss and not dataset.has_centres:
             raise ConfigError(f"the data set {settings.dataset!r} does not record where its objects are, so --locate-loss has nothing to aim at")
+        if settings.locate_loss and config.glimpses < 2:
+            raise ConfigError("--locate-loss places the windows of glimpses 2 and on, and this model has 1 glimpse")
         train = data.load_labelled(dataset, "train", data_dir, config.image_shape)
         self.test = data.load_labelled(dataset, "test", data_dir, config.image_shape)
         if self.test.classes != train.classes:
