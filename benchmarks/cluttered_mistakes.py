@@ -5,9 +5,10 @@ Rebuilds the test split with each digit's centre (the data set records it), runs
 classifier with its windows recorded, and prints, for each run: the error among images whose
 last window ends within --found pixels of the digit's centre and among the rest, the same split
 by the digit's distance from the border (with how far the second window lands from the digit,
-and how often digits whose ink reaches the edge are lost), and the mean distance from window to
-digit and the window's stride and sigma after each glimpse; with several runs, how many images
-all of them get wrong, or lose.
+and how often digits whose ink reaches the edge are lost), how often clutter gathers into a
+28 x 28 box of more ink than the digit's (among found and lost images), and the mean distance
+from window to digit and the window's stride and sigma after each glimpse; with several runs,
+how many images all of them get wrong, or lose.
 
     .venv/bin/python benchmarks/cluttered_mistakes.py runs/A runs/B --data-dir ../shared/data/mnist
 """
@@ -58,6 +59,20 @@ def ink_from_edge(images: torch.Tensor, digits: torch.Tensor, level: int = 64) -
     return out
 
 
+def rival_ink(images: torch.Tensor, digits: torch.Tensor, away: float = 20.0) -> torch.Tensor:
+    """(N,) the ink of the heaviest 28 x 28 box whose centre is `away` pixels or more from the digit's,
+    over the ink of the digit's own box: above 1 where clutter gathers into a blob heavier than
+    the digit, which a coarse first glimpse may take for it."""
+    ink = torch.nn.functional.avg_pool2d(images.float(), DIGIT, stride=1).flatten(1) * DIGIT**2  # (N, (101 - DIGIT)^2)
+    side = images.shape[-1] - DIGIT + 1
+    corner = torch.arange(side, dtype=torch.float32) + (DIGIT + 1) / 2  # a box's 1-based centre from its 0-based corner
+    cy, cx = (c.flatten() for c in torch.meshgrid(corner, corner, indexing="ij"))
+    far = torch.hypot(cx[None] - digits[:, :1], cy[None] - digits[:, 1:]) >= away  # (N, positions)
+    own = (digits - (DIGIT + 1) / 2).long()
+    digit_ink = ink[torch.arange(len(images)), own[:, 1] * side + own[:, 0]]
+    return ink.masked_fill(~far, 0.0).max(dim=1).values / digit_ink.clamp(min=1.0)
+
+
 def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.Tensor, found: float,
            bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Print the run's breakdown; return its (wrong, lost) masks (N,)."""
@@ -79,6 +94,9 @@ def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.
         print(f"  digit box {low}-{high} px from the edge: {int(near.sum())} images, lost {100 * lost[near].float().mean():.2f} %,"
               f" wrong {100 * wrong[near & ~lost].float().mean():.2f} % when found, {100 * wrong[near & lost].float().mean():.1f} % when lost,"
               f" second window a median {distance[1, near].median():.1f} px from the digit")  # fmt: skip
+    rival = rival_ink(images, digits) > 1
+    print(f"  a heavier 28 x 28 box of ink 20+ px from the digit: {100 * rival[~lost].float().mean():.1f} % of the found images,"
+          f" {100 * rival[lost].float().mean():.1f} % of the lost")  # fmt: skip
     touching = ink_from_edge(images, digits) < 3
     print(f"  digits with ink 0-2 px from the edge: {int(touching.sum())} images, lost {100 * lost[touching].float().mean():.2f} %")
     for name, mask in (("found", ~lost), ("lost", lost)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import IDX_NAMES, idx_bytes, load_benchmark
 
@@ -36,3 +37,17 @@ def test_ink_from_edge_by_hand() -> None:
     images[1, 0, 10, 1] = 255  # outside its box: clutter, not counted
     digits = torch.tensor([[14.5, 24.5], [50.5, 50.5], [50.5, 50.5]])
     assert script.ink_from_edge(images, digits).tolist() == [2, 49, 99]
+
+
+def test_rival_ink_by_hand() -> None:
+    """A digit box holding 100 grey levels of ink at (10, 10). Image 0: a 2 x 2 blob of 4 x 40 = 160
+    far away, ratio 160 / 100. Image 1: the blob inside the digit's box at (20-21, 20-21), so the
+    digit's box holds 260; a box 20.5 px away (corner x 15, y 14) holds the blob but not (10, 10)."""
+    script = load_benchmark("cluttered_mistakes")
+    images = torch.zeros(2, 1, 100, 100, dtype=torch.uint8)
+    images[:, 0, 10, 10] = 100  # inside the digit box with corner (x 0, y 0), centre (14.5, 14.5)
+    images[0, 0, 80:82, 80:82] = 40  # 93 px from the digit
+    images[1, 0, 20:22, 20:22] = 40  # inside the digit's own box
+    ratio = script.rival_ink(images, torch.tensor([[14.5, 14.5], [14.5, 14.5]]))
+    assert ratio[0].item() == pytest.approx(1.6, rel=1e-5)
+    assert ratio[1].item() == pytest.approx(160 / 260, rel=1e-5)
