@@ -154,7 +154,7 @@ class ClassifierFamily(ModelFamily):
         if self.settings.locate_loss:
             where = distributed.shard(self.centres[indices], self.ctx).to(self.device, non_blocking=True)
             objective = objective + self.settings.locate_loss * out.locate_loss(where)
-        # The reported loss stays the labels' cross-entropy, comparable with and without teachers, smoothing or earlier glimpses' terms.
+        # The reported loss stays the labels' cross-entropy, comparable with and without teachers, smoothing, earlier glimpses' or locate terms.
         return BatchLoss(objective, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
