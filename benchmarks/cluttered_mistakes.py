@@ -24,6 +24,7 @@ import drawcli_synthetic
 from drawcli import checkpoint
 
 DIGIT = 28  # MNIST's side: the digit's box around its centre
+CENTRE = (DIGIT + 1) / 2  # a box's 1-based centre minus its 0-based first pixel
 
 
 def digit_centres(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -50,7 +51,7 @@ def windows(run: Path, images: torch.Tensor, bf16: bool, batch: int = 500) -> tu
 def ink_from_edge(images: torch.Tensor, digits: torch.Tensor, level: int = 64) -> torch.Tensor:
     """(N,) pixels between the image's edge and the nearest pixel above `level` inside each digit's
     28 x 28 box (clutter inside the box counts too; it is rare there)."""
-    corners = (digits - (DIGIT + 1) / 2).long()
+    corners = (digits - CENTRE).long()
     out = torch.empty(len(images), dtype=torch.long)
     side = images.shape[-1] - 1
     for i, (x0, y0) in enumerate(corners.tolist()):
@@ -65,10 +66,10 @@ def rival_ink(images: torch.Tensor, digits: torch.Tensor, away: float = 20.0) ->
     the digit, which a coarse first glimpse may take for it."""
     ink = torch.nn.functional.avg_pool2d(images.float(), DIGIT, stride=1).flatten(1) * DIGIT**2  # (N, (101 - DIGIT)^2)
     side = images.shape[-1] - DIGIT + 1
-    corner = torch.arange(side, dtype=torch.float32) + (DIGIT + 1) / 2  # a box's 1-based centre from its 0-based corner
-    cy, cx = (c.flatten() for c in torch.meshgrid(corner, corner, indexing="ij"))
+    centre = torch.arange(side, dtype=torch.float32) + CENTRE  # of the boxes at each 0-based corner
+    cy, cx = (c.flatten() for c in torch.meshgrid(centre, centre, indexing="ij"))
     far = torch.hypot(cx[None] - digits[:, :1], cy[None] - digits[:, 1:]) >= away  # (N, positions)
-    own = (digits - (DIGIT + 1) / 2).long()
+    own = (digits - CENTRE).long()
     digit_ink = ink[torch.arange(len(images)), own[:, 1] * side + own[:, 0]]
     return ink.masked_fill(~far, 0.0).max(dim=1).values / digit_ink.clamp(min=1.0)
 
@@ -80,7 +81,7 @@ def report(run: Path, images: torch.Tensor, labels: torch.Tensor, digits: torch.
     wrong = predicted != labels
     distance = (centres - digits).norm(dim=-1)  # (T, N)
     lost = distance[-1] > found
-    corner = digits - (DIGIT + 1) / 2
+    corner = digits - CENTRE
     border = torch.minimum(corner, 100 - DIGIT - corner).min(dim=1).values  # pixels between digit box and edge
 
     def line(name: str, mask: torch.Tensor) -> str:

@@ -38,8 +38,8 @@ def tiny_config() -> Callable[..., DrawConfig]:
     return make
 
 
-def _tiny_idx(folder: Path) -> Path:
-    write_idx_dataset(folder, n_train=48, n_test=20)
+def _tiny_idx(folder: Path, n_train: int = 48, n_test: int = 20) -> Path:
+    write_idx_dataset(folder, n_train=n_train, n_test=n_test)
     return folder
 
 
@@ -47,6 +47,16 @@ def _tiny_idx(folder: Path) -> Path:
 def idx_dir(tmp_path: Path) -> Path:
     """MNIST-format idx files of 48 training and 20 test images (3 steps an epoch at batch 16)."""
     return _tiny_idx(tmp_path / "data")
+
+
+@pytest.fixture
+def cluttered_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MNIST files of 30 train / 20 test digits, and cluttered-mnist shrunk to 40 train / 10 test
+    images built from them (3 steps an epoch at batch 16)."""
+    from drawcli_synthetic import ClutteredMNIST
+
+    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
+    return _tiny_idx(tmp_path / "mnist", n_train=30, n_test=20)
 
 
 @pytest.fixture(scope="session")

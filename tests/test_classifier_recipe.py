@@ -14,14 +14,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 
-def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(cluttered_dir: Path, tmp_path: Path) -> None:
     """40 cluttered images, batch 16: 3 steps an epoch; a run split mid-epoch 1 must redraw epoch 1 identically."""
-    from drawcli_synthetic import ClutteredMNIST
-    from helpers import write_idx_dataset
-
-    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
-    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
-    common = [*CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", tmp_path / "mnist"]
+    common = [*CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", cluttered_dir]
     runs = {name: tmp_path / name for name in ("straight", "split", "fixed")}
     for name, extra in (("straight", ["--redraw", "--steps", "5"]), ("split", ["--redraw", "--steps", "4"]),
                         ("fixed", ["--steps", "5"])):  # fmt: skip
@@ -34,12 +29,11 @@ def test_redraw_gives_each_epoch_new_images_and_resumes_exactly(tmp_path: Path, 
     assert json.loads((runs["straight"] / "run.json").read_text())["settings"]["redraw"] is True
 
 
-def test_redraw_time_counts_as_training_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redraw_time_counts_as_training_time(cluttered_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Composing epoch 1's images (made to take 2 s here; the 4 steps take about 0.1 s) is logged training time."""
     import time
 
     from drawcli_synthetic import ClutteredMNIST
-    from helpers import write_idx_dataset
 
     compose = ClutteredMNIST.load_labelled_epoch
 
@@ -47,10 +41,8 @@ def test_redraw_time_counts_as_training_time(tmp_path: Path, monkeypatch: pytest
         time.sleep(2.0)
         return compose(self, *args, **kwargs)
 
-    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
     monkeypatch.setattr(ClutteredMNIST, "load_labelled_epoch", slow)
-    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
-    result = invoke("train", *CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", tmp_path / "mnist",
+    result = invoke("train", *CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", cluttered_dir,
                     "--out", tmp_path / "run", "--redraw", "--steps", "4")  # fmt: skip
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

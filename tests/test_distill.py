@@ -99,16 +99,11 @@ def test_teachers_that_do_not_fit_are_refused(idx_dir: Path, tmp_path: Path, tea
     assert "Traceback" not in result.output and not any((tmp_path / x).exists() for x in "abcde")
 
 
-def test_with_redraw_the_teachers_label_each_epochs_new_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from drawcli_synthetic import ClutteredMNIST
-    from helpers import write_idx_dataset
-
-    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
-    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
+def test_with_redraw_the_teachers_label_each_epochs_new_images(cluttered_dir: Path, tmp_path: Path) -> None:
     teacher = tmp_path / "teacher"
-    result = invoke("train", *CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", tmp_path / "mnist", "--steps", "2", "--out", teacher)
+    result = invoke("train", *CLASSIFIER, "--dataset", "cluttered-mnist", "--data-dir", cluttered_dir, "--steps", "2", "--out", teacher)
     assert result.exit_code == 0, result.output
-    settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(tmp_path / "mnist"), redraw=True, teachers=(str(teacher),))
+    settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(cluttered_dir), redraw=True, teachers=(str(teacher),))
     model, _ = checkpoint.load_model(teacher)
     family = ClassifierFamily(model.config, settings, torch.device("cpu"))
     family.start_epoch(0)

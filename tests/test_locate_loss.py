@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from helpers import CLASSIFIER, TINY_ARGS, invoke, write_idx_dataset
+from helpers import CLASSIFIER, TINY_ARGS, invoke
 
 from drawcli import data, registry
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
@@ -21,16 +21,6 @@ from drawcli.training.settings import TrainSettings
 
 SMALL = dict(kind="classifier", channels=1, height=100, width=100, glimpses=3, enc_size=8, dec_size=8, read_size=3,
              classes=10)  # fmt: skip
-
-
-@pytest.fixture
-def cluttered_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """MNIST files of 30 train / 20 test digits, and cluttered-mnist shrunk to 40 train / 10 test images."""
-    from drawcli_synthetic import ClutteredMNIST
-
-    monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 40, "test": 10})
-    write_idx_dataset(tmp_path / "mnist", n_train=30, n_test=20)
-    return tmp_path / "mnist"
 
 
 def test_cluttered_centres_are_where_each_digit_was_pasted(cluttered_dir: Path) -> None:

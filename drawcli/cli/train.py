@@ -184,9 +184,15 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Train a DRAW model or a classifier and save a safetensors checkpoint in a run directory."""
+    _in_process_group(ctx, device.value, resume, preset, out_dir, quiet)
+
+
+def _in_process_group(ctx: typer.Context, device: str, resume: Path | None, preset: str | None, out_dir: Path | None,
+                      quiet: bool) -> None:  # fmt: skip
+    """Join the torchrun job when there is one (else a single process), then set up and train the run."""
     from drawcli import distributed
 
-    with distributed.process_group(device.value) as (dist_ctx, dist_device):
+    with distributed.process_group(device) as (dist_ctx, dist_device):
         config, settings, run_dir = _run_to_train(ctx, resume, preset, out_dir, dist_ctx)
         _train(ctx, config, settings, run_dir, resume is not None, quiet, dist_ctx, dist_device)
 
