@@ -201,9 +201,11 @@ def test_a_stop_asked_by_signal_leaves_the_process_group_through_the_barrier(tmp
 @pytest.mark.parametrize(("outcome", "code"), [(None, 0), (SystemExit(0), 0), (SystemExit(2), 2), (SystemExit(130), 130),
                                                (SystemExit(None), 0), (SystemExit("message"), 1)])  # fmt: skip
 def test_a_torchrun_worker_leaves_through_os_exit_with_the_commands_code(outcome: SystemExit | None, code: int,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """Under torchrun main() ends the process with os._exit (no interpreter shutdown for a gloo
-    thread to abort in) and the command's exit code; outside torchrun it returns or raises as usual."""
+    thread to abort in) and the command's exit code, printing a text exit's message as the interpreter
+    would; outside torchrun it returns or raises as usual."""
     import drawcli.cli as cli
 
     def app() -> None:
@@ -222,6 +224,7 @@ def test_a_torchrun_worker_leaves_through_os_exit_with_the_commands_code(outcome
     with pytest.raises(Exited) as exited:
         cli.main()
     assert exited.value.args == (code,)
+    assert capsys.readouterr().err == ("message\n" if outcome is not None and outcome.code == "message" else "")
     monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: False)
     if outcome is None:
         assert cli.main() is None

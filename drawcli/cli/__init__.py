@@ -35,6 +35,8 @@ def main() -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int) and exc.code is not None:
+            print(exc.code, file=sys.stderr)  # what the interpreter prints for sys.exit("message")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
