@@ -19,7 +19,7 @@ import torch
 
 from drawcli import checkpoint, data
 from drawcli.classifier import ClassifierOutput
-from drawcli.training.classify import predict
+from drawcli.accuracy import predict
 
 
 def logit_gradients(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from drawcli import checkpoint, data, views
-from drawcli.training.classify import predict
+from drawcli.accuracy import predict
 
 
 def report(run: Path, images: torch.Tensor, labels: torch.Tensor, shifts: list[int]) -> None:

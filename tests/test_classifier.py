@@ -17,7 +17,7 @@ from drawcli import checkpoint, data, registry, render
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
 from drawcli.config import DrawConfig
 from drawcli.contract import Window
-from drawcli.training.classify import error_report, predict
+from drawcli.accuracy import error_report, predict
 
 
 @pytest.mark.parametrize("reader", [spec.name for spec in registry.find("reader")])

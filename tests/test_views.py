@@ -10,7 +10,7 @@ import torch
 from helpers import CLASSIFIER, TINY_ARGS, invoke
 
 from drawcli import checkpoint, data, views
-from drawcli.training.classify import predict
+from drawcli.accuracy import predict
 
 
 def test_a_shift_moves_the_image_and_repeats_its_edge() -> None:

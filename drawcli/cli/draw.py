@@ -169,7 +169,7 @@ def misclassified(model: Any, test: Any, target: Any) -> Any:
     """(N,) bool: the test images whose most likely class is not their label, classified with a progress bar."""
     from rich.progress import Progress
 
-    from drawcli.training.classify import predict
+    from drawcli.accuracy import predict
 
     with Progress(console=err, disable=not err.is_terminal, transient=True) as progress:
         task = progress.add_task("finding mistakes", total=len(test.images))

@@ -83,7 +83,7 @@ def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str
     """The first model's report, or with more models or views their ensemble's: class probabilities
     averaged over every model and every view (offsets (dy, dx) in pixels; [(0, 0)]: the images as they are)."""
     from drawcli import views
-    from drawcli.training.classify import error_report, predict
+    from drawcli.accuracy import error_report, predict
 
     info = models[0][1]
     test = labelled_test(info, dataset, data_dir, split, limit)

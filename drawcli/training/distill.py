@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from drawcli import checkpoint
+from drawcli.accuracy import predict
 from drawcli.rundir import checkpoint_file, file_digest
 
 
@@ -45,8 +46,6 @@ class Teachers:
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """(N, K) mean over teachers of softmax(logits / T) for uint8 images (N, C, H, W), on the images' device."""
-        from drawcli.training.classify import predict
-
         total = None
         # Forked: a reader that draws random numbers must not move the student's RNG, which a
         # resumed run restores before this is called and a straight run does not.
