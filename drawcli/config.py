@@ -137,7 +137,7 @@ def _validate(cfg: DrawConfig) -> None:
             raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
     for name in OPTIONAL_LAYERS:
         if getattr(cfg, name) and cfg.kind != "classifier":
-            raise ConfigError(f"{name} is a layer of the classifier (kind 'classifier'); DRAW has none")
+            raise ConfigError(f"{name} (--{name.replace('_', '-')}) is a layer of the classifier (kind 'classifier', --model classifier); DRAW has none")
     smaller_side = min(cfg.height, cfg.width)
     for name in ("read_size", "write_size"):
         if getattr(cfg, name) > smaller_side:

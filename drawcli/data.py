@@ -59,8 +59,8 @@ def _checked(dataset: Dataset, labelled: Labelled, split: str, image_shape: tupl
     _check_images(images, split, image_shape)
     if labels.dtype != torch.int64 or labels.shape != (len(images),):
         raise DataError(f"{split} labels have shape {tuple(labels.shape)} ({labels.dtype}), expected ({len(images)},) int64")
-    if len(classes) < 2 or labels.min() < 0 or labels.max() >= len(classes):
-        raise DataError(f"{split} labels must lie in 0..{len(classes) - 1} and there must be 2 classes or more")
+    if not classes or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes))):
+        raise DataError(f"{split} labels must lie in 0..{len(classes) - 1}, one for each of its {len(classes)} classes")
     if centres is not None and (centres.dtype != torch.float32 or centres.shape != (len(images), 2)):
         raise DataError(f"{split} object centres have shape {tuple(centres.shape)} ({centres.dtype}), expected ({len(images)}, 2) float32")
     return Labelled(images, labels, tuple(classes), centres)

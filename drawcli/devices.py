@@ -10,6 +10,17 @@ from drawcli.choices import DEVICES
 from drawcli.errors import DrawcliError
 
 
+MAX_THREADS_PER_CORE = 4  # beyond this OpenMP only thrashes, and at tens of thousands it crashes the process
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """Half the usable cores, at least 1 and at most 8.
 
@@ -17,11 +28,7 @@ def default_threads() -> int:
     equal to the core count collapses when another process holds a core (OpenMP threads spin
     at every barrier waiting for the one that was descheduled).
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores // 2))
+    return max(1, min(8, usable_cores() // 2))
 
 
 def pick_device(name: str) -> torch.device:
@@ -37,6 +44,9 @@ def pick_device(name: str) -> torch.device:
 
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op thread count (default: `default_threads()`); returns it."""
+    limit = MAX_THREADS_PER_CORE * usable_cores()
+    if threads is not None and threads > limit:
+        raise DrawcliError(f"--threads {threads} is more than {MAX_THREADS_PER_CORE} a core for the {usable_cores()} cores here; use {limit} or fewer")
     torch.set_num_threads(threads or default_threads())
     return torch.get_num_threads()
 

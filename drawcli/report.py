@@ -72,7 +72,7 @@ def render_report(report: dict[str, Any]) -> Group:
         comps.add_column(col, justify="right" if col == "parameters" else "left")
     for kind, c in report["components"].items():
         dist = f"{c.get('distribution') or '?'} {c.get('version') or ''}".strip()
-        here = f"yes ({c.get('installed_distribution')} {c.get('installed_version')})" if c["installed"] else "[red]no[/red]"
+        here = f"yes ({_plain(c.get('installed_distribution'))} {_plain(c.get('installed_version'))})" if c["installed"] else "[red]no[/red]"
         comps.add_row(kind, _plain(c["name"]), _plain(dist), here, f"{c['parameters']:,}")
     per_part = report["parameters"]["per_part"]
     for part, count in per_part.items():  # the model's own layers (LSTMs, the classifier's output)

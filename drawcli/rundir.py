@@ -32,6 +32,7 @@ RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"
 TENSORBOARD = "tensorboard"
+RUN_NAMES = frozenset((CHECKPOINT, RESUME, RESUME_STAGED, RUN_JSON, METRICS, SAMPLES, TENSORBOARD))  # all a run writes
 DEFAULT_ROOT = Path("runs")
 PAIR_KEY = "resume_sha256"  # checkpoint metadata: the SHA-256 of its resume file, every byte
 
@@ -94,6 +95,14 @@ class RunDir:
     def has_run(self) -> bool:
         """True once a first save has landed."""
         return self.checkpoint.is_file()
+
+    def holds_other_files(self) -> bool:
+        """True if the folder holds anything a run does not write: a data folder, or the current one
+        for `--out ''`, where a new run must not mix its files in."""
+        if not self.path.is_dir():
+            return False
+        # Dot-files: atomic writes' temporaries, or another torchrun rank's write test, for a moment.
+        return any(entry.name not in RUN_NAMES and not entry.name.startswith(".") for entry in self.path.iterdir())
 
     def prepare(self) -> None:
         """Create the folder and prove it takes files, before any long work starts."""

@@ -49,8 +49,11 @@ def _read_raw_header(path: Path) -> tuple[bytes, int]:
             if len(prefix) < 8:
                 raise CheckpointError(f"{path} is not a safetensors file (too short)")
             (header_len,) = struct.unpack("<Q", prefix)
+            if header_len <= MAX_HEADER_BYTES and header_len > size - 8 and f.read(1) == b"{":  # a JSON header, cut short
+                raise CheckpointError(f"{path} is truncated: its header needs {header_len} bytes, the file holds {size - 8} after the length")
             if header_len > MAX_HEADER_BYTES or header_len > size - 8:
-                raise CheckpointError(f"{path} is not a safetensors file (header length {header_len} is impossible)")
+                raise CheckpointError(f"{path} is not a safetensors file (header length {header_len} is impossible); "
+                                      "pass a run's folder or its checkpoint.safetensors")  # fmt: skip
             return f.read(header_len), size
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -84,7 +84,8 @@ def test_the_glimpse_layers_may_be_absent_but_not_negative_and_are_the_classifie
     assert getattr(DrawConfig.from_dict({"kind": "classifier", field: 64}), field) == 64
     with pytest.raises(ConfigError, match=f"'{field}' must be at least 0, got -1"):
         DrawConfig.from_dict({"kind": "classifier", field: -1})
-    with pytest.raises(ConfigError, match=f"{field} is a layer of the classifier"):
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{field} \\({flag}\\) is a layer of the classifier \\(kind 'classifier', --model classifier\\); DRAW has none"):
         DrawConfig.from_dict({field: 8})
     with pytest.raises(ConfigError, match=f"'{field}' is {limit + 1}, above the limit of {limit}"):
         DrawConfig.from_dict({"kind": "classifier", field: limit + 1})

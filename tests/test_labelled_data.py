@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import IDX_NAMES, invoke, write_idx_dataset
+from helpers import IDX_NAMES, error_line, invoke, write_idx_dataset
 from PIL import Image
 
 from drawcli import data
@@ -127,6 +128,21 @@ def test_evaluate_a_classifier_on_a_labelled_folder(idx_dir: Path, tmp_path: Pat
     Image.new("L", (28, 28)).save(folder / "test" / "zebra" / "0.png")
     result = invoke("evaluate", run, "--dataset", "folder", "--data-dir", folder)
     assert result.exit_code == 1 and "has classes the model does not know: zebra" in result.stderr
+    shutil.rmtree(folder / "test" / "3")
+    shutil.rmtree(folder / "test" / "zebra")  # a test folder of one class is scored too
+    result = invoke("evaluate", run, "--dataset", "folder", "--data-dir", folder, "--json", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert [sum(row) for row in json.loads(result.stdout)["confusion"]] == [0, 0, 0, 0, 0, 0, 0, 2, 0, 0]
+
+
+def test_a_classifier_needs_two_classes_to_train_on(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+        for i in range(10):
+            Image.new("L", (28, 28), 20 * i).save(tmp_path / split / "cat" / f"{i}.png")
+    result = invoke("train", "--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--read-size", "3", "--threads", "1",
+                    "--dataset", "folder", "--data-dir", tmp_path, "--out", tmp_path / "run", "--steps", "1")  # fmt: skip
+    assert error_line(result) == "error: the folder training split has 1 class (cat): a classifier needs 2 or more"
 
 
 def test_cluttered_mnist_redraws_each_epoch_from_training_digits(tmp_path: Path, small_cluttered: None) -> None:

@@ -53,7 +53,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     ),
     "truncated in the header": (
         lambda ck: (ck.write_bytes(ck.read_bytes()[:200]), ck)[1],
-        "is not a safetensors file (header length",
+        "is truncated: its header needs",
     ),
     "bit flip in the header": (lambda ck: (flip_bit(ck, 8), ck)[1], "is not a safetensors file (header is not JSON)"),
     "foreign safetensors": (

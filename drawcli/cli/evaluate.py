@@ -3,18 +3,44 @@ test error with per-class errors and the confusion matrix, on held-out data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
+from rich.markup import escape
 
 from drawcli.cli.app import app, err, handles_errors, out
 from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption, from_command_line
 from drawcli.errors import ConfigError
 from drawcli.views import DEFAULT_SHIFT, MAX_VIEWS, offsets
+
+
+def data_folder(info: Any, data_dir: Path | None) -> tuple[Path | None, str]:
+    """--data-dir, else the folder the run recorded; and what to add to a not-found error when the
+    recorded folder is not there from here (runs before 2026-12-07 recorded --data-dir as typed)."""
+    recorded = info.training.get("data_dir")
+    if data_dir is not None or not recorded:
+        return data_dir, ""
+    if Path(recorded).is_dir():
+        return Path(recorded), ""
+    return Path(recorded), f" (the run recorded its data folder as {recorded}, which is not a folder from {Path.cwd()})"
+
+
+@contextlib.contextmanager
+def hinted(hint: str) -> Iterator[None]:
+    """Add `hint` to a data error raised inside the block."""
+    from drawcli.errors import DataError
+
+    try:
+        yield
+    except DataError as exc:
+        if not hint:
+            raise
+        raise DataError(f"{exc}{hint}") from exc
 
 
 def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: str, binarize: str | None,
@@ -23,9 +49,10 @@ def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: st
     from drawcli import data
 
     name = dataset or info.training.get("dataset") or "mnist"
-    folder = data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
+    folder, hint = data_folder(info, data_dir)
     mode = binarize or info.training.get("binarize") or "stochastic"
-    images = data.load_images(data.open_dataset(name), split, folder, info.config.image_shape)[:limit]
+    with hinted(hint):
+        images = data.load_images(data.open_dataset(name), split, folder, info.config.image_shape)[:limit]
     how = (
         f"{name} {split} split, {len(images)} images, binarized "
         + (f"stochastically once with the fixed seed {data.TEST_BINARIZATION_SEED}" if mode == "stochastic" else "by threshold (pixel > 0.5)")
@@ -43,8 +70,9 @@ def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: 
     from drawcli.errors import DataError
 
     name = dataset or info.training.get("dataset") or "mnist"
-    folder = data_dir or (Path(info.training["data_dir"]) if info.training.get("data_dir") else None)
-    images, labels, classes, _ = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
+    folder, hint = data_folder(info, data_dir)
+    with hinted(hint):
+        images, labels, classes, _ = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
     known = info.class_names()
     unknown = sorted(set(classes) - set(known))
     if unknown:
@@ -59,9 +87,9 @@ def print_errors(report: dict[str, Any]) -> None:
     """The human-readable form of `evaluate`'s report on a classifier."""
     from rich.table import Table
 
-    out.print(f"[bold]{report['checkpoint']}[/bold]: {report['data']}")
+    out.print(f"[bold]{escape(report['checkpoint'])}[/bold]: {escape(report['data'])}")
     if "ensemble" in report:
-        out.print(f"ensemble of {len(report['ensemble'])} (probabilities averaged): {', '.join(report['ensemble'])}")
+        out.print(f"ensemble of {len(report['ensemble'])} (probabilities averaged): {', '.join(report['ensemble'])}", markup=False)
     if "views" in report:
         views = report["views"]
         out.print(f"each image seen in {views['count']} views, shifted by up to {views['shift']} pixels (probabilities averaged)")
@@ -69,10 +97,10 @@ def print_errors(report: dict[str, Any]) -> None:
     classes = report["classes"]
     table = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
     for col in ("class", *classes, "error %"):
-        table.add_column(col, justify="right")
+        table.add_column(escape(col), justify="right")  # class names are folder names: text, not markup
     for name, row in zip(classes, report["confusion"]):
         error = report["per_class"][name]["error"]
-        table.add_row(name, *map(str, row), "-" if error is None else f"{error:.2f}")
+        table.add_row(escape(name), *map(str, row), "-" if error is None else f"{error:.2f}")
     out.print(table)
     out.print(f"{report['images']} images in {report['seconds']:.1f} s")
 
@@ -124,7 +152,7 @@ def mean_probabilities(logits: list[Any]) -> Any:
 
 def print_bounds(report: dict[str, Any], samples: int) -> None:
     """The human-readable form of `evaluate`'s report."""
-    out.print(f"[bold]{report['checkpoint']}[/bold]: {report['data']}")
+    out.print(f"[bold]{escape(report['checkpoint'])}[/bold]: {escape(report['data'])}")
     out.print(f"bound        {report['bound']:.2f} ± {report['bound_se']:.2f} nats  (recon {report['recon']:.2f}, KL {report['kl']:.2f})")
     if samples:
         out.print(f"IW bound     {report['iw_bound']:.2f} ± {report['iw_bound_se']:.2f} nats  (K = {samples}; {report['iw_gain']:.2f} tighter)")

@@ -152,7 +152,7 @@ def train(
     width: Annotated[Optional[int], Positive(max=MAX_IMAGE_SIDE, help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win (a --reader-option KEY=VALUE replaces the preset's value of KEY only; another --reader drops the preset's reader options). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
     dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the data (idx files, torchvision layout or images). Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(resolve_path=True, help="Folder with the data (idx files, torchvision layout or images), recorded in the run as an absolute path so later commands find it from any folder. Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
     binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize(TrainSettings.binarize),  # type: ignore[valid-type]
     redraw: Annotated[bool, typer.Option("--redraw/--no-redraw", help="Compose a new training set every epoch, for data sets that compose their images (cluttered-mnist: new positions and clutter for the same training digits); the test set never changes. Classifier only; off: the same training images every epoch.", rich_help_panel=DATA)] = TrainSettings.redraw,
     epochs: Annotated[Optional[int], Positive(help="Epochs to train (default 1 when --steps is not given).", rich_help_panel=TRAINING)] = None,
@@ -215,6 +215,8 @@ def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
     path = Path(distributed.broadcast_text(str(out_dir or rundir.new_run_path()), dist_ctx))  # rank 0's clock names it
     if rundir.RunDir(path).has_run():
         fail(f"{path} already holds a run; continue it with --resume {path} or pick another --out", code=2)
+    if rundir.RunDir(path).holds_other_files():
+        fail(f"{path.absolute()} holds other files and no run; --out names a folder for the run alone: pick a new or empty one", code=2)
     return path
 
 

@@ -37,6 +37,8 @@ class ClassifierFamily(ModelFamily):
         if settings.locate_loss and config.glimpses < 2:
             raise ConfigError("--locate-loss places the windows of glimpses 2 and on, and this model has 1 glimpse")
         train = data.load_labelled(dataset, "train", data_dir, config.image_shape)
+        if len(train.classes) < 2:
+            raise DataError(f"the {settings.dataset} training split has {len(train.classes)} class ({', '.join(train.classes)}): a classifier needs 2 or more")
         self.test = data.load_labelled(dataset, "test", data_dir, config.image_shape)
         if self.test.classes != train.classes:
             raise DataError(f"the test split's classes {self.test.classes} differ from the training split's {train.classes}")

@@ -242,13 +242,27 @@ class Trainer:
         if self.nonfinite < MAX_NONFINITE:
             self.reporter.warn(f"step {step}: loss {loss}, gradient norm {grad_norm}; the step was not applied")
             return
-        kept = (f"the last good checkpoint (step {self.saved_step}) is unchanged in {self.run.path}"
-                if self.saved_step is not None else "no checkpoint had been saved yet")  # fmt: skip
         raise Diverged(
             f"training stopped at step {step}: the loss or gradient was not finite for {MAX_NONFINITE} steps "
-            f"in a row (steps {step - MAX_NONFINITE + 1}-{step}, none applied); {kept}; "
+            f"in a row (steps {step - MAX_NONFINITE + 1}-{step}, none applied); {self._kept()}; "
             f"try a lower --lr or a smaller --clip"
         )
+
+    def _kept(self) -> str:
+        """What a run that stops on non-finite numbers leaves on disk."""
+        if self.saved_step is None:
+            return "no checkpoint had been saved yet"
+        return f"the last good checkpoint (step {self.saved_step}) is unchanged in {self.run.path}"
+
+    def _check_held_out(self, metrics: dict[str, float]) -> None:
+        """A non-finite held-out metric means the weights themselves diverged (a finite loss can still
+        take an update that overflows them): stop before saving them over the last good checkpoint."""
+        bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+        if bad:
+            raise Diverged(
+                f"training stopped at step {self.state.step}: the held-out {', '.join(bad)} is not finite, so the "
+                f"weights have diverged; {self._kept()}; try a lower --lr or a smaller --clip"
+            )
 
     def _end_epoch(self, epoch_done: bool) -> None:
         """Held-out metrics, the epoch record, a save, and the epoch-end hook."""
@@ -256,6 +270,7 @@ class Trainer:
         train_means = {name: total / max(self.epoch_examples, 1) for name, total in self.epoch_sums.items()}
         if self.ctx.is_main:
             state.last_test = held_out(self.family.evaluate, self.model, self.average)
+            self._check_held_out(state.last_test)
         if epoch_done:
             state.epoch += 1
             state.batch = 0

@@ -68,6 +68,8 @@ class TrainSettings:
             if getattr(self, name) not in allowed:
                 flag = name.replace("_", "-")
                 raise ConfigError(f"unknown --{flag} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
+        if not 0.0 < self.lr <= 1.0:
+            raise ConfigError(f"--lr {self.lr} must be a rate above 0 and at most 1 (Adam moves each weight by about the rate every step), e.g. 1e-3")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"--ema {self.ema} is not a decay: give one in [0, 1), e.g. 0.999 (0 turns averaging off)")
         self.teachers = tuple(self.teachers or ())  # run.json holds a list
