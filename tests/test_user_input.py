@@ -102,7 +102,7 @@ def test_out_must_not_be_a_folder_of_other_files(data_dir: Path, tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     for out in ("", tmp_path):
         line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", out, "--steps", "1"), code=2)
-        assert line == f"error: {tmp_path} holds other files and no run; --out names a folder for the run alone: pick a new or empty one"
+        assert line == f"error: {tmp_path} holds files a run does not write; --out names a folder for the run alone: pick a new or empty one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
     failed = tmp_path / "failed"
     failed.mkdir()

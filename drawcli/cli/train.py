@@ -216,7 +216,7 @@ def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
     if rundir.RunDir(path).has_run():
         fail(f"{path} already holds a run; continue it with --resume {path} or pick another --out", code=2)
     if rundir.RunDir(path).holds_other_files():
-        fail(f"{path.absolute()} holds other files and no run; --out names a folder for the run alone: pick a new or empty one", code=2)
+        fail(f"{path.absolute()} holds files a run does not write; --out names a folder for the run alone: pick a new or empty one", code=2)
     return path
 
 
