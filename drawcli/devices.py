@@ -44,9 +44,10 @@ def pick_device(name: str) -> torch.device:
 
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op thread count (default: `default_threads()`); returns it."""
-    limit = MAX_THREADS_PER_CORE * usable_cores()
-    if threads is not None and threads > limit:
-        raise DrawcliError(f"--threads {threads} is more than {MAX_THREADS_PER_CORE} a core for the {usable_cores()} cores here; use {limit} or fewer")
+    cores = usable_cores()
+    if threads is not None and threads > MAX_THREADS_PER_CORE * cores:
+        raise DrawcliError(f"--threads {threads} is more than {MAX_THREADS_PER_CORE} a core for the {cores} cores here; "
+                           f"use {MAX_THREADS_PER_CORE * cores} or fewer")  # fmt: skip
     torch.set_num_threads(threads or default_threads())
     return torch.get_num_threads()
 

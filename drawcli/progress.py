@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 PLAIN_LINES_PER_EPOCH = 10
@@ -37,7 +37,7 @@ class Reporter:
         verb = "resuming at step" if done else "training for"
         count = f"{done}/{total}" if done else f"{total} steps"
         self.console.print(f"{verb} {count} on {device} ({threads} threads), {params:,} parameters"
-                           + (f"; {execution}" if execution else ""), highlight=False, markup=False)
+                           + (f"; {execution}" if execution else ""), highlight=False)
 
     def epoch_start(self, epoch: int, steps_in_epoch: int) -> None:
         self._epoch, self._epoch_steps, self._epoch_done = epoch, steps_in_epoch, 0
@@ -52,18 +52,18 @@ class Reporter:
         self._epoch_done += 1
         every = max(1, self._epoch_steps // PLAIN_LINES_PER_EPOCH)
         if not self.quiet and (self._epoch_done % every == 0):
-            self.console.print(f"step {step}/{self.total}: {text}, {self.images_per_s():.0f} img/s", highlight=False, markup=False)
+            self.console.print(f"step {step}/{self.total}: {text}, {self.images_per_s():.0f} img/s", highlight=False)
 
     def epoch_end(self, record: dict[str, Any], text: str) -> None:
         """An epoch (or a run's last part) done: its metrics log record and the metrics as text."""
-        self.console.print(_fmt_epoch(record, text) + f" | {self.images_per_s():.0f} img/s", highlight=False, markup=False)
+        self.console.print(_fmt_epoch(record, text) + f" | {self.images_per_s():.0f} img/s", highlight=False)
 
     def interrupted(self, step: int, run_dir: Path) -> None:
-        self.console.print(f"stopped after step {step}; checkpoint saved in {run_dir}", markup=False)
+        self.console.print(f"stopped after step {step}; checkpoint saved in {run_dir}")
 
     def warn(self, message: str) -> None:
         """A problem training survives (e.g. one skipped non-finite step)."""
-        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+        self.console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False)
 
     def close(self) -> None:
         """Stop any live display; safe to call more than once, and after `finish`."""
@@ -74,7 +74,6 @@ class Reporter:
             f"done: {summary['steps']} steps ({summary['epochs']:.2f} epochs) in {summary['wall_time_s']:.0f} s; "
             f"test {test}; checkpoint {checkpoint}",
             highlight=False,
-            markup=False,
         )
 
 
@@ -110,7 +109,7 @@ class RichReporter(Reporter):
         self.progress.update(self.task, advance=1, text=text, ips=self.images_per_s())
 
     def epoch_end(self, record: dict[str, Any], text: str) -> None:
-        self.progress.console.print(_fmt_epoch(record, text) + f" | {self.images_per_s():.0f} img/s", highlight=False, markup=False)
+        self.progress.console.print(_fmt_epoch(record, text) + f" | {self.images_per_s():.0f} img/s", highlight=False)
 
     def interrupted(self, step: int, run_dir: Path) -> None:
         self.progress.stop()

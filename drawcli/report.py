@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from drawcli import registry
 from drawcli.checkpoint import CheckpointInfo, component_kinds
@@ -50,16 +50,16 @@ def _human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _plain(value: Any) -> str:
-    """A value from an untrusted checkpoint, shown literally (its brackets are not rich markup)."""
-    return escape(str(value))
+def _plain(value: Any) -> Text:
+    """A value from an untrusted checkpoint, shown literally on any console (its brackets are not rich markup)."""
+    return Text(str(value))
 
 
 def render_report(report: dict[str, Any]) -> Group:
     """The report as rich tables: config, components, parameters, training, tensors."""
     head = Table.grid(padding=(0, 2))
-    head.add_row("file", f"{_plain(report['path'])} ({_human_bytes(report['file_size_bytes'])})")
-    head.add_row("written by", f"drawcli {_plain(report['drawcli_version'])}")
+    head.add_row("file", _plain(f"{report['path']} ({_human_bytes(report['file_size_bytes'])})"))
+    head.add_row("written by", _plain(f"drawcli {report['drawcli_version']}"))
 
     config = Table(title="architecture", title_justify="left")
     config.add_column("field")
@@ -72,13 +72,13 @@ def render_report(report: dict[str, Any]) -> Group:
         comps.add_column(col, justify="right" if col == "parameters" else "left")
     for kind, c in report["components"].items():
         dist = f"{c.get('distribution') or '?'} {c.get('version') or ''}".strip()
-        here = f"yes ({_plain(c.get('installed_distribution'))} {_plain(c.get('installed_version'))})" if c["installed"] else "[red]no[/red]"
+        here = _plain(f"yes ({c.get('installed_distribution')} {c.get('installed_version')})") if c["installed"] else Text("no", style="red")
         comps.add_row(kind, _plain(c["name"]), _plain(dist), here, f"{c['parameters']:,}")
     per_part = report["parameters"]["per_part"]
     for part, count in per_part.items():  # the model's own layers (LSTMs, the classifier's output)
         if part not in report["components"]:
             comps.add_row(part, "", "drawcli core", "", f"{count:,}")
-    comps.add_row("[bold]total", "", "", "", f"[bold]{report['parameters']['total']:,}")
+    comps.add_row(Text("total", style="bold"), "", "", "", Text(f"{report['parameters']['total']:,}", style="bold"))
 
     training = Table(title="training", title_justify="left")
     training.add_column("field")

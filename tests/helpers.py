@@ -11,10 +11,12 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from drawcli.cli import app
@@ -129,3 +131,13 @@ def snapshot(run: Path) -> dict[str, bytes]:
 
 def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.rglob(".*") if ".tmp" in p.name]
+
+
+def rewrite_metadata(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the decoded metadata of a checkpoint in place (tensors, hence their checksum, unchanged)."""
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    decoded = {k: json.loads(v) if k in ("config", "components", "training") else v for k, v in metadata.items()}
+    change(decoded)
+    save_file(tensors, str(path), metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()})

@@ -13,22 +13,12 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from helpers import TINY_ARGS, error_line, invoke
+from helpers import TINY_ARGS, error_line, invoke, rewrite_metadata
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from drawcli import checkpoint, safetensors_io
 from drawcli.model import DRAW
-
-
-def rewrite_metadata(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Edit the decoded metadata of a checkpoint in place (tensors, hence their checksum, unchanged)."""
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    decoded = {k: json.loads(v) if k in ("config", "components", "training") else v for k, v in metadata.items()}
-    change(decoded)
-    save_file(tensors, str(path), metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()})
 
 
 def flip_bit(path: Path, offset: int, bit: int = 0) -> None:

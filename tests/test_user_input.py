@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from helpers import TINY_ARGS, error_line, invoke
+from helpers import TINY_ARGS, error_line, invoke, rewrite_metadata
 
 from drawcli import devices
 from drawcli.errors import DrawcliError
@@ -66,8 +66,6 @@ def test_a_relative_data_dir_is_recorded_absolute(data_dir: Path, tmp_path: Path
 def test_a_run_that_recorded_a_relative_data_dir_says_so_when_not_found(run: Path, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """Runs made before the change recorded --data-dir as typed; from elsewhere the error says why it fails."""
-    from test_reliability import rewrite_metadata
-
     rewrite_metadata(run / "checkpoint.safetensors", lambda m: m["training"].update(data_dir="../data"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

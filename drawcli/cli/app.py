@@ -11,13 +11,15 @@ from typing import Annotated, Any, Callable, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from drawcli import __version__
 from drawcli.errors import ConfigError, DrawcliError
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# What the commands print quotes paths, class folders and checkpoint contents, whose brackets are
+# text: these consoles read no markup, and the few styled words are Text objects.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 app = typer.Typer(
     name="drawcli",
@@ -33,8 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """The one exit path for user errors: one line on stderr, no traceback."""
-    # The message may quote a file's contents or a path: its brackets are text, not rich markup.
-    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

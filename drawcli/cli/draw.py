@@ -58,7 +58,7 @@ def sample(
 
     if checkpoint_path is None:
         checkpoint_path = rundir.newest_checkpoint()
-        err.print(f"using the newest run: {checkpoint_path}", markup=False)
+        err.print(f"using the newest run: {checkpoint_path}")
     if gif is None and png is None:
         gif = Path("samples.gif")
     check_outputs(gif=gif, png=png)
@@ -70,7 +70,7 @@ def sample(
     start = time.perf_counter()
     draw_samples(model, gif, png, n=n, seed=seed, fps=fps, scale=scale, boxes=boxes)
     wrote = " and ".join(str(p) for p in (gif, png) if p is not None)
-    out.print(f"wrote {wrote}: {n} samples, {info.config.glimpses} glimpses, {time.perf_counter() - start:.1f} s", markup=False)
+    out.print(f"wrote {wrote}: {n} samples, {info.config.glimpses} glimpses, {time.perf_counter() - start:.1f} s")
 
 
 @app.command()
@@ -111,7 +111,7 @@ def reconstruct(
     if png is not None:
         render.write_png(png, frames[-1])
     bound = result.loss.mean().item()
-    out.print(f"wrote {gif}: {len(x)} test images, {len(frames)} frames, bound {bound:.2f} nats on these images", markup=False)
+    out.print(f"wrote {gif}: {len(x)} test images, {len(frames)} frames, bound {bound:.2f} nats on these images")
 
 
 @app.command()
@@ -162,7 +162,7 @@ def glimpses(
     if png is not None:
         render.write_png(png, frames[-1])
     right = sum(p == t for p, t in captions)
-    out.print(f"wrote {gif}: {len(x)} of {shown}, {len(frames)} frames, {right} of {len(x)} classified right", markup=False)
+    out.print(f"wrote {gif}: {len(x)} of {shown}, {len(frames)} frames, {right} of {len(x)} classified right")
 
 
 def misclassified(model: Any, test: Any, target: Any) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from drawcli.cli.app import app, err, handles_errors, out
 from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption, from_command_line
@@ -87,9 +87,9 @@ def print_errors(report: dict[str, Any]) -> None:
     """The human-readable form of `evaluate`'s report on a classifier."""
     from rich.table import Table
 
-    out.print(f"[bold]{escape(report['checkpoint'])}[/bold]: {escape(report['data'])}")
+    out.print(Text.assemble((report["checkpoint"], "bold"), ": ", report["data"]))
     if "ensemble" in report:
-        out.print(f"ensemble of {len(report['ensemble'])} (probabilities averaged): {', '.join(report['ensemble'])}", markup=False)
+        out.print(f"ensemble of {len(report['ensemble'])} (probabilities averaged): {', '.join(report['ensemble'])}")
     if "views" in report:
         views = report["views"]
         out.print(f"each image seen in {views['count']} views, shifted by up to {views['shift']} pixels (probabilities averaged)")
@@ -97,10 +97,10 @@ def print_errors(report: dict[str, Any]) -> None:
     classes = report["classes"]
     table = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
     for col in ("class", *classes, "error %"):
-        table.add_column(escape(col), justify="right")  # class names are folder names: text, not markup
+        table.add_column(col, justify="right")
     for name, row in zip(classes, report["confusion"]):
         error = report["per_class"][name]["error"]
-        table.add_row(escape(name), *map(str, row), "-" if error is None else f"{error:.2f}")
+        table.add_row(name, *map(str, row), "-" if error is None else f"{error:.2f}")
     out.print(table)
     out.print(f"{report['images']} images in {report['seconds']:.1f} s")
 
@@ -152,7 +152,7 @@ def mean_probabilities(logits: list[Any]) -> Any:
 
 def print_bounds(report: dict[str, Any], samples: int) -> None:
     """The human-readable form of `evaluate`'s report."""
-    out.print(f"[bold]{escape(report['checkpoint'])}[/bold]: {escape(report['data'])}")
+    out.print(Text.assemble((report["checkpoint"], "bold"), ": ", report["data"]))
     out.print(f"bound        {report['bound']:.2f} ± {report['bound_se']:.2f} nats  (recon {report['recon']:.2f}, KL {report['kl']:.2f})")
     if samples:
         out.print(f"IW bound     {report['iw_bound']:.2f} ± {report['iw_bound_se']:.2f} nats  (K = {samples}; {report['iw_gain']:.2f} tighter)")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from drawcli import registry
@@ -42,7 +41,7 @@ def list_presets() -> None:
     table.add_column("description")
     table.add_column("options")
     for name, preset in presets.PRESETS.items():
-        table.add_row(name, escape(preset.description), escape(presets.command_line(preset.options)))
+        table.add_row(name, preset.description, presets.command_line(preset.options))
     out.print(table)
 
 
@@ -66,6 +65,5 @@ def plugins(
         table.add_column(col)
     for kind, specs in listing.items():
         for s in specs:
-            cells = (kind, s["name"], ", ".join(s["aliases"]), f"{s['distribution']} {s['version']}", s["target"])
-            table.add_row(*(escape(cell) for cell in cells))  # third parties' names are text, not markup
+            table.add_row(kind, s["name"], ", ".join(s["aliases"]), f"{s['distribution']} {s['version']}", s["target"])
     out.print(table)

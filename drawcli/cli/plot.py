@@ -34,4 +34,4 @@ def plot(
         fail(f"--ymax {ymax:g} is at or below every curve (the lowest value drawn is {floor:.2f} nats)", code=2)
     with atomic_path(png) as tmp:
         plot_curves(runs, tmp, (floor * 0.9, ymax) if ymax is not None else None)
-    out.print(f"wrote {png}", markup=False)
+    out.print(f"wrote {png}")

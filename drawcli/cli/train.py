@@ -213,9 +213,10 @@ def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
     from drawcli import distributed, rundir
 
     path = Path(distributed.broadcast_text(str(out_dir or rundir.new_run_path()), dist_ctx))  # rank 0's clock names it
-    if rundir.RunDir(path).has_run():
+    run = rundir.RunDir(path)
+    if run.has_run():
         fail(f"{path} already holds a run; continue it with --resume {path} or pick another --out", code=2)
-    if rundir.RunDir(path).holds_other_files():
+    if run.holds_other_files():
         fail(f"{path.absolute()} holds files a run does not write; --out names a folder for the run alone: pick a new or empty one", code=2)
     return path
 
