@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from drawcli import __version__, registry
-from drawcli.config import DrawConfig
+from drawcli.config import ADDED_LATER, DrawConfig, filled_fields
 from drawcli.errors import CheckpointError, ConfigError, DrawcliError, PluginError
 from drawcli.rundir import PAIR_KEY, checkpoint_file
 from drawcli.safetensors_io import DTYPE_NAMES, TensorInfo, json_field, load_tensors, numel, read_header, serialize
@@ -40,6 +40,7 @@ class CheckpointInfo:
     components: dict[str, dict[str, Any]]
     training: dict[str, Any]
     tensors: dict[str, TensorInfo] = field(default_factory=dict)
+    filled: dict[str, Any] = field(default_factory=dict)  # config fields the file predates, with their values (config.ADDED_LATER)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per top-level part, from tensor shapes alone."""
@@ -69,8 +70,9 @@ def read_info(path: Path) -> CheckpointInfo:
     tensors, metadata, size = read_header(path)
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a drawcli checkpoint (no {FORMAT!r} metadata)")
+    config_data = json_field(metadata, "config", path)
     try:
-        config = DrawConfig.from_dict(json_field(metadata, "config", path))
+        config = DrawConfig.from_dict(config_data)
     except (ConfigError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: invalid config in metadata: {exc}") from None
     components = json_field(metadata, "components", path)
@@ -85,7 +87,8 @@ def read_info(path: Path) -> CheckpointInfo:
         if not (training.get(key) is None or isinstance(training[key], str)):
             raise CheckpointError(f"{path}: metadata 'training' field {key!r} must be a string or null")
     return CheckpointInfo(path=path, file_size=size, config=config, version=metadata.get("drawcli_version", "unknown"),
-                          components=components, training=training, tensors=tensors)  # fmt: skip
+                          components=components, training=training, tensors=tensors,
+                          filled=filled_fields(config_data, ADDED_LATER))  # fmt: skip
 
 
 def component_provenance(config: DrawConfig) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from drawcli.choices import CANVAS_STARTS, MODEL_KINDS
 from drawcli.errors import ConfigError
@@ -25,6 +25,26 @@ MAX_OPTIONS_JSON = 64 * 1024
 # The classifier's optional layers: a size of 0 means "no such layer" (every other size is at
 # least 1), and DRAW has none of them.
 OPTIONAL_LAYERS = ("glimpse_hidden", "glimpse_conv")
+# Fields added after the first checkpoint format, each with the value that every file written
+# before it implies. A checkpoint lacking any other field is refused: a default would silently
+# rebuild another model than the one saved.
+ADDED_LATER: dict[str, Any] = {"kind": "draw", "classes": 10, "canvas": "zero", "glimpse_hidden": 0, "glimpse_conv": 0}
+
+
+def complete(data: Mapping[str, Any], names: Iterable[str], added_later: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """`data` with every field of `names`: a missing field from `added_later` takes its recorded value
+    for older files; any other missing field is a ConfigError naming it (`what`: "config field")."""
+    missing = [name for name in names if name not in data and name not in added_later]
+    if missing:
+        names_are = f"{what}s {', '.join(map(repr, missing))} are" if len(missing) > 1 else f"{what} {missing[0]!r} is"
+        raise ConfigError(f"{names_are} missing; a saved run records every one, so the file is damaged "
+                          "or was edited (no default is assumed)")  # fmt: skip
+    return {**{k: v for k, v in added_later.items() if k in names and k not in data}, **data}
+
+
+def filled_fields(data: Mapping[str, Any], added_later: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `complete` would fill in for a file written before they existed, with their values."""
+    return {k: v for k, v in added_later.items() if k not in data}
 
 
 @dataclass(frozen=True)
@@ -80,14 +100,17 @@ class DrawConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> DrawConfig:
-        """Validate an untrusted mapping (e.g. checkpoint metadata) and build the config."""
+        """Validate an untrusted mapping (e.g. checkpoint metadata) and build the config.
+
+        Every field must be present, except those of ADDED_LATER, which a file older than them lacks.
+        """
         if not isinstance(data, Mapping):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known, key=str)  # keys of a non-JSON mapping may mix types
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(map(str, unknown))}")
-        return cls(**data)
+        return cls(**complete(data, [f.name for f in dataclasses.fields(cls)], ADDED_LATER, "config field"))
 
     def replace(self, **changes: Any) -> DrawConfig:
         """A copy with some fields changed (validated again)."""

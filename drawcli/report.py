@@ -34,6 +34,7 @@ def checkpoint_report(info: CheckpointInfo) -> dict[str, Any]:
         "file_size_bytes": info.file_size,
         "drawcli_version": info.version,
         "config": info.config.to_dict(),
+        "config_fields_older_than_file": info.filled,
         "components": components,
         "parameters": {"per_part": counts, "total": sum(counts.values())},
         "tensors": {name: {"dtype": t.dtype, "shape": t.shape} for name, t in sorted(info.tensors.items())},
@@ -60,6 +61,9 @@ def render_report(report: dict[str, Any]) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row("file", _plain(f"{report['path']} ({_human_bytes(report['file_size_bytes'])})"))
     head.add_row("written by", _plain(f"drawcli {report['drawcli_version']}"))
+    if report["config_fields_older_than_file"]:  # the file predates these fields: their value for older files
+        filled = ", ".join(f"{k} = {v}" for k, v in report["config_fields_older_than_file"].items())
+        head.add_row("older format", _plain(f"{filled} (fields added after this file was written)"))
 
     config = Table(title="architecture", title_justify="left")
     config.add_column("field")

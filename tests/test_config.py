@@ -11,6 +11,11 @@ from drawcli.config import MAX_GLIMPSES, DrawConfig
 from drawcli.errors import ConfigError
 
 
+def full(**changes: Any) -> dict[str, Any]:
+    """A complete config dict (every field, as a checkpoint holds) with some fields changed."""
+    return {**DrawConfig().to_dict(), **changes}
+
+
 def test_defaults_are_the_paper_mnist_attention_setting() -> None:
     """T = 64, LSTM 256, z 100, read 2, write 5 on 1x28x28, filterbank + gaussian."""
     cfg = DrawConfig()
@@ -65,7 +70,7 @@ def test_from_dict_rejects_unknown_fields() -> None:
 def test_from_dict_rejects_non_integers(field: str, value: Any) -> None:
     """A string, bool, float, null or list where an int is expected names the field."""
     with pytest.raises(ConfigError, match=f"'{field}' must be an integer"):
-        DrawConfig.from_dict({field: value})
+        DrawConfig.from_dict(full(**{field: value}))
 
 
 @pytest.mark.parametrize("field", ["channels", "height", "glimpses", "enc_size", "z_size", "read_size"])
@@ -73,22 +78,22 @@ def test_from_dict_rejects_non_integers(field: str, value: Any) -> None:
 def test_from_dict_rejects_non_positive_sizes(field: str, value: int) -> None:
     """Every size must be at least 1."""
     with pytest.raises(ConfigError, match=f"'{field}' must be at least 1, got {value}"):
-        DrawConfig.from_dict({field: value})
+        DrawConfig.from_dict(full(**{field: value}))
 
 
 @pytest.mark.parametrize(("field", "limit"), [("glimpse_hidden", 16384), ("glimpse_conv", 1024)])
 def test_the_glimpse_layers_may_be_absent_but_not_negative_and_are_the_classifiers_alone(field: str, limit: int) -> None:
     """glimpse_hidden / glimpse_conv 0 means no layer (and is what a config without the field gets);
     -1 is refused; a DRAW config with one names the kind it belongs to; each has its limit."""
-    assert getattr(DrawConfig.from_dict({"kind": "classifier"}), field) == 0
-    assert getattr(DrawConfig.from_dict({"kind": "classifier", field: 64}), field) == 64
+    assert getattr(DrawConfig.from_dict(full(kind="classifier")), field) == 0
+    assert getattr(DrawConfig.from_dict(full(kind="classifier", **{field: 64})), field) == 64
     with pytest.raises(ConfigError, match=f"'{field}' must be at least 0, got -1"):
-        DrawConfig.from_dict({"kind": "classifier", field: -1})
+        DrawConfig.from_dict(full(kind="classifier", **{field: -1}))
     flag = "--" + field.replace("_", "-")
     with pytest.raises(ConfigError, match=f"{field} \\({flag}\\) is a layer of the classifier \\(kind 'classifier', --model classifier\\); DRAW has none"):
-        DrawConfig.from_dict({field: 8})
+        DrawConfig.from_dict(full(**{field: 8}))
     with pytest.raises(ConfigError, match=f"'{field}' is {limit + 1}, above the limit of {limit}"):
-        DrawConfig.from_dict({"kind": "classifier", field: limit + 1})
+        DrawConfig.from_dict(full(kind="classifier", **{field: limit + 1}))
 
 
 @pytest.mark.parametrize(
@@ -98,7 +103,7 @@ def test_the_glimpse_layers_may_be_absent_but_not_negative_and_are_the_classifie
 def test_from_dict_rejects_absurd_sizes(field: str, value: int) -> None:
     """Sizes above the allocation limits are refused with 'limit' in the message."""
     with pytest.raises(ConfigError, match=f"'{field}' is {value}, above the limit"):
-        DrawConfig.from_dict({field: value})
+        DrawConfig.from_dict(full(**{field: value}))
 
 
 def test_glimpse_limit_boundary() -> None:
@@ -118,10 +123,10 @@ def test_glimpse_limit_boundary() -> None:
 def test_patch_larger_than_image_is_rejected(changes: dict[str, int], message: str) -> None:
     """Read/write patches must fit the image's smaller side."""
     with pytest.raises(ConfigError) as info:
-        DrawConfig.from_dict(changes)
+        DrawConfig.from_dict(full(**changes))
     assert message in str(info.value)
     fits = {**changes, "read_size": 3, "write_size": 3}
-    assert DrawConfig.from_dict(fits).read_size == 3
+    assert DrawConfig.from_dict(full(**fits)).read_size == 3
 
 
 @pytest.mark.parametrize("data", [[1, 2], "config", None, 3, b"{}"])
@@ -146,7 +151,7 @@ def test_from_dict_rejects_non_mappings(data: Any) -> None:
 def test_from_dict_rejects_bad_names_and_options(changes: dict[str, Any], message: str) -> None:
     """Component names are short non-empty strings; options are small JSON objects with str keys."""
     with pytest.raises(ConfigError) as info:
-        DrawConfig.from_dict(changes)
+        DrawConfig.from_dict(full(**changes))
     assert message in str(info.value)
 
 

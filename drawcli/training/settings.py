@@ -14,12 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES, LR_SCHEDULES
+from drawcli.config import complete
 from drawcli.errors import ConfigError
 
 RUN = "run"
 EXECUTION = "execution"
 # Fields of run.json that earlier versions wrote and this one no longer has.
 RETIRED_FIELDS = ("extra",)
+# Settings added after run.json's first form, each with the value every older run implies (they
+# trained without it); a run.json lacking any other setting is refused, never given a default.
+ADDED_LATER: dict[str, Any] = {
+    "beta1": 0.9, "beta2": 0.999, "kl_warmup": 0, "amp": "off", "compile": "off", "compile_mode": "default",
+    "redraw": False, "lr_schedule": "constant", "window_lr": 1.0, "ema": 0.0, "teachers": (), "teacher_weight": 0.5,
+    "teacher_temperature": 2.0, "label_smoothing": 0.0, "glimpse_loss": 0.0, "locate_loss": 0.0,
+}  # fmt: skip
 
 
 def _setting(default: Any, tag: str) -> Any:
@@ -116,12 +124,14 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
-        """Rebuild from run.json; unknown fields are an error, retired ones are dropped."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known - set(RETIRED_FIELDS))
+        """Rebuild from run.json; unknown fields are an error, retired ones are dropped, and a missing
+        one is an error unless ADDED_LATER records its value for older runs."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names) - set(RETIRED_FIELDS))
         if unknown:
             raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        kept = {k: v for k, v in data.items() if k in names}
+        return cls(**complete(kept, names, ADDED_LATER, "training setting"))
 
     @classmethod
     def fields_tagged(cls, tag: str) -> tuple[str, ...]:

@@ -1,0 +1,103 @@
+"""A checkpoint's config or a run.json's settings that lack a field are refused, naming it, unless the
+format records the field as added later (config.ADDED_LATER, settings.ADDED_LATER): then the value
+every older file implies is used, and `inspect` says which fields were filled."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import error_line, invoke, rewrite_metadata
+
+from drawcli import checkpoint
+from drawcli.config import ADDED_LATER as CONFIG_ADDED_LATER
+from drawcli.config import DrawConfig
+from drawcli.errors import CheckpointError, ConfigError
+from drawcli.training.settings import ADDED_LATER as SETTINGS_ADDED_LATER
+from drawcli.training.settings import TrainSettings
+
+CONFIG_FIELDS = [f.name for f in dataclasses.fields(DrawConfig)]
+SETTINGS_FIELDS = [f.name for f in dataclasses.fields(TrainSettings)]
+
+
+def _drop_config_field(run: Path, name: str) -> None:
+    def drop(metadata: dict[str, Any]) -> None:
+        del metadata["config"][name]
+
+    rewrite_metadata(run / "checkpoint.safetensors", drop)
+
+
+@pytest.mark.parametrize("name", CONFIG_FIELDS)
+def test_every_config_field_is_required_or_recorded_as_added_later(run: Path, name: str) -> None:
+    _drop_config_field(run, name)
+    if name in CONFIG_ADDED_LATER:
+        info = checkpoint.read_info(run)
+        assert getattr(info.config, name) == CONFIG_ADDED_LATER[name]
+        assert info.filled == {name: CONFIG_ADDED_LATER[name]}
+    else:
+        message = rf": invalid config in metadata: config field '{name}' is missing; a saved run records every one"
+        with pytest.raises(CheckpointError, match=message):
+            checkpoint.read_info(run)
+
+
+def test_the_added_later_fields_are_the_ones_after_the_first_format() -> None:
+    """The first checkpoint format's fields (git e2f9bc4) are required; every later one has a recorded value."""
+    first = {"channels", "height", "width", "glimpses", "enc_size", "dec_size", "z_size", "read_size", "write_size",
+             "reader", "writer", "sampler", "reader_options", "writer_options", "sampler_options"}  # fmt: skip
+    assert set(CONFIG_FIELDS) - first == set(CONFIG_ADDED_LATER)
+
+
+def test_sample_refuses_a_checkpoint_without_glimpses(run: Path) -> None:
+    """The measured case: 3 glimpses saved, the field removed; sample used to draw 64 glimpses and exit 0."""
+    _drop_config_field(run, "glimpses")
+    line = error_line(invoke("sample", run, "--png", run / "s.png"))
+    assert "config field 'glimpses' is missing" in line and "no default is assumed" in line
+    assert not (run / "s.png").exists()
+
+
+def test_inspect_names_the_fields_an_older_file_predates(run: Path) -> None:
+    def drop(metadata: dict[str, Any]) -> None:
+        del metadata["config"]["kind"], metadata["config"]["canvas"]
+
+    rewrite_metadata(run / "checkpoint.safetensors", drop)
+    report = json.loads(invoke("inspect", run, "--json").stdout)
+    assert report["config_fields_older_than_file"] == {"kind": "draw", "canvas": "zero"}
+    assert "older format" in invoke("inspect", run).stdout
+    assert json.loads(invoke("inspect", run, "--json").stdout)["config"]["glimpses"] == 3
+
+
+@pytest.mark.parametrize("name", SETTINGS_FIELDS)
+def test_every_setting_is_required_or_recorded_as_added_later(name: str) -> None:
+    saved = TrainSettings(lr=3e-4, seed=5).to_dict()
+    del saved[name]
+    if name in SETTINGS_ADDED_LATER:
+        value = getattr(TrainSettings.from_dict(saved), name)
+        assert value == SETTINGS_ADDED_LATER[name]
+    else:
+        with pytest.raises(ConfigError, match=rf"^training setting '{name}' is missing; a saved run records every one"):
+            TrainSettings.from_dict(saved)
+
+
+def test_resume_refuses_a_run_json_without_a_setting(run: Path) -> None:
+    """The seed has no value an older run could imply: resuming without it would train another run."""
+    saved = json.loads((run / "run.json").read_text())
+    del saved["settings"]["seed"], saved["settings"]["batch_size"]
+    (run / "run.json").write_text(json.dumps(saved))
+    before = (run / "checkpoint.safetensors").read_bytes()
+    line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"))
+    assert line == (f"error: {run} is not a resumable run (run.json unreadable: training settings 'batch_size', 'seed' "
+                    "are missing; a saved run records every one, so the file is damaged or was edited (no default is assumed))")  # fmt: skip
+    assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_a_run_json_of_the_first_form_resumes_with_the_recorded_values() -> None:
+    """run.json as the first version wrote it (git e7e4bfd): its later settings take their recorded values."""
+    first = {"dataset": "mnist", "data_dir": None, "binarize": "stochastic", "epochs": 2, "steps": None, "batch_size": 64,
+             "lr": 1e-3, "clip": 10.0, "seed": 0, "device": "auto", "threads": None, "sample_every": 1,
+             "sample_count": 64, "extra": {}}  # fmt: skip
+    settings = TrainSettings.from_dict(first)
+    assert (settings.compile, settings.amp, settings.beta1, settings.teachers) == ("off", "off", 0.9, ())
+    assert set(SETTINGS_FIELDS) - set(first) == set(SETTINGS_ADDED_LATER)
