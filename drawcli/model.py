@@ -47,6 +47,11 @@ class Generation:
     canvases: torch.Tensor  # (T, n, C, H, W) probabilities
     write_windows: list[Window] | None  # T windows, attention writers only
 
+    @property
+    def images(self) -> torch.Tensor:
+        """(n, C, H, W) the final canvases: the drawn images, as pixel probabilities."""
+        return self.canvases[-1]
+
 
 def _component(kind: str, name: str, base: type, config: DrawConfig, options: dict) -> nn.Module:
     module = registry.build(kind, name, config, **options)

@@ -85,11 +85,16 @@ def get(name: str) -> Preset:
     return PRESETS[name]
 
 
-def command_line(options: dict[str, Any]) -> str:
-    """A preset's options as `train` flags: lists repeat their flag, booleans are --name or --no-name."""
-    words = []
+def command_words(options: dict[str, Any]) -> list[str]:
+    """Options by parameter name as `train`'s words: lists repeat their flag, booleans are --name or --no-name."""
+    words: list[str] = []
     for key, value in options.items():
         name = key.replace("_", "-")
-        for item in value if isinstance(value, list) else [value]:
-            words.append(f"--{name}" if item is True else f"--no-{name}" if item is False else f"--{name} {item}")
-    return " ".join(words)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            words += [f"--{name}"] if item is True else [f"--no-{name}"] if item is False else [f"--{name}", str(item)]
+    return words
+
+
+def command_line(options: dict[str, Any]) -> str:
+    """A preset's options as `train` flags, as `drawcli presets` prints them."""
+    return " ".join(command_words(options))

@@ -33,10 +33,18 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Failed(typer.Exit):
+    """The exit `fail` raises: it carries the message, so `drawcli.train` from Python can raise it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(code)
+        self.message = message
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """The one exit path for user errors: one line on stderr, no traceback."""
     err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+    raise Failed(message, code)
 
 
 def debugging(ctx: typer.Context | None) -> bool:

@@ -24,12 +24,9 @@ def require_drawing(model: Any, info: Any, command: str) -> None:
 
 def draw_samples(model: Any, gif: Path | None, png: Path | None, n: int, seed: int, fps: float, scale: int, boxes: bool) -> None:
     """n images from the prior: a GIF of the canvases glimpse by glimpse and/or a PNG of the final grid."""
-    import torch
+    from drawcli import api, render
 
-    from drawcli import render
-
-    torch.manual_seed(seed)
-    generation = model.generate(n)
+    generation = api.sample(model, n, seed)
     windows = generation.write_windows if boxes else None
     frames = render.canvas_frames(generation.canvases, scale=scale, windows=windows)
     if gif is not None:
@@ -92,7 +89,7 @@ def reconstruct(
     """Reconstruct test images glimpse by glimpse, with the attention windows drawn (the paper's Figure 1)."""
     import torch
 
-    from drawcli import checkpoint, devices, render
+    from drawcli import api, checkpoint, devices, render
     from drawcli.cli.evaluate import test_images
 
     check_outputs(gif=gif, png=png)
@@ -103,9 +100,7 @@ def reconstruct(
     images, _ = test_images(info, dataset, data_dir, "test", None)
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     x = images[pick].to(target)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        result = model(x, record=True)
+    result = api.reconstruct(model, x, seed)
     frames = render.reconstruction_frames(x, result, scale)
     render.write_gif(gif, frames, fps=fps)
     if png is not None:
@@ -134,7 +129,7 @@ def glimpses(
     """Show an attention classifier at work: where each glimpse reads, and what it predicts."""
     import torch
 
-    from drawcli import checkpoint, devices, render
+    from drawcli import api, checkpoint, devices, render
     from drawcli.cli.evaluate import labelled_test
 
     check_outputs(gif=gif, png=png)
@@ -153,8 +148,7 @@ def glimpses(
     pick = pick[:n]
     x = test.images[pick].float().div(255).to(target)
     model.eval()
-    with torch.no_grad():
-        result = model(x, record=True)
+    result = api.classify(model, x)
     names = test.classes  # the model's classes, in the order of its outputs
     captions = [(names[p], names[t]) for p, t in zip(result.logits.argmax(1).tolist(), test.labels[pick].tolist())]
     frames = render.glimpse_frames(x, result.read_windows, captions, scale)

@@ -1,0 +1,165 @@
+"""drawcli from Python: load a run, sample, reconstruct, score, classify and train.
+
+The functions the command line runs, with tensors in and out. Each keeps the caller's global RNG
+as it was (the draws come from `seed`), and returns tensors on the model's device.
+
+    model = drawcli.load("runs/quickstart")        # model.config.kind: "draw" or "classifier"
+    drawn = drawcli.sample(model, n=16, seed=0)     # drawn.images (16, C, H, W), drawn.canvases (T, 16, C, H, W)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from drawcli.classifier import ClassifierOutput
+from drawcli.errors import ConfigError, DrawcliError
+from drawcli.model import DrawOutput, Generation
+
+CAN = {"draw": ("sample", "reconstruct", "bound"), "classifier": ("classify",)}  # what each model kind does here
+
+
+@dataclass
+class Bounds:
+    """Per-image scores in nats: the variational bound and, with samples K > 0, the importance-weighted bound."""
+
+    bound: torch.Tensor  # (N,) recon + sum_t KL_t
+    recon: torch.Tensor  # (N,)
+    kl: torch.Tensor  # (N, T) KL of each glimpse
+    iw_bound: torch.Tensor | None  # (N,) with K posterior samples; None for K = 0
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model in a run folder or checkpoint file, in eval mode on `device` ("auto": CUDA when present).
+
+    `model.config` is its DrawConfig; `model.config.kind` says what it is ("draw" or "classifier").
+    """
+    from drawcli import checkpoint
+    from drawcli.devices import pick_device
+
+    target = pick_device(device) if isinstance(device, str) and device == "auto" else torch.device(device)
+    model, _ = checkpoint.load_model(Path(path), target)
+    return model.eval()
+
+
+def _require(model: nn.Module, action: str) -> None:
+    kind = getattr(getattr(model, "config", None), "kind", None)
+    if kind not in CAN:
+        raise ConfigError(f"{type(model).__name__} is not a drawcli model (load one with drawcli.load)")
+    if action not in CAN[kind]:
+        can = [a for k, actions in CAN.items() if action in actions for a in [k]]
+        raise ConfigError(f"a {kind} model cannot {action}; that needs a {' or '.join(can)} model")
+
+
+def _images(model: nn.Module, images: torch.Tensor, binary: bool) -> torch.Tensor:
+    """Check (N, C, H, W) against the model and move it to the model's device as float32."""
+    shape = tuple(model.config.image_shape)  # type: ignore[union-attr]
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != shape:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ConfigError(f"images must be a tensor (N, {', '.join(map(str, shape))}); got {got}")
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if binary and not bool(((x == 0) | (x == 1)).all()):
+        raise ConfigError("DRAW scores binary images: every pixel 0 or 1 (binarize grey levels first, e.g. torch.bernoulli)")
+    if not binary and not bool(((x >= 0) & (x <= 1)).all()):
+        raise ConfigError("the classifier reads grey levels in [0, 1] (or uint8 0-255)")
+    return x.to(next(model.parameters()).device)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Fork the RNG of the CPU (and of every GPU in use) and seed it: the caller's stream is untouched."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def sample(model: nn.Module, n: int = 64, seed: int = 0) -> Generation:
+    """Draw n images from the prior: `.images` (n, C, H, W) probabilities after the last glimpse,
+    `.canvases` (T, n, C, H, W) after each glimpse, `.write_windows` (attention writers)."""
+    _require(model, "sample")
+    if n < 1:
+        raise ConfigError(f"n must be at least 1, got {n}")
+    with _seeded(seed):
+        return model.generate(n)  # type: ignore[operator]
+
+
+@torch.no_grad()
+def reconstruct(model: nn.Module, images: torch.Tensor, seed: int = 0) -> DrawOutput:
+    """Rebuild binary images (N, C, H, W) glimpse by glimpse: `.canvases` (T, N, C, H, W), `.read_windows`
+    and `.write_windows` (T windows each, attention components), `.recon` (N,) and `.kl` (N, T) in nats."""
+    _require(model, "reconstruct")
+    x = _images(model, images, binary=True)
+    with _seeded(seed):
+        return model(x, record=True)
+
+
+def bound(model: nn.Module, images: torch.Tensor, samples: int = 0, batch_size: int = 250) -> Bounds:
+    """Per-image variational bound of binary images (N, C, H, W) and, with samples = K > 0, the
+    importance-weighted bound over K posterior draws; with the fixed noise `drawcli evaluate` uses."""
+    from drawcli.evaluate import per_image
+
+    _require(model, "bound")
+    if samples < 0:
+        raise ConfigError(f"samples must be 0 or more, got {samples}")
+    x = _images(model, images, binary=True)
+    result = per_image(model, x, x.device, batch_size, samples)  # type: ignore[arg-type]
+    return Bounds(bound=result.bound.float(), recon=result.recon.float(), kl=result.kl.float(),
+                  iw_bound=None if result.iw is None else result.iw.float())  # fmt: skip
+
+
+@torch.no_grad()
+def classify(model: nn.Module, images: torch.Tensor) -> ClassifierOutput:
+    """A classifier's reading of grey images (N, C, H, W), floats in [0, 1] or uint8: `.logits` (N, classes)
+    and `.read_windows` (T windows, readers with windows); `.logits.argmax(1)` is the predicted class."""
+    _require(model, "classify")
+    return model(_images(model, images, binary=False), record=True)
+
+
+def train(preset: str | None = None, out: str | Path | None = None, *, progress: bool = False, **options: Any) -> Path:
+    """Train exactly as `drawcli train` does, through the same command; returns the run folder.
+
+    `options` are `drawcli train`'s, by their Python names: `glimpses=10, rnn_size=128, steps=100,
+    data_dir="data/mnist", reader_option=["init=cover"], redraw=True`. `resume="runs/x"` continues
+    a run. A mistake raises DrawcliError with the command line's message.
+    """
+    from drawcli.presets import command_words
+    from drawcli.rundir import new_run_path
+
+    if "resume" in options:
+        if out is not None:
+            raise ConfigError("resume continues a run in its own folder; out names a new run's folder (drop one)")
+        run = Path(options["resume"])
+    else:
+        run = Path(out) if out is not None else new_run_path()
+        options = {"out": run, **options}
+    if preset is not None:
+        options = {"preset": preset, **options}
+    words = ["train", *command_words(options), *([] if progress else ["--quiet"])]
+    _run_command(words)
+    return run
+
+
+def _run_command(words: list[str]) -> None:
+    """Run `drawcli WORDS...` in this process; a refusal or usage error becomes a DrawcliError."""
+    import typer.main
+
+    from drawcli.cli import app
+    from drawcli.cli.app import Failed
+
+    command = typer.main.get_command(app)
+    try:
+        with command.make_context("drawcli", list(words)) as ctx:
+            command.invoke(ctx)
+    except Failed as exc:
+        raise DrawcliError(exc.message) from None
+    except Exception as exc:  # click's usage errors: an unknown option, a value out of range
+        message = getattr(exc, "format_message", None)
+        if message is None:
+            raise
+        raise ConfigError(message()) from None
