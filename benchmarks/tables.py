@@ -14,6 +14,7 @@ import torch
 
 from drawcli.config import DrawConfig
 from flops import FLOP_PARTS, ISSUE_GLIMPSE_MFLOP, ISSUE_TRAIN_MFLOP, attention, glimpse_flops, lstm_shape, train_flops
+from results import device_name
 from timing import Result
 
 
@@ -24,7 +25,7 @@ def environment(device: torch.device, args: argparse.Namespace) -> dict[str, Any
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": device_name(str(device)),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads": torch.get_num_threads(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -38,16 +39,6 @@ def environment(device: torch.device, args: argparse.Namespace) -> dict[str, Any
     except OSError:
         env["git"] = None
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]], plain: bool) -> None:

@@ -1,6 +1,6 @@
 """drawcli: DRAW (Gregor et al. 2015) with pluggable readers, writers and samplers.
 
-From Python (drawcli/api.py): `load`, `sample`, `reconstruct`, `bound`, `classify`, `train`. They are
+From Python (drawcli/api.py): `load`, `sample`, `reconstruct`, `bound`, `evaluate`, `classify`, `train`. They are
 imported on first use, so `import drawcli` (and the command line's --help) loads no torch.
 """
 
@@ -15,9 +15,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from drawcli.api import Bounds, bound, classify, load, reconstruct, sample, train
+    from drawcli.api import Bounds, bound, classify, evaluate, load, reconstruct, sample, train
 
-API = ("Bounds", "bound", "classify", "load", "reconstruct", "sample", "train")
+API = ("Bounds", "bound", "classify", "evaluate", "load", "reconstruct", "sample", "train")
 __all__ = ["__version__", *API]
 
 

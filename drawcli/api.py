@@ -102,7 +102,7 @@ def reconstruct(model: nn.Module, images: torch.Tensor, seed: int = 0) -> DrawOu
 def bound(model: nn.Module, images: torch.Tensor, samples: int = 0, batch_size: int = 250) -> Bounds:
     """Per-image variational bound of binary images (N, C, H, W) and, with samples = K > 0, the
     importance-weighted bound over K posterior draws; with the fixed noise `drawcli evaluate` uses."""
-    from drawcli.evaluate import per_image
+    from drawcli.bounds import per_image
 
     _require(model, "bound")
     if samples < 0:
@@ -111,6 +111,34 @@ def bound(model: nn.Module, images: torch.Tensor, samples: int = 0, batch_size: 
     result = per_image(model, x, x.device, batch_size, samples)  # type: ignore[arg-type]
     return Bounds(bound=result.bound.float(), recon=result.recon.float(), kl=result.kl.float(),
                   iw_bound=None if result.iw is None else result.iw.float())  # fmt: skip
+
+
+def evaluate(run: str | Path, split: str = "test", samples: int = 0, dataset: str | None = None,
+             data_dir: str | Path | None = None, limit: int | None = None, device: str | torch.device = "cpu",
+             batch_size: int = 250) -> dict[str, Any]:  # fmt: skip
+    """Score a run on a whole split, as `drawcli evaluate RUN --json` does: a DRAW model's mean bound
+    (and with samples = K, the importance-weighted bound) in nats with standard errors and the KL per
+    glimpse; a classifier's test error in % with its standard error, per class and as a confusion matrix.
+    The data set and its folder default to the ones the run trained on."""
+    from drawcli import checkpoint
+    from drawcli.accuracy import error_report, predict
+    from drawcli.bounds import per_image, summarize
+    from drawcli.heldout import labelled_test, test_images
+
+    model = load(run, device)
+    info = checkpoint.read_info(Path(run))
+    folder = None if data_dir is None else Path(data_dir)
+    target = next(model.parameters()).device
+    if model.config.kind == "classifier":  # type: ignore[union-attr]
+        if samples:
+            raise ConfigError("samples is for DRAW models: the importance-weighted bound is DRAW's")
+        test = labelled_test(info, dataset, folder, split, limit)
+        logits = predict(model, test.images, target, batch_size)
+        how = f"{dataset or info.training.get('dataset')} {split} split, {len(test.images)} images"
+        return {"checkpoint": str(info.path), "data": how, **error_report(logits, test.labels, test.classes)}
+    images, how = test_images(info, dataset, folder, split, None, limit)
+    result = per_image(model, images, target, batch_size, samples)  # type: ignore[arg-type]
+    return {"checkpoint": str(info.path), "data": how, "samples": samples, **summarize(result)}
 
 
 @torch.no_grad()

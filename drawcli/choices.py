@@ -6,10 +6,11 @@ importing it; the modules that use a list import it from here.
 
 from __future__ import annotations
 
-BINARIZE_MODES = ("stochastic", "threshold")  # data.binarize
+BINARIZE_MODES = ("stochastic", "threshold", "fixed")  # data.binarize; fixed: a binarized data set's own bits
 AMP_MODES = ("off", "bf16")  # training precision of the LSTM matmuls (TrainSettings.amp)
 COMPILE_CHOICES = ("auto", "on", "off")  # whether the training unit is compiled (TrainSettings.compile)
 COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of compile_glimpses (compiled.py)
+CUDA_GRAPHS = ("auto", "on", "off")  # whether the whole training step is one CUDA graph (training/graphed.py)
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
 CANVAS_STARTS = ("zero", "learned")  # DrawConfig.canvas: c_0 = 0, or a learned per-pixel logit
 LR_SCHEDULES = ("constant", "cosine")  # TrainSettings.lr_at

@@ -168,17 +168,20 @@ class Dataset(ABC):
     its images (digits placed among clutter) may set `redraws` and implement
     `load_labelled_epoch`, so that `train --redraw` sees a new composition every epoch. One
     that knows where it put each image's object sets `has_centres` and fills `Labelled.centres`
-    (used by `train --locate-loss`).
+    (used by `train --locate-loss`). One whose images are already binary, binarized once by
+    its authors (every pixel 0 or 255), sets `binarized`: DRAW then trains and is evaluated on
+    those fixed bits (`--binarize fixed`, the default for it) instead of sampling its own.
     """
 
     image_shape: tuple[int, int, int] | None = None
     has_labels: bool = False
     redraws: bool = False
     has_centres: bool = False
+    binarized: bool = False
 
     @abstractmethod
     def load(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> torch.Tensor:
-        """Load `split` ("train" or "test"); raise `DataError` with a clear message on failure."""
+        """Load `split` ("train" or "test"; a data set may offer more); raise `DataError` with a clear message on failure."""
 
     def load_labelled(self, split: str, data_dir: Path | None, image_shape: tuple[int, int, int]) -> Labelled:
         """Load `split` with its labels; only data sets with `has_labels` provide it."""

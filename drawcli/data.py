@@ -1,4 +1,4 @@
-"""Loading data sets through the `drawcli.datasets` entry points, and binarizing them."""
+"""Loading data sets through the `drawcli.datasets` entry points, and binarizing them (or keeping a binarized data set's own bits)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def load_images(dataset: Dataset, split: str, data_dir: Path | None, image_shape
     """uint8 images (N, C, H, W) of one split, checked against the model's image shape."""
     images = dataset.load(split, data_dir, image_shape)
     _check_images(images, split, image_shape)
+    if dataset.binarized and bool(((images != 0) & (images != 255)).any()):
+        raise DataError(f"data set {type(dataset).__name__} sets binarized, but its {split} split has pixels other than 0 and 255")
     return images
 
 
@@ -66,13 +68,43 @@ def _checked(dataset: Dataset, labelled: Labelled, split: str, image_shape: tupl
     return Labelled(images, labels, tuple(classes), centres)
 
 
+def binarization(dataset: Dataset, asked: str | None, recorded: str | None = None) -> str:
+    """The binarization DRAW uses on `dataset`: `asked` (an explicit --binarize), else the data set's
+    own bits when it has them (its `binarized` capability), else `recorded` (a run's own, for
+    evaluate), else stochastic. `fixed` is refused for grey levels: there are no bits to keep.
+
+    On a binarized data set every mode gives the same bits (a Bernoulli sample of a 0 or 1 is
+    that value), so an explicit stochastic or threshold is harmless there.
+    """
+    if asked == "fixed" and not dataset.binarized:
+        raise DataError(f"--binarize fixed keeps a data set's own bits, and {type(dataset).__name__} has grey levels: "
+                        "use stochastic or threshold (or a binarized data set such as binarized-mnist)")  # fmt: skip
+    if asked:
+        return asked
+    if dataset.binarized:
+        return "fixed"
+    return recorded if recorded in BINARIZE_MODES and recorded != "fixed" else "stochastic"
+
+
+def describe_binarization(mode: str) -> str:
+    """How images were binarized, for a report: 'binarized stochastically once with the fixed seed ...'."""
+    if mode == "fixed":
+        return "already binary (the data set's fixed binarization, used as it is)"
+    if mode == "threshold":
+        return "binarized by threshold (pixel > 0.5)"
+    return f"binarized stochastically once with the fixed seed {TEST_BINARIZATION_SEED}"
+
+
 def binarize(images: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 grey levels (B, C, H, W) -> float {0, 1}: a Bernoulli sample, or pixel > 0.5."""
+    """uint8 grey levels (B, C, H, W) -> float {0, 1}: a Bernoulli sample, pixel > 0.5, or (fixed)
+    the data set's own 0/255 bits as they are."""
     probs = images.float() / 255.0
     if mode == "stochastic":
         return torch.bernoulli(probs, generator=generator)
     if mode == "threshold":
         return (probs > 0.5).float()
+    if mode == "fixed":  # a binarized data set's pixels, checked to be 0 or 255 by load_images
+        return probs
     raise ValueError(f"unknown binarization {mode!r}; expected one of {BINARIZE_MODES}")
 
 

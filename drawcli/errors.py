@@ -25,3 +25,7 @@ class DataError(DrawcliError):
 
 class WriteError(DrawcliError):
     """A file that cannot be written (read-only folder, full disk); the previous file is kept."""
+
+
+class RunInUseError(DrawcliError):
+    """A run folder that another live process is training into (drawcli/runlock.py)."""

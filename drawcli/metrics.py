@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drawcli import tensorboard
 from drawcli.atomic import append_line
 
 SCALARS = ("loss", "recon", "kl", "train_loss", "test_bound", "test_recon", "test_kl")
@@ -16,14 +17,8 @@ class MetricsLog:
 
     def __init__(self, path: Path, tensorboard_dir: Path | None = None) -> None:
         self.path = path
-        self._tb: Any = None
-        if tensorboard_dir is None:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return
-        self._tb = SummaryWriter(log_dir=str(tensorboard_dir))
+        # The run's one writer, shared with its pictures and hyperparameters (tensorboard.py); None without tensorboard.
+        self._tb: Any = tensorboard.writer(tensorboard_dir) if tensorboard_dir is not None else None
 
     def write(self, record: dict[str, Any]) -> None:
         append_line(self.path, json.dumps(record))  # a full disk raises WriteError naming the file

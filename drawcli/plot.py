@@ -14,21 +14,33 @@ DPI = 100
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every well-formed JSON line of a metrics log (a torn last line is skipped)."""
+    """Every well-formed JSON line of a metrics log (a torn last line is skipped).
+
+    A log with no record is either a run's that has logged nothing yet (empty, or one torn line)
+    or not a metrics log at all: the second says which line could not be read.
+    """
     if path.is_dir():
         path = path / METRICS
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_bytes().decode("utf-8").splitlines()
     except OSError as exc:
         raise DrawcliError(f"cannot read metrics log {path}: {exc.strerror or exc}") from None
-    records = []
-    for line in lines:
+    except UnicodeDecodeError as exc:
+        raise DrawcliError(f"cannot read metrics log {path}: byte {exc.start} is not UTF-8 text; "
+                           f"a run's {METRICS} holds one JSON record per line") from None
+    records, unreadable = [], None
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+        except (ValueError, RecursionError):
+            record = None
         if isinstance(record, dict) and isinstance(record.get("step"), (int, float)):
             records.append(record)
+        elif unreadable is None and line.strip() and not (number == len(lines) and line.startswith("{")):  # not a torn last line
+            unreadable = number
+    if not records and unreadable is not None:
+        raise DrawcliError(f"cannot read metrics log {path}: line {unreadable} is not a JSON record with a step; "
+                           f"a run's {METRICS} holds one per line")  # fmt: skip
     if not records:
         raise DrawcliError(f"{path} holds no metrics yet")
     return records

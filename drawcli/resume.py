@@ -35,10 +35,17 @@ def to_bytes(optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor], sta
             tensors[f"optim.{index}.{slot}"] = torch.as_tensor(value).detach().to("cpu").contiguous()
     metadata = {
         "format": FORMAT,
-        "param_groups": json.dumps(opt["param_groups"]),
+        "param_groups": json.dumps(opt["param_groups"], default=_number),
         "state": json.dumps(state, sort_keys=True),
     }
     return serialize(tensors, metadata)
+
+
+def _number(value: object) -> object:
+    """A one-element tensor in param groups (a captured step's rate, training/graphed.py) as its number."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    raise TypeError(f"{type(value).__name__} in the optimizer's param groups cannot be saved as JSON")
 
 
 def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[int, dict[str, torch.Tensor]]]:

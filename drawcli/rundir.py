@@ -5,7 +5,8 @@
     RUN/run.json                 the config and training settings the run was started with
     RUN/metrics.jsonl            one JSON record per line
     RUN/samples/*.gif            samples at epoch ends
-    RUN/tensorboard/             the metrics again, when tensorboard is installed
+    RUN/tensorboard/             the metrics again, pictures and hyperparameters, when tensorboard is installed
+    RUN/.lock                    held by the one process training into the run (runlock.py), while it does
 
 A save is one commit: the resume state is staged first, then the checkpoint, which names the
 resume state it pairs with, replaces the old one in a single rename. Whatever instant a save
@@ -17,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from drawcli import safetensors_io
 from drawcli.atomic import atomic_write_bytes, check_writable_dir
@@ -32,7 +34,9 @@ RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"
 TENSORBOARD = "tensorboard"
-RUN_NAMES = frozenset((CHECKPOINT, RESUME, RESUME_STAGED, RUN_JSON, METRICS, SAMPLES, TENSORBOARD))  # all a run writes
+LOCK = ".lock"  # the writer's advisory lock, with its pid and host (runlock.py)
+UNSAVED = (RESUME, RESUME_STAGED, RUN_JSON, METRICS, SAMPLES, TENSORBOARD)  # what a run may write before its first checkpoint
+RUN_NAMES = frozenset((CHECKPOINT, RESUME, RESUME_STAGED, RUN_JSON, METRICS, SAMPLES, TENSORBOARD, LOCK))  # all a run writes
 DEFAULT_ROOT = Path("runs")
 PAIR_KEY = "resume_sha256"  # checkpoint metadata: the SHA-256 of its resume file, every byte
 
@@ -69,6 +73,26 @@ def newest_checkpoint(root: Path = DEFAULT_ROOT) -> Path:
 def new_run_path(root: Path = DEFAULT_ROOT) -> Path:
     """RUNS/<date-time> for a run started now."""
     return root / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _damage(path: Path) -> str | None:
+    """Why the safetensors file `path` cannot be read (cut short, not safetensors, data not matching its
+    checksum), or None when it reads (or is not there)."""
+    if not path.is_file():
+        return None
+    try:
+        _, metadata, _ = safetensors_io.read_header(path)
+        safetensors_io.load_tensors(path, metadata)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+class Claim(NamedTuple):
+    """What `RunDir.claim` found: the folders it made (innermost first) and the names the run folder held already."""
+
+    made: tuple[Path, ...]
+    held: frozenset[str]
 
 
 class RunDir:
@@ -108,12 +132,41 @@ class RunDir:
         """Create the folder and prove it takes files, before any long work starts."""
         check_writable_dir(self.path)
 
-    def discard_if_empty(self) -> None:
-        """Remove the folder if nothing was written in it: a run that failed before its first file leaves no trace."""
-        try:
-            self.path.rmdir()  # refuses a folder that holds anything
-        except OSError:
-            pass
+    def claim(self) -> Claim:
+        """Create the folder of a new run, with any missing parents, and note what it held before:
+        all that `discard_unsaved` may take away again. mkdir is atomic, so a folder that another
+        process made at the same moment is not counted as this one's."""
+        missing = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]  # innermost first
+        made = []
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            except OSError:
+                break  # prepare() says why
+            made.append(folder)
+        held = frozenset(entry.name for entry in self.path.iterdir()) if self.path.is_dir() else frozenset()
+        return Claim(tuple(reversed(made)), held)
+
+    def discard_unsaved(self, claim: Claim) -> None:
+        """After a run that saved no checkpoint, remove what it wrote (UNSAVED files the folder did not
+        hold when claimed) and the folders it made, if nothing else is left in them: a failed run leaves no trace."""
+        if self.has_run() or (self.path / LOCK).exists():  # saved, or another process trains here now (runlock.py)
+            return
+        for name in UNSAVED:
+            entry = self.path / name
+            if name in claim.held or not (entry.exists() or entry.is_symlink()):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        for folder in claim.made:  # innermost first
+            try:
+                folder.rmdir()  # refuses a folder that holds anything: a lock still held, a file of someone else's
+            except OSError:
+                break
 
     def write_run_json(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
         payload = {"config": config, "settings": settings}
@@ -158,12 +211,17 @@ class RunDir:
         for path in candidates:
             if not path.is_file():
                 continue
-            if wanted is None:
+            if wanted is None and not _damage(path):
                 return path
-            if file_digest(path.read_bytes()) == wanted:
+            if wanted is not None and file_digest(path.read_bytes()) == wanted:
                 return path
         if not any(p.is_file() for p in candidates):
             raise CheckpointError(f"{self.path} has a checkpoint but no {RESUME}, so it cannot be resumed")
+        damage = _damage(self.path / RESUME)
+        if damage:  # a cut copy, a full disk: say which file, and that the weights are fine
+            raise CheckpointError(f"{damage}, so {self.path} cannot be resumed; the checkpoint does not need that file (sample, "
+                                  f"evaluate and inspect still work on {self.path}): to train on, restore {RESUME} from a copy "
+                                  "of the run, or start a new run")  # fmt: skip
         raise CheckpointError(f"{self.path}: no resume state pairs with the checkpoint, so the run cannot continue exactly")
 
     def trim_metrics(self, step: int) -> int:

@@ -15,7 +15,7 @@ import torch
 
 from drawcli.contract import Dataset, Labelled
 from drawcli.errors import DataError
-from drawcli_datasets import cache_dir
+from drawcli_datasets import cache_dir, locate_files
 
 SIDE = 32
 PIXELS = 3 * SIDE * SIDE  # one image's bytes: the red plane, then green, then blue
@@ -58,29 +58,10 @@ class ColourDataset(Dataset):
     def _candidates(self, root: Path) -> list[Path]:
         return [root, *(root / sub for sub in self.subfolders)]
 
-    def _find(self, name: str, roots: list[Path]) -> Path | None:
-        for root in roots:
-            for folder in self._candidates(root):
-                if (folder / name).is_file():
-                    return folder / name
-        return None
-
     def _locate(self, split: str, data_dir: Path | None) -> list[Path]:
         """Every file of `split` in --data-dir, else in the cache (downloading there first if one is missing)."""
-        roots = [data_dir] if data_dir is not None else [cache_dir() / self.cache_name]
-        paths = [self._find(name, roots) for name in self.files[split]]
-        if None in paths and data_dir is None:
-            self._download(roots[0], split)
-            paths = [self._find(name, roots) for name in self.files[split]]
-        missing = [name for name, path in zip(self.files[split], paths) if path is None]
-        if missing:
-            looked = ", ".join(str(p) for r in roots for p in self._candidates(r))
-            raise DataError(
-                f"{', '.join(missing)} not found (looked in: {looked}). {self.remedy} and pass the "
-                f"folder with --data-dir, or run without --data-dir on a machine with a network to "
-                f"download them."
-            )
-        return [p for p in paths if p is not None]
+        return locate_files(list(self.files[split]), data_dir, cache_dir() / self.cache_name, self._candidates,
+                            lambda root, _: self._download(root, split), self.remedy)  # fmt: skip
 
     def _check_reader(self) -> None:
         """Raise a DataError when what `read` needs is not installed."""

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -32,6 +33,28 @@ def cache_dir() -> Path:
         return Path(os.environ["DRAWCLI_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "drawcli"
+
+
+def locate_files(names: list[str], data_dir: Path | None, cache: Path, candidates: Callable[[Path], list[Path]],
+                 download: Callable[[Path, list[str]], None], remedy: str) -> list[Path]:
+    """Each of `names` in one of `candidates(root)`, root being --data-dir, else the cache folder, into which
+    `download` first fetches the missing ones; else a DataError naming what is missing, where it looked,
+    and `remedy` (what to do, as the start of a sentence ending "and pass the folder with --data-dir")."""
+    roots = [data_dir] if data_dir is not None else [cache]
+
+    def find() -> list[Path | None]:
+        return [next((f / name for r in roots for f in candidates(r) if (f / name).is_file()), None) for name in names]
+
+    paths = find()
+    if None in paths and data_dir is None:
+        download(cache, [name for name, path in zip(names, paths) if path is None])
+        paths = find()
+    missing = [name for name, path in zip(names, paths) if path is None]
+    if missing:
+        looked = ", ".join(str(p) for r in roots for p in candidates(r))
+        raise DataError(f"{', '.join(missing)} not found (looked in: {looked}). {remedy} and pass the folder with "
+                        "--data-dir, or run without --data-dir on a machine with a network to download them.")  # fmt: skip
+    return [p for p in paths if p is not None]
 
 
 def _read_idx(path: Path, magic: int, what: str) -> tuple[bytes, list[int]]:

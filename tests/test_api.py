@@ -33,7 +33,8 @@ def test_the_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.
     assert lines[1] == "torch.Size([16, 1, 28, 28]) torch.Size([10, 16, 1, 28, 28])"
     bound, iw_bound = map(float, lines[2].split())
     assert 0 < iw_bound <= bound + 1.0  # K = 10: the IW bound is no looser (up to noise)
-    assert len(json.loads(lines[3].replace("tensor(", "").replace(")", ""))) == 16
+    assert float(lines[3].split()[1]) <= float(lines[3].split()[0]) + 1.0
+    assert len(json.loads(lines[4].replace("tensor(", "").replace(")", ""))) == 16
     assert (tmp_path / "work" / "runs" / "from-python" / "checkpoint.safetensors").is_file()
 
 
@@ -64,6 +65,19 @@ def test_bound_is_what_evaluate_reports(trained: Path, data_dir: Path) -> None:
     assert scores.bound.double().mean().item() == pytest.approx(report["bound"], rel=1e-6)
     assert scores.iw_bound.double().mean().item() == pytest.approx(report["iw_bound"], rel=1e-6)
     assert scores.kl.shape == (len(images), 3)
+
+
+def test_evaluate_gives_the_commands_report(trained: Path, data_dir: Path, tmp_path: Path) -> None:
+    """drawcli.evaluate(RUN) is `drawcli evaluate RUN --json` but for its timing, for DRAW and a classifier."""
+    command = json.loads(invoke("evaluate", trained, "--samples", "2", "--json", "--device", "cpu").stdout)
+    report = drawcli.evaluate(trained, samples=2)
+    assert report == {k: v for k, v in command.items() if k != "seconds"}
+    run = drawcli.train(model="classifier", data_dir=data_dir, glimpses=2, rnn_size=8, read_size=3, steps=2,
+                        threads=1, device="cpu", out=tmp_path / "clf")  # fmt: skip
+    command = json.loads(invoke("evaluate", run, "--json", "--device", "cpu").stdout)
+    assert drawcli.evaluate(run) == {k: v for k, v in command.items() if k != "seconds"}
+    with pytest.raises(ConfigError, match="^samples is for DRAW models"):
+        drawcli.evaluate(run, samples=5)
 
 
 def test_reconstruct_and_classify_record_windows(trained: Path, tmp_path: Path, data_dir: Path) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_ARGS, invoke, write_idx_dataset
+from helpers import TINY_ARGS, error_line, invoke, write_idx_dataset
 from PIL import Image
 
-from drawcli import evaluate, presets, render
+from drawcli import bounds, presets, render
 from drawcli.checkpoint import load_model
 from drawcli.model import DRAW
 
@@ -43,7 +43,7 @@ def test_gaussian_log_prob_matches_torch_distributions(model: DRAW) -> None:
 def test_iw_with_one_sample_is_the_sampled_bound(model: DRAW, x: torch.Tensor) -> None:
     """K = 1: -log w = recon + sum_t (log Q - log P) of the same draw (same seed), exactly."""
     torch.manual_seed(7)
-    iw = evaluate.importance_weighted(model, x, samples=1)
+    iw = bounds.importance_weighted(model, x, samples=1)
     torch.manual_seed(7)
     out = model(x, densities=True)
     assert torch.allclose(iw, (out.recon - out.log_ratio).double(), atol=1e-4)
@@ -64,21 +64,21 @@ def test_sampled_kl_averages_to_the_analytic_kl(model: DRAW, x: torch.Tensor) ->
 def test_iw_tightens_with_more_samples(model: DRAW, x: torch.Tensor) -> None:
     """Averaged over a batch, K = 20 gives a lower (tighter) bound than K = 1, and than the bound."""
     torch.manual_seed(0)
-    k1 = evaluate.importance_weighted(model, x, samples=1).mean()
-    k20 = evaluate.importance_weighted(model, x, samples=20, chunk=128).mean()
-    result = evaluate.per_image(model, x, torch.device("cpu"), batch_size=16)
+    k1 = bounds.importance_weighted(model, x, samples=1).mean()
+    k20 = bounds.importance_weighted(model, x, samples=20, chunk=128).mean()
+    result = bounds.per_image(model, x, torch.device("cpu"), batch_size=16)
     assert k20 < k1 and k20 < result.bound.double().mean()
 
 
 def test_summary_kl_per_glimpse_sums_to_kl(model: DRAW, x: torch.Tensor) -> None:
     """The per-glimpse KL sums to the total; the bound is recon + KL; SE is std / sqrt(N)."""
-    result = evaluate.per_image(model, x, torch.device("cpu"), batch_size=10, samples=2)
-    summary = evaluate.summarize(result)
+    result = bounds.per_image(model, x, torch.device("cpu"), batch_size=10, samples=2)
+    summary = bounds.summarize(result)
     assert len(summary["kl_per_glimpse"]) == 4
     assert sum(summary["kl_per_glimpse"]) == pytest.approx(summary["kl"], rel=1e-6)
     assert summary["bound"] == pytest.approx(summary["recon"] + summary["kl"], rel=1e-6)
     assert summary["bound_se"] == pytest.approx(result.bound.std().item() / math.sqrt(32), rel=1e-6)
-    again = evaluate.summarize(evaluate.per_image(model, x, torch.device("cpu"), batch_size=10, samples=2))
+    again = bounds.summarize(bounds.per_image(model, x, torch.device("cpu"), batch_size=10, samples=2))
     assert again == summary  # a fixed RNG stream of its own: evaluation repeats exactly
 
 
@@ -115,7 +115,20 @@ def test_evaluate_of_one_image_gives_null_standard_errors_and_prints_k_apart(run
     assert report["bound_se"] is None and report["iw_bound_se"] is None and report["bound"] > 0
     result = invoke("evaluate", run, "--samples", "1000", "--limit", "2", "--threads", "1")
     assert result.exit_code == 0, result.output
-    assert re.search(r"^IW bound +\d+\.\d\d ± \d+\.\d\d nats  \(K = 1000; -?\d+\.\d\d tighter\)$", result.output, re.M)
+    assert re.search(r"^IW bound +\d+\.\d\d ± \d+\.\d\d nats  \(K = 1000; \d+\.\d\d (tighter|looser, which .*)\)$", result.output, re.M)
+
+
+def test_one_importance_sample_is_not_called_tighter(run: Path) -> None:
+    """With K = 1 the importance-weighted figure is the bound's own estimator; it said '-1.86 tighter'.
+    A K > 1 figure that came out above the bound is sampling noise, not a negative tightening."""
+    from drawcli.cli.evaluate import _iw_note
+
+    result = invoke("evaluate", run, "--samples", "1", "--limit", "4", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^IW bound +\d+\.\d\d ± \d+\.\d\d nats  \(K = 1: the same estimator as the bound, from other noise; "
+                     r"K > 1 gives a tighter bound\)$", result.output, re.M)  # fmt: skip
+    assert _iw_note(4, -0.5) == "K = 4; 0.50 looser, which is sampling noise: on average it is never looser"
+    assert _iw_note(4, 0.5) == "K = 4; 0.50 tighter"
 
 
 def test_reconstruct_gif_frames_size_and_read_box(run: Path, tmp_path: Path) -> None:
@@ -199,6 +212,21 @@ def test_plot_draws_a_classifiers_test_loss_and_labels_clashing_runs_by_path(tmp
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c.png").stat().st_size > 0
     assert drawn.count(("run test loss", [1.1])) == 2  # the held-out curve, against steps and against time
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"step,loss\n1,2.0\n", "line 1 is not a JSON record with a step; a run's metrics.jsonl holds one per line"),
+    (b'{"event": "train", "loss": 2.0}\n[1, 2]\n', "line 1 is not a JSON record with a step; a run's metrics.jsonl holds one per line"),
+    (b"PK\x03\x04\xff\x00", "byte 4 is not UTF-8 text; a run's metrics.jsonl holds one JSON record per line"),
+])  # fmt: skip
+def test_plot_says_a_file_that_is_not_a_metrics_log_is_unreadable(tmp_path: Path, content: bytes, message: str) -> None:
+    """It said 'holds no metrics yet' (and a binary file was a traceback); an empty log or a lone torn line still is 'no metrics yet'."""
+    log = tmp_path / "metrics.jsonl"
+    log.write_bytes(content)
+    assert error_line(invoke("plot", log, "--png", tmp_path / "c.png")) == f"error: cannot read metrics log {log}: {message}"
+    for empty in (b"", b'{"event": "tr'):
+        log.write_bytes(empty)
+        assert error_line(invoke("plot", log, "--png", tmp_path / "c.png")) == f"error: {log} holds no metrics yet"
 
 
 @pytest.mark.parametrize(("ymax", "message"), [("nan", "--ymax must be a positive number of nats, got nan"),

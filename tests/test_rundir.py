@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def test_a_checkpoint_from_before_pairing_uses_resume_safetensors(tmp_path: Path
     checkpoint.save_checkpoint(tmp_path / rundir.CHECKPOINT, model, {"steps": 1})
     (tmp_path / rundir.RESUME).write_bytes(resume.to_bytes(torch.optim.Adam(model.parameters()), {}, {"step": 1}))
     assert RunDir(tmp_path).resume_file() == tmp_path / rundir.RESUME
+    (tmp_path / rundir.RESUME).write_bytes((tmp_path / rundir.RESUME).read_bytes()[:-4])  # a cut copy
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(tmp_path / rundir.RESUME))} is truncated: .*, so {re.escape(str(tmp_path))} cannot be resumed; "):
+        RunDir(tmp_path).resume_file()
 
 
 def test_trim_metrics_drops_records_after_the_save_and_torn_lines(tmp_path: Path) -> None:
@@ -91,11 +95,40 @@ def test_unreadable_run_json_says_the_run_cannot_resume(tmp_path: Path) -> None:
         RunDir(tmp_path).read_run_json()
 
 
-def test_discard_if_empty_removes_only_an_empty_folder(tmp_path: Path) -> None:
-    empty, used = RunDir(tmp_path / "empty"), RunDir(tmp_path / "used")
-    for run in (empty, used):
-        run.prepare()
-    (used.path / "metrics.jsonl").write_text("{}\n")
-    for run in (empty, used):
-        run.discard_if_empty()
-    assert not empty.path.exists() and (used.path / "metrics.jsonl").read_text() == "{}\n"
+def test_discard_unsaved_removes_what_the_run_made_and_nothing_else(tmp_path: Path, tiny_config) -> None:
+    """A run that saved no checkpoint: its files and the folders it made go; files it found, files a run
+    does not write (and so the folders holding them), and a saved run stay."""
+    fresh = RunDir(tmp_path / "runs" / "a")
+    claim = fresh.claim()
+    assert claim == rundir.Claim((tmp_path / "runs" / "a", tmp_path / "runs"), frozenset())
+    (fresh.path / rundir.RUN_JSON).write_text("{}")
+    (fresh.path / rundir.TENSORBOARD / "x").mkdir(parents=True)
+    fresh.discard_unsaved(claim)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    found = RunDir(tmp_path / "found")
+    found.path.mkdir()
+    (found.path / rundir.RUN_JSON).write_text("left by an earlier failure")
+    claim = found.claim()
+    assert claim == rundir.Claim((), frozenset([rundir.RUN_JSON]))
+    (found.path / rundir.METRICS).write_text("{}\n")
+    (found.path / "notes.txt").write_text("mine")
+    found.discard_unsaved(claim)
+    assert sorted(p.name for p in found.path.iterdir()) == ["notes.txt", rundir.RUN_JSON]
+    other = RunDir(tmp_path / "other")
+    claim = other.claim()
+    (other.path / "notes.txt").write_text("mine")
+    (other.path / rundir.METRICS).write_text("{}\n")
+    other.discard_unsaved(claim)
+    assert sorted(p.name for p in other.path.iterdir()) == ["notes.txt"]
+    locked = RunDir(tmp_path / "locked")
+    claim = locked.claim()
+    (locked.path / rundir.LOCK).write_text("")  # another process trains here now
+    (locked.path / rundir.RUN_JSON).write_text("{}")
+    locked.discard_unsaved(claim)
+    assert sorted(p.name for p in locked.path.iterdir()) == [rundir.LOCK, rundir.RUN_JSON]
+    saved = RunDir(tmp_path / "saved")
+    claim = saved.claim()
+    save_pair(saved, DRAW(tiny_config()), step=1)
+    (saved.path / rundir.METRICS).write_text("{}\n")
+    saved.discard_unsaved(claim)
+    assert sorted(p.name for p in saved.path.iterdir()) == [rundir.CHECKPOINT, rundir.METRICS, rundir.RESUME]

@@ -135,6 +135,20 @@ def test_resume_without_a_pairing_resume_state_is_refused(run: Path) -> None:
     assert line == f"error: {other}: no resume state pairs with the checkpoint, so the run cannot continue exactly"
 
 
+def test_a_truncated_resume_file_is_named_and_the_checkpoint_still_evaluates(run: Path, data_dir: Path) -> None:
+    """It said only that no resume state pairs with the checkpoint: not which file, nor what still works."""
+    resume = run / "resume.safetensors"
+    raw = resume.read_bytes()
+    tensor_bytes = len(raw) - 8 - int.from_bytes(raw[:8], "little")
+    resume.write_bytes(raw[:-100])  # an interrupted copy
+    line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"))
+    assert line == (f"error: {resume} is truncated: its header needs {tensor_bytes} bytes of tensor data, the file holds "
+                    f"{tensor_bytes - 100}, so {run} cannot be resumed; the checkpoint does not need that file (sample, evaluate "
+                    f"and inspect still work on {run}): to train on, restore resume.safetensors from a copy of the run, or start a new run")  # fmt: skip
+    result = invoke("evaluate", run, "--data-dir", data_dir, "--limit", "4", "--device", "cpu", "--threads", "1")
+    assert result.exit_code == 0, result.output
+
+
 def test_unwritable_metrics_log(run: Path) -> None:
     """metrics.jsonl that cannot be appended to (here a directory is in the way) is one line naming it."""
     before = snapshot(run)

@@ -120,3 +120,50 @@ def test_a_checkpoint_cut_inside_its_header_reads_as_truncated(run: Path, tmp_pa
     assert line == f"error: {cut} is truncated: its header needs {header_len} bytes, the file holds {header_len // 2} after the length"
     line = error_line(invoke("inspect", run / "run.json"))
     assert line.endswith("is impossible); pass a run's folder or its checkpoint.safetensors")
+
+
+@pytest.mark.parametrize("kind, size", [("reader", "--read-size"), ("writer", "--write-size")])
+def test_a_size_for_a_component_without_a_window_is_refused(data_dir: Path, tmp_path: Path, kind: str, size: str) -> None:
+    """`--reader none --read-size 5` trained as if the size had not been given."""
+    line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", tmp_path / "r", f"--{kind}", "none", size, "3"), code=2)
+    assert line == (f"error: {size} sizes the {kind}'s window, but {kind} 'none' has no window, so it would be ignored: "
+                    f"drop {size}, or pick a {kind} with a window (see `drawcli plugins`)")  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_window_is_asked_of_the_component_not_its_name(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import drawcli_filterbank
+
+    monkeypatch.setattr(drawcli_filterbank.FilterbankReader, "produces_windows", False)
+    line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", tmp_path / "r", "--read-size", "3"), code=2)
+    assert line.startswith("error: --read-size sizes the reader's window, but reader 'filterbank' has no window")
+
+
+def test_a_presets_sizes_do_not_refuse_a_reader_without_a_window(data_dir: Path, tmp_path: Path) -> None:
+    """paper-mnist sets --read-size 2 and --write-size 5; replacing its components drops them silently."""
+    result = invoke("train", "--preset", "paper-mnist", "--reader", "none", "--writer", "none", *TINY, "--data-dir", data_dir,
+                    "--out", tmp_path / "r", "--steps", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_a_new_run_that_fails_before_its_first_save_leaves_nothing_behind(data_dir: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """It left the --out folder with run.json (and a metrics log, a tensorboard folder, the parents it made);
+    a folder that was there before stays, with what it held."""
+    from drawcli.training import loop
+
+    def diverged(*args: object) -> dict[str, float]:
+        for run in tmp_path.glob("**/run.json"):
+            (run.parent / "metrics.jsonl").write_text("{}\n")
+            (run.parent / "tensorboard").mkdir(exist_ok=True)
+            (run.parent / "tensorboard" / "events").write_bytes(b"")
+        return {"bound": math.nan, "recon": 1.0, "kl": 1.0}
+
+    monkeypatch.setattr(loop, "held_out", diverged)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / ".DS_Store").write_bytes(b"")
+    for out in (tmp_path / "new" / "run", tmp_path / "kept"):
+        line = error_line(invoke("train", *TINY, "--data-dir", data_dir, "--out", out, "--steps", "3"))
+        assert line.startswith("error: training stopped at step 3: the held-out bound is not finite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [".DS_Store"]

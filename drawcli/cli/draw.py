@@ -90,7 +90,7 @@ def reconstruct(
     import torch
 
     from drawcli import api, checkpoint, devices, render
-    from drawcli.cli.evaluate import test_images
+    from drawcli.heldout import test_images
 
     check_outputs(gif=gif, png=png)
     target = devices.setup(device.value, threads)
@@ -130,7 +130,7 @@ def glimpses(
     import torch
 
     from drawcli import api, checkpoint, devices, render
-    from drawcli.cli.evaluate import labelled_test
+    from drawcli.heldout import labelled_test
 
     check_outputs(gif=gif, png=png)
     target = devices.setup(device.value, threads)

@@ -3,12 +3,11 @@ test error with per-class errors and the confusion matrix, on held-out data."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.text import Text
@@ -16,71 +15,8 @@ from rich.text import Text
 from drawcli.cli.app import app, err, handles_errors, out
 from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption, from_command_line
 from drawcli.errors import ConfigError
+from drawcli.heldout import labelled_test, test_images
 from drawcli.views import DEFAULT_SHIFT, MAX_VIEWS, offsets
-
-
-def data_folder(info: Any, data_dir: Path | None) -> tuple[Path | None, str]:
-    """--data-dir, else the folder the run recorded; and what to add to a not-found error when the
-    recorded folder is not there from here (runs before 2026-12-07 recorded --data-dir as typed)."""
-    recorded = info.training.get("data_dir")
-    if data_dir is not None or not recorded:
-        return data_dir, ""
-    if Path(recorded).is_dir():
-        return Path(recorded), ""
-    return Path(recorded), f" (the run recorded its data folder as {recorded}, which is not a folder from {Path.cwd()})"
-
-
-@contextlib.contextmanager
-def hinted(hint: str) -> Iterator[None]:
-    """Add `hint` to a data error raised inside the block."""
-    from drawcli.errors import DataError
-
-    try:
-        yield
-    except DataError as exc:
-        if not hint:
-            raise
-        raise DataError(f"{exc}{hint}") from exc
-
-
-def test_images(info: Any, dataset: str | None, data_dir: Path | None, split: str, binarize: str | None,
-                limit: int | None = None) -> tuple[Any, str]:  # fmt: skip
-    """The split binarized with the fixed test seed (data set and folder default to the run's), and a sentence saying how."""
-    from drawcli import data
-
-    name = dataset or info.training.get("dataset") or "mnist"
-    folder, hint = data_folder(info, data_dir)
-    mode = binarize or info.training.get("binarize") or "stochastic"
-    with hinted(hint):
-        images = data.load_images(data.open_dataset(name), split, folder, info.config.image_shape)[:limit]
-    how = (
-        f"{name} {split} split, {len(images)} images, binarized "
-        + (f"stochastically once with the fixed seed {data.TEST_BINARIZATION_SEED}" if mode == "stochastic" else "by threshold (pixel > 0.5)")
-    )
-    return data.binarize_fixed(images, mode), how
-
-
-def labelled_test(info: Any, dataset: str | None, data_dir: Path | None, split: str, limit: int | None) -> Any:
-    """A labelled split for a classifier, its labels renumbered to the model's classes by name.
-
-    So a folder of class subfolders made elsewhere is scored against the classes the model was trained on.
-    """
-    from drawcli import data
-    from drawcli.contract import Labelled
-    from drawcli.errors import DataError
-
-    name = dataset or info.training.get("dataset") or "mnist"
-    folder, hint = data_folder(info, data_dir)
-    with hinted(hint):
-        images, labels, classes, _ = data.load_labelled(data.open_dataset(name), split, folder, info.config.image_shape)
-    known = info.class_names()
-    unknown = sorted(set(classes) - set(known))
-    if unknown:
-        raise DataError(f"{name} has classes the model does not know: {', '.join(unknown)} (it knows {', '.join(known)})")
-    import torch
-
-    renumber = torch.tensor([known.index(c) for c in classes], dtype=torch.int64)
-    return Labelled(images[:limit], renumber[labels][:limit], tuple(known))
 
 
 def print_errors(report: dict[str, Any]) -> None:
@@ -155,9 +91,19 @@ def print_bounds(report: dict[str, Any], samples: int) -> None:
     out.print(Text.assemble((report["checkpoint"], "bold"), ": ", report["data"]))
     out.print(f"bound        {report['bound']:.2f} ± {report['bound_se']:.2f} nats  (recon {report['recon']:.2f}, KL {report['kl']:.2f})")
     if samples:
-        out.print(f"IW bound     {report['iw_bound']:.2f} ± {report['iw_bound_se']:.2f} nats  (K = {samples}; {report['iw_gain']:.2f} tighter)")
+        out.print(f"IW bound     {report['iw_bound']:.2f} ± {report['iw_bound_se']:.2f} nats  ({_iw_note(samples, report['iw_gain'])})")
     out.print("KL per glimpse: " + " ".join(f"{v:.1f}" for v in report["kl_per_glimpse"]))
     out.print(f"{report['images']} images in {report['seconds']:.1f} s")
+
+
+def _iw_note(samples: int, gain: float) -> str:
+    """How the importance-weighted figure compares with the bound: with K = 1 it is the bound's own
+    estimator (one posterior sample, other noise), and on average it is never looser."""
+    if samples == 1:
+        return "K = 1: the same estimator as the bound, from other noise; K > 1 gives a tighter bound"
+    if gain < 0:
+        return f"K = {samples}; {-gain:.2f} looser, which is sampling noise: on average it is never looser"
+    return f"K = {samples}; {gain:.2f} tighter"
 
 
 def _refuse_unused(ctx: typer.Context, model: Any, info: Any, ensemble: bool, samples: int, binarize: Any, views: int,
@@ -185,9 +131,9 @@ def evaluate(
     checkpoint_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")],
     dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
-    split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    binarize: Annotated[Optional[Binarize], typer.Option(help="Binarization (default: the training run's).")] = None,  # type: ignore[valid-type]
-    samples: Annotated[int, typer.Option(min=0, max=100000, help="K posterior samples for the importance-weighted bound; 0 skips it.")] = 0,
+    split: Annotated[str, typer.Option(help="train or test (binarized-mnist also has valid).")] = "test",
+    binarize: Annotated[Optional[Binarize], typer.Option(help="Binarization (default: a binarized data set's own bits, else the training run's).")] = None,  # type: ignore[valid-type]
+    samples: Annotated[int, typer.Option(min=0, max=100000, help="K posterior samples for the importance-weighted bound (tighter for K > 1; K = 1 estimates the bound itself); 0 skips it.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 250,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
@@ -202,7 +148,7 @@ def evaluate(
     from rich.progress import Progress
 
     from drawcli import checkpoint, devices
-    from drawcli import evaluate as evaluation
+    from drawcli import bounds as evaluation
 
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)

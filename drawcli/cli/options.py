@@ -10,8 +10,8 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from drawcli import registry
-from drawcli.choices import (AMP_MODES, BINARIZE_MODES, CANVAS_STARTS, COMPILE_CHOICES, COMPILE_MODES, DEVICES, LR_SCHEDULES,
-                             MODEL_KINDS)  # fmt: skip
+from drawcli.choices import (AMP_MODES, BINARIZE_MODES, CANVAS_STARTS, COMPILE_CHOICES, COMPILE_MODES, CUDA_GRAPHS, DEVICES,
+                             LR_SCHEDULES, MODEL_KINDS)  # fmt: skip
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -24,6 +24,7 @@ Amp = choices("Amp", AMP_MODES)
 Canvas = choices("Canvas", CANVAS_STARTS)
 Compile = choices("Compile", COMPILE_CHOICES)
 CompileMode = choices("CompileMode", COMPILE_MODES)
+CudaGraph = choices("CudaGraph", CUDA_GRAPHS)
 Device = choices("Device", DEVICES)
 LrSchedule = choices("LrSchedule", LR_SCHEDULES)
 ModelKind = choices("ModelKind", MODEL_KINDS)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
-from drawcli.cli.options import (SEED_RANGE, Amp, Binarize, Canvas, Compile, CompileMode, Device, LrSchedule, ModelKind, component, flag, from_command_line, key_values,
+from drawcli.cli.options import (SEED_RANGE, Amp, Binarize, Canvas, Compile, CompileMode, CudaGraph, Device, LrSchedule, ModelKind, component, flag, from_command_line, key_values,
                                  plain, positive_float, setting_param)  # fmt: skip
 from drawcli.config import MAX_CHANNELS_CONV, MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig
 from drawcli.errors import ConfigError, DrawcliError
@@ -83,6 +83,21 @@ def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> Non
     for param in ("teacher_weight", "teacher_temperature"):
         if from_command_line(ctx, param) and not settings.teachers:
             fail(f"{flag(param)} shapes what the teachers teach: give --teacher RUN too", code=2)
+    _refuse_windowless_sizes(ctx, config)
+
+
+def _refuse_windowless_sizes(ctx: typer.Context, config: DrawConfig) -> None:
+    """--read-size / --write-size given on the command line for a component without a window (it would ignore it).
+
+    Only an explicit size is refused: a preset's sizes fall silently away when --reader replaces its reader.
+    """
+    from drawcli import registry
+
+    for kind, param in (("reader", "read_size"), ("writer", "write_size")):
+        name = getattr(config, kind)
+        if from_command_line(ctx, param) and not getattr(registry.load(kind, name), "produces_windows", False):
+            fail(f"{flag(param)} sizes the {kind}'s window, but {kind} {name!r} has no window, so it would be ignored: "
+                 f"drop {flag(param)}, or pick a {kind} with a window (see `drawcli plugins`)", code=2)  # fmt: skip
 
 
 def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
@@ -92,7 +107,9 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
     from drawcli import data
 
     p = _with_preset(ctx, preset)
-    native = data.open_dataset(p["dataset"]).image_shape or (1, 28, 28)
+    dataset = data.open_dataset(p["dataset"])
+    native = dataset.image_shape or (1, 28, 28)
+    p["binarize"] = data.binarization(dataset, plain(p["binarize"]))  # a binarized data set keeps its bits
     try:
         config = DrawConfig(
             kind=plain(p["model"]), channels=p["channels"] or native[0], height=p["height"] or native[1], width=p["width"] or native[2],
@@ -111,19 +128,23 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
     return config, settings
 
 
-def _sample_writer(run: Any, settings: Any, run_kind: str) -> Any:
-    """The epoch-end hook: a GIF of samples every `sample_every` epochs, and at a mid-epoch end."""
+def _sample_writer(run: Any, settings: Any, run_kind: str, board: Any) -> Any:
+    """The epoch-end hook: a GIF of samples (DRAW) and the TensorBoard pictures (`board`, rank 0's
+    tensorboard.RunBoard or None) every `sample_every` epochs, and at a mid-epoch end."""
     from drawcli import models
     from drawcli.cli.draw import draw_samples
 
     def write(model: Any, state: Any) -> None:
         if not state.batch and state.epoch % settings.sample_every:
             return
-        gif = run.sample_gif(state.epoch, state.step, mid_epoch=bool(state.batch))
-        draw_samples(model, gif, None, n=settings.sample_count, seed=settings.seed, fps=8, scale=2, boxes=False)
+        if draws:
+            gif = run.sample_gif(state.epoch, state.step, mid_epoch=bool(state.batch))
+            draw_samples(model, gif, None, n=settings.sample_count, seed=settings.seed, fps=8, scale=2, boxes=False)
+        if board is not None:
+            board.pictures(model, state.step)
 
     draws = hasattr(models.MODELS[run_kind], "generate")
-    return write if settings.sample_every and draws else None
+    return write if settings.sample_every and (draws or board is not None) else None
 
 
 @app.command()
@@ -153,7 +174,7 @@ def train(
     preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win (a --reader-option KEY=VALUE replaces the preset's value of KEY only; another --reader drops the preset's reader options). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
     dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
     data_dir: Annotated[Optional[Path], typer.Option(resolve_path=True, help="Folder with the data (idx files, torchvision layout or images), recorded in the run as an absolute path so later commands find it from any folder. Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
-    binarize: Annotated[Binarize, typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5.", rich_help_panel=DATA)] = Binarize(TrainSettings.binarize),  # type: ignore[valid-type]
+    binarize: Annotated[Optional[Binarize], typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5; fixed: a binarized data set's own bits (binarized-mnist). Default: fixed for a binarized data set, where the other two give the same bits, else stochastic.", rich_help_panel=DATA)] = None,  # type: ignore[valid-type]
     redraw: Annotated[bool, typer.Option("--redraw/--no-redraw", help="Compose a new training set every epoch, for data sets that compose their images (cluttered-mnist: new positions and clutter for the same training digits); the test set never changes. Classifier only; off: the same training images every epoch.", rich_help_panel=DATA)] = TrainSettings.redraw,
     epochs: Annotated[Optional[int], Positive(help="Epochs to train (default 1 when --steps is not given).", rich_help_panel=TRAINING)] = None,
     steps: Annotated[Optional[int], Positive(help="Optimizer steps to train; wins over --epochs.", rich_help_panel=TRAINING)] = None,
@@ -178,9 +199,10 @@ def train(
     amp: Annotated[Amp, typer.Option(help="bf16: the LSTM matmuls of training in bfloat16, from weight copies made once per step; weights, Adam, cell state, KL, loss and every reported bound stay float32. Fast only where bf16 matmuls are native (CUDA, or a CPU with AMX or AVX512-BF16); elsewhere a warning says so. Evaluation is float32. The classifier autocasts its forward instead (the filterbank reader places its window in float32). Its reported cross-entropy is float32; the objective takes it from the bf16 logits in bf16, which gives a confident right answer no gradient: the exact loss trained worse on both seeds tried (docs/reproducing.md).", rich_help_panel=TRAINING)] = Amp(TrainSettings.amp),  # type: ignore[valid-type]
     compile_model: Annotated[Compile, typer.Option("--compile", help="torch.compile DRAW's glimpse, 1.2-1.3x faster steps after 8-30 s of compiling per batch shape, or the classifier's whole glimpse loop, 1.3-1.4x after 4-50 s. auto (the default): when the run is long enough to repay it (steps x batch x glimpses of 1 million or more; one MNIST epoch at 64 glimpses is 3.8 million, one cluttered-MNIST epoch at 8 glimpses 0.48 million) and a compiler is there (the classifier: up to 16 glimpses); a compiler failure warns and trains on eagerly.", rich_help_panel=TRAINING)] = Compile(TrainSettings.compile),  # type: ignore[valid-type]
     compile_mode: Annotated[CompileMode, typer.Option(help="torch.compile mode; reduce-overhead (implies --compile on) replays each compiled unit (DRAW's glimpse, the classifier's glimpse loop) as a CUDA graph on a GPU, one launch instead of dozens, after recording a graph per glimpse position in the first steps (slow to start: on an H200, paper-mnist did fewer than 25 steps in its first 45 s); on the CPU it is the same as default.", rich_help_panel=TRAINING)] = CompileMode(TrainSettings.compile_mode),  # type: ignore[valid-type]
+    cuda_graph: Annotated[CudaGraph, typer.Option(help="On CUDA, capture the whole training step (binarization, noise, forward, backward, clipping, the non-finite-step check and Adam) as one CUDA graph per batch shape after two eager steps of it, and replay it: one launch a step instead of thousands. auto: on CUDA for DRAW in one process, unless --compile-mode reduce-overhead graphs the glimpse instead; on: the same, and says why when it cannot; off (the default until it is measured on a GPU): never. A capture that fails warns once and training goes on without it. The CPU has no CUDA graphs: there it changes nothing.", rich_help_panel=TRAINING)] = CudaGraph(TrainSettings.cuda_graph),  # type: ignore[valid-type]
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory where it stopped; options that define the run must match it.", rich_help_panel=TRAINING)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<date-time>).", rich_help_panel=OUTPUT)] = None,
-    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF every N epochs; 0 turns them off.", rich_help_panel=OUTPUT)] = TrainSettings.sample_every,
+    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF (DRAW) every N epochs, and with tensorboard installed, TensorBoard's pictures of the model at work then and at the end; 0 turns them off.", rich_help_panel=OUTPUT)] = TrainSettings.sample_every,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Train a DRAW model or a classifier and save a safetensors checkpoint in a run directory."""
@@ -224,18 +246,21 @@ def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
 def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path, resuming: bool, quiet: bool,
            dist_ctx: Any, dist_device: Any) -> None:  # fmt: skip
     """Run training with the reporter, and turn its stops into the CLI's exits."""
-    from drawcli import distributed, training
+    from drawcli import distributed, tensorboard, training
     from drawcli.progress import SilentReporter, make_reporter
     from drawcli.training.loop import Interrupted
     from drawcli.rundir import RunDir
 
     run = RunDir(run_dir)
-    made = not run.path.exists()
-    run.prepare()  # fail now, not after the first epoch
+    claim = run.claim()  # the folders and files a run that fails before its first save takes away again
     reporter = make_reporter(err, quiet) if dist_ctx.is_main else SilentReporter(err)
+    board = tensorboard.RunBoard(run, settings) if dist_ctx.is_main else None  # writes nothing without tensorboard
     try:
-        training.train(config, settings, run_dir, reporter, resume=resuming, on_epoch_end=_sample_writer(run, settings, config.kind),
-                       ctx=dist_ctx, device=dist_device)  # fmt: skip
+        run.prepare()  # fail now, not after the first epoch
+        summary = training.train(config, settings, run_dir, reporter, resume=resuming, on_epoch_end=_sample_writer(run, settings, config.kind, board),
+                                 ctx=dist_ctx, device=dist_device)  # fmt: skip
+        if board is not None:
+            board.finish(summary)
     except Interrupted as exc:
         reporter.close()
         # Every rank stopped after the same step (the stop request is all-reduced), so all of them
@@ -254,5 +279,5 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
         fail(f"stopped at once by a second interrupt, before any checkpoint was saved in {run_dir}", code=130)
     finally:
         reporter.close()
-        if made:
-            run.discard_if_empty()
+        tensorboard.close(run.tensorboard)
+        run.discard_unsaved(claim)

@@ -9,8 +9,9 @@ Importing this package imports no torch (the command line reads the settings' de
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from drawcli.training.settings import TrainSettings
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from drawcli import distributed
     from drawcli.config import DrawConfig
     from drawcli.progress import Reporter
+    from drawcli.rundir import RunDir
     from drawcli.training.loop import EpochEnd
 
 __all__ = ["TrainSettings", "train"]
@@ -43,5 +45,35 @@ def train(config: DrawConfig, settings: TrainSettings, run_dir: Path, reporter: 
     device = device or chosen
     run = RunDir(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
-    family = {"draw": DrawFamily, "classifier": ClassifierFamily}[config.kind](config, settings, device, ctx)
-    return Trainer(family, settings, run, reporter, device, ctx, on_epoch_end).fit(resume)
+    with _sole_writer(run, resume, ctx):
+        family = {"draw": DrawFamily, "classifier": ClassifierFamily}[config.kind](config, settings, device, ctx)
+        return Trainer(family, settings, run, reporter, device, ctx, on_epoch_end).fit(resume)
+
+
+@contextlib.contextmanager
+def _sole_writer(run: RunDir, resume: bool, ctx: distributed.Dist | None) -> Iterator[None]:
+    """Hold the run folder's lock (runlock.py) while training, before anything is written into it.
+
+    Under torchrun rank 0, the one rank that writes, holds it for the job and tells the other
+    ranks whether it got it, so that a refused job stops on every rank at once.
+    """
+    from drawcli import distributed, runlock
+    from drawcli.errors import RunInUseError
+
+    lock = runlock.RunLock(run.path)
+    refusal = ""
+    if ctx is None or ctx.is_main:
+        try:
+            lock.acquire()
+            if not resume and run.has_run():  # saved by a process that ended after the CLI's check
+                refusal = f"{run.path} already holds a run, saved by another process meanwhile; continue it with --resume {run.path}"
+        except RunInUseError as exc:
+            refusal = str(exc)
+    if ctx is not None:
+        refusal = distributed.broadcast_text(refusal, ctx)
+    try:
+        if refusal:
+            raise RunInUseError(refusal)
+        yield
+    finally:
+        lock.release()

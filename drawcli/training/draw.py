@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from drawcli import data, distributed
-from drawcli import evaluate as evaluation
+from drawcli import bounds as evaluation
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
 from drawcli.model import DRAW, DrawOutput
@@ -46,7 +46,7 @@ CLASSIFIER_ONLY = (
 
 
 class DrawFamily(ModelFamily):
-    """DRAW trained on a data set's images, binarized afresh each batch (or by threshold)."""
+    """DRAW trained on a data set's images, binarized afresh each batch (or by threshold, or the data set's own bits)."""
 
     metrics = ("loss", "recon", "kl")
     labels = {"kl": "KL"}
@@ -62,7 +62,8 @@ class DrawFamily(ModelFamily):
         data_dir = Path(settings.data_dir) if settings.data_dir else None
         self.train_images = data.load_images(dataset, "train", data_dir, config.image_shape)
         test = data.load_images(dataset, "test", data_dir, config.image_shape)
-        self.test_set = data.binarize_fixed(test, settings.binarize)
+        self.binarize = data.binarization(dataset, settings.binarize)  # refuses `fixed` for grey levels
+        self.test_set = data.binarize_fixed(test, self.binarize)
         self.train_size = len(self.train_images)
         self._binarize_gen: torch.Generator | None = None
         self._model: DRAW | None = None
@@ -95,11 +96,14 @@ class DrawFamily(ModelFamily):
         assert self._binarize_gen is not None, "prepare() first"
         return {"binarize": self._binarize_gen}
 
+    def capturable_from(self) -> int | None:
+        return self.settings.kl_warmup  # before it, the KL weight changes every step (kl_annealed)
+
     def batch_loss(self, net: nn.Module, model: nn.Module, indices: torch.Tensor, step: int) -> BatchLoss:
         settings = self.settings
         model.start_step()
         # The global batch, its binarization and its noise, identical on every rank; then this rank's shard.
-        x = data.binarize(self.train_images[indices], settings.binarize, self._binarize_gen)
+        x = data.binarize(self.train_images[indices], self.binarize, self._binarize_gen)
         noise = model.noise(len(indices), self.device)
         x = distributed.shard(x, self.ctx).to(self.device, non_blocking=True)
         out = net(x, noise=distributed.shard(noise, self.ctx, dim=1))

@@ -55,6 +55,12 @@ class ModelFamily(ABC):
         """RNG streams of the family's own, saved with the run and restored on resume."""
         return {}
 
+    def capturable_from(self) -> int | None:
+        """The first step from which `batch_loss` computes the same function of `indices` at every step,
+        reading only tensors fixed for the run and drawing noise only from torch's CUDA stream and
+        `generators()`: from then on the whole step may be one CUDA graph (training/graphed.py). None: never."""
+        return None
+
     def start_epoch(self, epoch: int) -> None:
         """Called before each epoch's first batch (0-based; also when a resumed run re-enters one); default: nothing."""
 

@@ -26,7 +26,8 @@ from drawcli.training.family import ModelFamily
 from drawcli.training.settings import TrainSettings
 from drawcli.training.signals import StopFlag
 from drawcli.training.state import RunState, batches, restore_rng, rng_state
-from drawcli.training.step import StepOutput, make_optimizer, train_step
+from drawcli.training.graphed import Steps
+from drawcli.training.step import StepOutput, make_optimizer, set_rate
 
 METRICS_EVERY = 50  # steps between training-metric lines in metrics.jsonl
 MAX_NONFINITE = 3  # non-finite steps in a row (each skipped) before training stops
@@ -77,6 +78,7 @@ class Trainer:
         self.average = WeightAverage(self.model, self.settings.ema) if self.settings.ema else None
         self.family.prepare(self.model)
         self.stop_flag = torch.zeros((), device=self.device)
+        self.steps = Steps(self.family, self.settings, self.model, self.net, self.optimizer, self.device, self.ctx, self.reporter.warn)
 
     def _resume(self) -> None:
         """Load the last save: weights, optimizer, RNG streams and position."""
@@ -135,7 +137,7 @@ class Trainer:
         params = sum(p.numel() for p in self.model.parameters())
         self.reporter.start(total=self.total, done=self.state.step, device=str(self.device),
                             threads=torch.get_num_threads(), params=params,
-                            execution=self.family.execution().describe())  # fmt: skip
+                            execution=self.family.execution().describe() + self.steps.note)  # fmt: skip
         if resume and self.state.step >= self.total:
             self.reporter.warn(f"the run already has {self.state.step} steps, at or past its length of {self.total}: "
                                "nothing to train (a longer --steps or --epochs goes on)")  # fmt: skip
@@ -175,13 +177,10 @@ class Trainer:
         for b, idx in batches(self.family.train_size, settings.batch_size, settings.seed, state.epoch, state.batch,
                               self.family.index_device()):  # fmt: skip
             tick = time.perf_counter()
-            for group in self.optimizer.param_groups:
-                group["lr"] = settings.lr_at(state.step, self.total) * group.get("lr_scale", 1.0)  # step.parameter_groups
+            set_rate(self.optimizer, settings.lr_at(state.step, self.total))  # times each group's lr_scale
             if stop.signal is not None:
                 self.stop_flag.fill_(1.0)  # a device-side write: making a new tensor from the host would sync
-            out = train_step(self.model, self.optimizer, lambda: self.family.batch_loss(self.net, self.model, idx, state.step),
-                             settings.clip, distributed.objective_scale(len(idx), self.ctx), self.ctx, self.stop_flag,
-                             self.family.generators())  # fmt: skip
+            out = self.steps(idx, state.step, self.stop_flag)  # eager, or a CUDA graph's replay (graphed.py)
             if self.average is not None:
                 self.average.update(state.step)
             self._timed(time.perf_counter() - tick)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, DEVICES, LR_SCHEDULES
+from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, CUDA_GRAPHS, DEVICES, LR_SCHEDULES
 from drawcli.config import complete
 from drawcli.errors import ConfigError
 
@@ -26,7 +26,7 @@ RETIRED_FIELDS = ("extra",)
 ADDED_LATER: dict[str, Any] = {
     "beta1": 0.9, "beta2": 0.999, "kl_warmup": 0, "amp": "off", "compile": "off", "compile_mode": "default",
     "redraw": False, "lr_schedule": "constant", "window_lr": 1.0, "ema": 0.0, "teachers": (), "teacher_weight": 0.5,
-    "teacher_temperature": 2.0, "label_smoothing": 0.0, "glimpse_loss": 0.0, "locate_loss": 0.0,
+    "teacher_temperature": 2.0, "label_smoothing": 0.0, "glimpse_loss": 0.0, "locate_loss": 0.0, "cuda_graph": "off",
 }  # fmt: skip
 
 
@@ -65,6 +65,9 @@ class TrainSettings:
     threads: int | None = _setting(None, EXECUTION)
     compile: str = _setting("auto", EXECUTION)  # "auto": when the run repays it (training/execution.py)
     compile_mode: str = _setting("default", EXECUTION)  # "reduce-overhead": CUDA graphs of the compiled unit on a GPU
+    # The whole step captured once and replayed on CUDA (training/graphed.py); off by default until a GPU has
+    # measured it against eager (benchmarks/gpu_lease_graphs.sh), then auto.
+    cuda_graph: str = _setting("off", EXECUTION)
     sample_every: int = _setting(1, EXECUTION)
     sample_count: int = _setting(64, EXECUTION)
 
@@ -72,7 +75,7 @@ class TrainSettings:
         if isinstance(self.compile, bool):  # run.json of versions where --compile was a flag
             self.compile = "on" if self.compile else "off"
         for name, allowed in (("amp", AMP_MODES), ("compile", COMPILE_CHOICES), ("compile_mode", COMPILE_MODES),
-                              ("binarize", BINARIZE_MODES), ("device", DEVICES), ("lr_schedule", LR_SCHEDULES)):  # fmt: skip
+                              ("cuda_graph", CUDA_GRAPHS), ("binarize", BINARIZE_MODES), ("device", DEVICES), ("lr_schedule", LR_SCHEDULES)):  # fmt: skip
             if getattr(self, name) not in allowed:
                 flag = name.replace("_", "-")
                 raise ConfigError(f"unknown --{flag} {getattr(self, name)!r}; expected one of {', '.join(allowed)}")
@@ -97,6 +100,9 @@ class TrainSettings:
             if self.compile == "off":
                 raise ConfigError(f"--compile-mode {self.compile_mode} compiles, and --compile off says not to: drop one of them")
             self.compile = "on"
+        if self.cuda_graph == "on" and self.compile_mode == "reduce-overhead":
+            raise ConfigError("--cuda-graph on captures the whole step as one CUDA graph, and --compile-mode reduce-overhead "
+                              "has torch.compile capture each glimpse in graphs of its own: choose one of them")  # fmt: skip
 
     def steps_per_epoch(self, train_size: int) -> int:
         """Optimizer steps in one pass over `train_size` examples (the last batch may be short)."""

@@ -57,6 +57,17 @@ def parameter_groups(model: nn.Module, lr: float, window_lr: float) -> list[dict
     return [{"params": rest, "lr_scale": 1.0}, {"params": windows, "lr": lr * window_lr, "lr_scale": window_lr}]
 
 
+def set_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    """Set each group's rate to `rate` x its lr_scale (parameter_groups). A rate held in a tensor (a
+    captured step's, training/graphed.py) is written in place: the graph reads that memory."""
+    for group in optimizer.param_groups:
+        value = rate * group.get("lr_scale", 1.0)
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)  # a device-side write, no host sync
+        else:
+            group["lr"] = value
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
     """Apply the step only if `finite` (a 0-dim bool tensor); fused Adam decides on the device, without a sync."""
     if optimizer.defaults.get("fused"):
@@ -92,13 +103,23 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Callabl
     rng = rng_state(generators, device)
     batch = loss()
     try:
-        _backward(batch, optimizer, scale)
+        backward(batch, optimizer, scale)
     except Exception as exc:
         if ctx.world_size > 1:
             raise  # under DDP an aborted backward leaves the gradient reduction half done: no redo
         del batch  # free the failed attempt's graph (and the traceback's hold on it) before the redo
         traceback.clear_frames(exc.__traceback__)
         batch = _redo_eagerly(model, optimizer, loss, scale, exc, lambda: restore_rng(rng, generators, device))
+    return finish_step(model, optimizer, batch, clip, ctx, stop)
+
+
+def finish_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: BatchLoss, clip: float,
+                ctx: distributed.Dist, stop: torch.Tensor | None) -> StepOutput:  # fmt: skip
+    """After backward: clip, gather the sums (reduced over ranks), and update unless any is non-finite.
+
+    Host-sync free, so a CUDA graph can record it (training/graphed.py): the norm, the sums and
+    the skip decision all stay on the device.
+    """
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     flag = stop if stop is not None else torch.zeros((), device=grad_norm.device)
     parts = [*batch.metrics.values(), flag, batch.objective.detach().sum(), grad_norm]
@@ -118,10 +139,11 @@ def _redo_eagerly(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Call
     rewind()  # the same binarization and noise as the failed attempt: resume stays bit for bit
     with rerun:  # an error here is the model's own: the compiled parts come back and it propagates
         batch = loss()
-        _backward(batch, optimizer, scale)
+        backward(batch, optimizer, scale)
     return batch
 
 
-def _backward(batch: BatchLoss, optimizer: torch.optim.Optimizer, scale: float) -> None:
+def backward(batch: BatchLoss, optimizer: torch.optim.Optimizer, scale: float) -> None:
     optimizer.zero_grad(set_to_none=True)
+    """Zero the gradients (to None) and backpropagate the batch's summed objective times `scale`."""
     (batch.objective.sum() * scale).backward()
