@@ -35,7 +35,14 @@ from profiling import profile_step  # noqa: E402
 from subjects import SUBJECTS, Subject, baseline_subject, drawcli_subject, images, step_function  # noqa: E402
 from tables import environment, print_compile_table, report  # noqa: E402
 from timing import (  # noqa: E402
-    Result, Timer, current_rss_mib, interleave, json_from_child, matmul_gflops, peak_memory_mib, synchronizer,
+    Result,
+    Timer,
+    current_rss_mib,
+    interleave,
+    json_from_child,
+    matmul_gflops,
+    peak_memory_mib,
+    synchronizer,
 )
 
 # The settings measured, labelled (and chosen by --only) by what their models report.
@@ -156,8 +163,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 reps, 1 warm-up, batch 64 only")
     parser.add_argument("--only", choices=["attention", "no-attention"], help="measure one setting only")
     parser.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of drawcli training steps (first batch, first setting)")
-    parser.add_argument("--compile", action="store_true", help="also measure the ways drawcli train runs (eager, compiled: the default at this size) against the baseline, compile time apart")
-    parser.add_argument("--bf16", action="store_true", help="with --compile, also drawcli with --amp bf16 (emulated, so very slow, on CPUs without AMX or AVX512-BF16)")
+    parser.add_argument("--compile", action="store_true",
+            help="also measure the ways drawcli train runs (eager, compiled: the default at this size) against the "
+            "baseline, compile time apart")
+    parser.add_argument("--bf16", action="store_true", help="with --compile, also drawcli with --amp bf16 (emulated, so very slow, on CPUs without AMX or "
+            "AVX512-BF16)")
     parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
                         help="torch.compile mode of --compile (reduce-overhead: CUDA graphs on a GPU)")
     parser.add_argument("--plain", action="store_true", help="plain-text tables instead of rich")

@@ -27,7 +27,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402  (benchmarks/ is no package)
-
 from drawcli import distributed  # noqa: E402
 from drawcli.config import DrawConfig  # noqa: E402
 from drawcli.training import graphed  # noqa: E402

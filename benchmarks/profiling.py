@@ -8,6 +8,7 @@ import torch
 
 from timing import synchronizer
 
+
 def profile_step(step: Callable[[], Any], label: str, device: torch.device, rows: int = 30, steps: int = 3) -> None:
     """Print the top operators (by self time) of a training step, after two warm-up steps."""
     from torch.profiler import ProfilerActivity, profile

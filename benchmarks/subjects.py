@@ -10,13 +10,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from baseline_draw import baseline_like
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
 from drawcli.training.family import BatchLoss
 from drawcli.training.settings import TrainSettings
 from drawcli.training.step import make_optimizer, train_step
-
-from baseline_draw import baseline_like
 
 DEFAULTS = TrainSettings()  # lr, beta1 and clip of drawcli train
 

@@ -17,8 +17,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 if TYPE_CHECKING:
     from drawcli.api import Bounds, bound, classify, evaluate, load, reconstruct, sample, train
 
-API = ("Bounds", "bound", "classify", "evaluate", "load", "reconstruct", "sample", "train")
-__all__ = ["__version__", *API]
+__all__ = ["__version__", "Bounds", "bound", "classify", "evaluate", "load", "reconstruct", "sample", "train"]
+API = tuple(__all__[1:])  # imported from drawcli.api on first use
 
 
 def __getattr__(name: str) -> Any:

@@ -20,15 +20,39 @@ MAX_HIDDEN = 16384
 MAX_IMAGE_SIDE = 1024
 MAX_CHANNELS = 4
 MAX_CLASSES = 10000
-MAX_CHANNELS_CONV = 1024
 MAX_OPTIONS_JSON = 64 * 1024
-# The classifier's optional layers: a size of 0 means "no such layer" (every other size is at
-# least 1), and DRAW has none of them.
-OPTIONAL_LAYERS = ("glimpse_hidden", "glimpse_conv")
 # Fields added after the first checkpoint format, each with the value that every file written
 # before it implies. A checkpoint lacking any other field is refused: a default would silently
 # rebuild another model than the one saved.
-ADDED_LATER: dict[str, Any] = {"kind": "draw", "classes": 10, "canvas": "zero", "glimpse_hidden": 0, "glimpse_conv": 0}
+ADDED_LATER: dict[str, Any] = {"kind": "draw", "classes": 10, "canvas": "zero"}
+
+
+@dataclass(frozen=True)
+class Retired:
+    """Fields (or component options) a version removed, each with its neutral value: the value that
+    every file not using it holds (0: no such layer or term), and the last version that had them.
+
+    A saved neutral value describes the same model or run without the field, so it is dropped; any
+    other value means the file uses what was removed, and rebuilding it without would be another
+    model, so it is refused.
+    """
+
+    last_version: str
+    neutral: Mapping[str, Any]
+
+    def drop(self, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """`data` without the retired keys; a ConfigError names the first one saved with a non-neutral value
+        (`what`: "config field", "training setting", "reader option", ...)."""
+        for name, neutral in self.neutral.items():
+            value = data.get(name, neutral)
+            if isinstance(value, bool) or value != neutral:
+                raise ConfigError(f"{what} {name!r} is {value!r}, but drawcli {self.last_version} was the last version "
+                                  f"with {name!r}; load this file with drawcli {self.last_version}")  # fmt: skip
+        return {k: v for k, v in data.items() if k not in self.neutral}
+
+
+# The classifier's optional glimpse layers, removed after 0.1.0 (off, 0, in every file that did not use them).
+RETIRED = Retired("0.1.0", {"glimpse_hidden": 0, "glimpse_conv": 0})
 
 
 def complete(data: Mapping[str, Any], names: Iterable[str], added_later: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -57,11 +81,8 @@ class DrawConfig:
     kind "classifier" is the attention classifier of section 4.1: one LSTM of dec_size units
     (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
     of `classes` classes (set from the training data's labels); it has no encoder, latents or
-    writer, so those fields go unused; `glimpse_hidden` > 0 puts a ReLU layer of that many units
-    between each glimpse and its LSTM, and `glimpse_conv` > 0 adds beside each glimpse the output
-    of two 3x3 convolutions of that many channels, the second with stride 2 (0, the paper's
-    model: neither). `canvas` "learned" makes c_0 a per-pixel parameter (training starts it at
-    the training images' mean logit) instead of 0; the bound stays a bound.
+    writer, so those fields go unused. `canvas` "learned" makes c_0 a per-pixel parameter
+    (training starts it at the training images' mean logit) instead of 0; the bound stays a bound.
     """
 
     kind: str = "draw"
@@ -83,8 +104,6 @@ class DrawConfig:
     sampler_options: dict[str, Any] = field(default_factory=dict)
     classes: int = 10
     canvas: str = "zero"
-    glimpse_hidden: int = 0
-    glimpse_conv: int = 0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -102,10 +121,12 @@ class DrawConfig:
     def from_dict(cls, data: Any) -> DrawConfig:
         """Validate an untrusted mapping (e.g. checkpoint metadata) and build the config.
 
-        Every field must be present, except those of ADDED_LATER, which a file older than them lacks.
+        Every field must be present, except those of ADDED_LATER, which a file older than them lacks;
+        a field of RETIRED is dropped when it holds its neutral value and refused otherwise.
         """
         if not isinstance(data, Mapping):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        data = RETIRED.drop(data, "config field")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known, key=str)  # keys of a non-JSON mapping may mix types
         if unknown:
@@ -124,9 +145,8 @@ def _validate(cfg: DrawConfig) -> None:
             # bool is an int subclass; a JSON `true` is not a size.
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"config field {f.name!r} must be an integer, got {value!r}")
-            least = 0 if f.name in OPTIONAL_LAYERS else 1
-            if value < least:
-                raise ConfigError(f"config field {f.name!r} must be at least {least}, got {value}")
+            if value < 1:
+                raise ConfigError(f"config field {f.name!r} must be at least 1, got {value}")
         elif f.type == "str":
             if not isinstance(value, str) or not value or len(value) > 100:
                 raise ConfigError(f"config field {f.name!r} must be a component name, got {value!r}")
@@ -152,15 +172,10 @@ def _validate(cfg: DrawConfig) -> None:
         "enc_size": MAX_HIDDEN,
         "dec_size": MAX_HIDDEN,
         "z_size": MAX_HIDDEN,
-        "glimpse_hidden": MAX_HIDDEN,
-        "glimpse_conv": MAX_CHANNELS_CONV,
     }
     for name, limit in limits.items():
         if getattr(cfg, name) > limit:
             raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
-    for name in OPTIONAL_LAYERS:
-        if getattr(cfg, name) and cfg.kind != "classifier":
-            raise ConfigError(f"{name} (--{name.replace('_', '-')}) is a layer of the classifier (kind 'classifier', --model classifier); DRAW has none")
     smaller_side = min(cfg.height, cfg.width)
     for name in ("read_size", "write_size"):
         if getattr(cfg, name) > smaller_side:

@@ -4,8 +4,9 @@ Components are `nn.Module`s built as `Component(config, **options)` where `confi
 model's `DrawConfig` and `options` its `*_options` dict. They are found by name through the
 entry-point groups in `drawcli.registry.GROUPS`; the core never imports a built-in directly.
 A component takes the options it knows as keyword arguments and passes the rest on to the
-base class, which rejects any left over. The core asks a component what it can do through the
-attributes below (e.g. `produces_windows`), never by its name.
+base class, which rejects any left over, except a retired option (`retired_options`, a
+config.Retired) saved at its neutral value, which it drops. The core asks a component what it
+can do through the attributes below (e.g. `produces_windows`), never by its name.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from drawcli.config import DrawConfig
+from drawcli.config import DrawConfig, Retired
 from drawcli.errors import DataError
 
 
@@ -36,9 +37,13 @@ class Window(NamedTuple):
     size: int  # N, the filterbank's side
 
 
-def _reject_unknown(component: object, options: dict[str, Any]) -> None:
-    if options:
-        raise TypeError(f"unknown option(s) {sorted(options)} for {type(component).__name__}")
+def _reject_unknown(component: object, options: dict[str, Any], kind: str) -> None:
+    """Refuse the options no class of the component took; a retired one passes only at its neutral
+    value, so a checkpoint saved before the option went still loads (a ConfigError otherwise)."""
+    retired: Retired | None = getattr(component, "retired_options", None)
+    left = retired.drop(options, f"{kind} option") if retired is not None else options
+    if left:
+        raise TypeError(f"unknown option(s) {sorted(left)} for {type(component).__name__}")
 
 
 class Reader(nn.Module, ABC):
@@ -53,10 +58,11 @@ class Reader(nn.Module, ABC):
     out_size: int
     produces_windows: bool = False
     fixed_glimpse: bool = False
+    retired_options: Retired | None = None
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()
-        _reject_unknown(self, options)
+        _reject_unknown(self, options, "reader")
 
     @abstractmethod
     def forward(
@@ -82,12 +88,6 @@ class Reader(nn.Module, ABC):
         """Width of what `read_image` returns (default: out_size, see read_image)."""
         return self.out_size
 
-    @property
-    def image_glimpse_shape(self) -> tuple[int, int, int] | None:
-        """(C, N, M) when `read_image`'s vector is an image of that shape, flattened row by row,
-        so a model may run convolutions over it (`train --glimpse-conv`); None (the default): it is not."""
-        return None
-
     def window_parameters(self) -> list[nn.Parameter]:
         """The parameters that place the window (train --window-lr scales their learning rate); default none."""
         return []
@@ -100,10 +100,11 @@ class Writer(nn.Module, ABC):
     """
 
     produces_windows: bool = False
+    retired_options: Retired | None = None
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()
-        _reject_unknown(self, options)
+        _reject_unknown(self, options, "writer")
 
     @abstractmethod
     def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window | None]:
@@ -132,7 +133,7 @@ class Sampler(nn.Module, ABC):
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__()
-        _reject_unknown(self, options)
+        _reject_unknown(self, options, "sampler")
 
     @abstractmethod
     def forward(self, h_enc: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,6 @@ import torch
 from drawcli.choices import DEVICES
 from drawcli.errors import DrawcliError
 
-
 MAX_THREADS_PER_CORE = 4  # beyond this OpenMP only thrashes, and at tens of thousands it crashes the process
 
 

@@ -22,7 +22,6 @@ from drawcli.errors import PluginError
 from drawcli.lstm import LSTMCell
 
 
-
 @dataclass
 class DrawOutput:
     """Per-image nats of one forward pass, plus what was asked to be recorded."""
@@ -53,7 +52,7 @@ class Generation:
         return self.canvases[-1]
 
 
-def _component(kind: str, name: str, base: type, config: DrawConfig, options: dict) -> nn.Module:
+def _component(kind: str, name: str, base: type, config: DrawConfig, options: dict) -> Any:  # an instance of base
     module = registry.build(kind, name, config, **options)
     if not isinstance(module, base):
         spec = registry.resolve(kind, name)

@@ -74,7 +74,7 @@ def plot_curves(runs: dict[str, list[dict[str, Any]]], out: Path, ylim: tuple[fl
     for colour, (label, records) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, runs.items()):
         train = [r for r in records if r.get("event") == "train"]
         test = [r for r in records if r.get("event") == "epoch" and test_key(r)]
-        key = test_key(test[0]) if test else TEST_KEYS[0]  # one model kind per run
+        key = (test_key(test[0]) if test else None) or TEST_KEYS[0]  # one model kind per run
         for ax, x_key in zip(axes, ("step", "wall_time_s")):
             ax.plot([r[x_key] for r in train], [r["loss"] for r in train], color=colour, alpha=0.4, label=f"{label} train loss")
             ax.plot([r[x_key] for r in test], [r[key] for r in test], "o-", color=colour,

@@ -24,9 +24,7 @@ PRESETS: dict[str, Preset] = {
     "paper-mnist": Preset(
         "MNIST with attention: 64 glimpses, LSTM 256, z 100, read 2x2, write 5x5 (paper: 80.97 nats)",
         {"dataset": "mnist", "reader": "filterbank", "writer": "filterbank", "glimpses": 64,
-         # The read window starts as the tiling (init=cover). A narrower start (stride 10, sigma
-         # 2.5) won after one epoch but was behind from the second epoch on in both seeds taken
-         # further (docs/reproducing.md#the-presets-read-window-start-over-ten-epochs).
+         # The read window starts as the tiling (init=cover): a narrower start trains worse past the first epoch.
          "rnn_size": 256, "z_size": 100, "read_size": 2, "write_size": 5},
     ),
     "paper-mnist-noattn": Preset(
@@ -40,8 +38,7 @@ PRESETS: dict[str, Preset] = {
         "z 100, read 2x2, write 5x5; Adam 5e-4",
         {"dataset": "two-digit-mnist", "reader": "filterbank", "writer": "filterbank", "glimpses": 64,
          "rnn_size": 256, "z_size": 100, "read_size": 2, "write_size": 5,
-         # At the default 1e-3 the gradient went non-finite from step 1124 and training stopped
-         # (docs/reproducing.md#two-digit-mnist-60-x-60); 5e-4 trained 2750 steps.
+         # At the default 1e-3 the gradient goes non-finite within the first epoch at this size.
          "lr": 5e-4},
     ),
     "paper-cluttered-mnist": Preset(
@@ -51,15 +48,10 @@ PRESETS: dict[str, Preset] = {
         "(paper: 3.36% test error)",
         {"model": "classifier", "dataset": "cluttered-mnist", "reader": "filterbank", "glimpses": 8,
          "rnn_size": 256, "read_size": 12,
-         # With the read gain of init=cover (about 10 at this window) Adam left chance only at 1e-4,
-         # after 3 epochs (13.2% after 20); at gain 1 (cover-unscaled) and 3e-4 the error was
-         # 17.6% after 3 epochs and 8.1% after 20 (docs/reproducing.md).
-         # At a constant 3e-4 both seed-1 runs collapsed late (79.3% after epoch 20 without
-         # --redraw); redrawn and annealed, seeds 0 and 1 ended at 7.23% and 7.66% with no collapse
-         # after 20 epochs, and at 5.29% and 5.07% when annealed over 50. At 6e-4 over 50 epochs
-         # both seeds collapsed (epochs 6 and 10) with their windows walking off the image; with
-         # the centre kept on it (centre=inside) they ended at 4.57% and 4.27%; annealed over 75
-         # epochs instead, at 4.20% and 3.98% (docs/reproducing.md).
+         # The read window starts at gain 1 (cover-unscaled): at init=cover's gain (about 10 at this
+         # window) Adam barely leaves chance. Without the centre kept on the image (centre=inside),
+         # the redrawn clutter and the annealed rate, the windows can walk off the image and
+         # training falls back to chance.
          "reader_option": ["init=cover-unscaled", "centre=inside"], "lr": 6e-4,
          "redraw": True, "lr_schedule": "cosine", "epochs": 75},
     ),

@@ -66,7 +66,7 @@ def find(kind: str) -> list[PluginSpec]:
     specs = []
     for (dist_name, value), eps in by_target.items():
         names = sorted((ep.name for ep in eps), key=lambda n: (-len(n), n))
-        dist = eps[0].dist
+        first = eps[0].dist
         specs.append(
             PluginSpec(
                 kind=kind,
@@ -74,7 +74,7 @@ def find(kind: str) -> list[PluginSpec]:
                 aliases=tuple(sorted(names[1:])),
                 value=value,
                 distribution=dist_name,
-                version=dist.version if dist is not None else None,
+                version=first.version if first is not None else None,
             )
         )
     return sorted(specs, key=lambda s: s.name)

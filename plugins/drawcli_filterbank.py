@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from drawcli.config import MAX_HIDDEN, DrawConfig
+from drawcli.config import DrawConfig, Retired
 from drawcli.contract import Reader, Window, Writer
 
 # Raw window parameters are clamped so that exp() of them, and the filters, stay finite and
@@ -24,23 +24,18 @@ PARAM_LIMIT = 10.0
 # Where a window's centre may go: "free" is the paper's eq. 22-23 (g~ unbounded, so the centre
 # can leave the image); "inside" passes g~ through tanh, so the centre stays within [0, A + 1].
 WINDOW_CENTRES = ("free", "inside")
-SIGMA_FLOOR_LIMIT = 4.0  # strides: a floor above this would blur the whole grid into one blob
-JITTER_LIMIT = 4.0  # strides: noise beyond this moves the window further than the grid is wide
+# Window options removed after 0.1.0 (a floor on sigma, noise on the centre, a hidden layer before the
+# window layer); 0 is off, what every checkpoint that did not use them holds.
+RETIRED_OPTIONS = Retired("0.1.0", {"sigma_floor": 0.0, "jitter": 0.0, "hidden": 0})
 
 
-def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free",
-                  sigma_floor: float = 0.0) -> Window:  # fmt: skip
+def decode_window(params: torch.Tensor, height: int, width: int, size: int, centre: str = "free") -> Window:
     """params (B, 5) = (g~x, g~y, log sigma^2, log delta~, log gamma) -> Window (eqs. 21-24).
 
-    sigma_floor f > 0 keeps sigma >= f * delta: sigma^2 = max(exp(log sigma^2), (f delta)^2). A
-    grid whose filters are narrower than the gaps between them can miss a thin stroke (the
-    trained classifiers end at sigma about 0.3 delta; docs/reproducing.md).
-
-    centre "inside" uses tanh(g~) for g~ (training's `jitter`, added after, can still move it past the
-    border by its noise). A window far off the image puts each filter's whole
+    centre "inside" uses tanh(g~) for g~. A window far off the image puts each filter's whole
     (normalised) weight on the nearest border pixel, blank in MNIST, and its position gets no
-    gradient back: that is how a classifier's training collapsed to chance (docs/reproducing.md).
-    Inside, the centre stays within [0, A + 1], so half the window still covers the image.
+    gradient back, so training can stall with the windows stuck there. Inside, the centre stays
+    within [0, A + 1], so half the window still covers the image.
     """
     check_centre(centre)
     gx_t, gy_t, log_sigma2, log_delta_t, log_gamma = params.clamp(-PARAM_LIMIT, PARAM_LIMIT).unbind(dim=1)
@@ -49,10 +44,7 @@ def decode_window(params: torch.Tensor, height: int, width: int, size: int, cent
     gx = (width + 1) / 2 * (gx_t + 1)  # eq. 22, A = width
     gy = (height + 1) / 2 * (gy_t + 1)  # eq. 23, B = height
     delta = (max(height, width) - 1) / max(size - 1, 1) * torch.exp(log_delta_t)  # eq. 24
-    sigma2 = torch.exp(log_sigma2)
-    if sigma_floor > 0:
-        sigma2 = torch.maximum(sigma2, (sigma_floor * delta).square())
-    return Window(gx=gx, gy=gy, delta=delta, sigma2=sigma2, gamma=torch.exp(log_gamma), size=size)
+    return Window(gx=gx, gy=gy, delta=delta, sigma2=torch.exp(log_sigma2), gamma=torch.exp(log_gamma), size=size)
 
 
 def filters(centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, size: int, length: int) -> torch.Tensor:
@@ -80,23 +72,9 @@ def filterbanks(window: Window, height: int, width: int) -> tuple[torch.Tensor, 
     return fx, fy
 
 
-def jittered(window: Window, jitter: float) -> Window:
-    """The window with its centre moved by Gaussian noise of `jitter` strides (std, each axis, each image).
-
-    A training-time dither, meant to train the classifier's search to recover from a near miss
-    (its answer changes for 1-2 % of images under a 2-pixel shift); at 0.5 on cluttered MNIST both
-    seeds still collapsed (docs/reproducing.md). The stride is detached, so the noise gives the
-    model no reason to shrink its windows.
-    """
-    scale = jitter * window.delta.detach()
-    return window._replace(gx=window.gx + scale * torch.randn_like(window.gx),
-                           gy=window.gy + scale * torch.randn_like(window.gy))  # fmt: skip
-
-
-def place_window(layer: nn.Module, h: torch.Tensor, height: int, width: int, size: int, centre: str,
-                 sigma_floor: float = 0.0, jitter: float = 0.0) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(window, F_x (B, N, W), F_y (B, N, H)) from h (B, dec_size) through the window `layer`;
-    jitter > 0 moves the centre by noise (see `jittered`; the caller passes 0 outside training).
+def place_window(layer: nn.Module, h: torch.Tensor, height: int, width: int, size: int,
+                 centre: str) -> tuple[Window, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(window, F_x (B, N, W), F_y (B, N, H)) from h (B, dec_size) through the window `layer`.
 
     Under an autocast (the classifier's --amp bf16) the window is still placed in the layer's
     own precision: in bf16 a centre on a 100-pixel image moves in steps of up to half a pixel,
@@ -104,10 +82,8 @@ def place_window(layer: nn.Module, h: torch.Tensor, height: int, width: int, siz
     """
     if torch.is_autocast_enabled(h.device.type):
         with torch.autocast(h.device.type, enabled=False):
-            return place_window(layer, h.to(next(layer.parameters()).dtype), height, width, size, centre, sigma_floor, jitter)
-    window = decode_window(layer(h), height, width, size, centre, sigma_floor)
-    if jitter > 0:
-        window = jittered(window, jitter)
+            return place_window(layer, h.to(next(layer.parameters()).dtype), height, width, size, centre)
+    window = decode_window(layer(h), height, width, size, centre)
     return window, *filterbanks(window, height, width)
 
 
@@ -115,10 +91,8 @@ WINDOW_INITS = ("cover", "cover-unscaled", "torch")
 
 
 def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: float | None = None,
-                 sigma: float | None = None, hidden: int = 0) -> nn.Module:  # fmt: skip
-    """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`; `hidden`
-    > 0 puts a ReLU layer of that many units before it (not the paper's: see `check_hidden`), whose
-    PyTorch-default start moves the first window off the bias's by a fraction of a pixel.
+                 sigma: float | None = None) -> nn.Linear:  # fmt: skip
+    """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`.
 
     "torch" keeps PyTorch's default (near-zero) bias: sigma = 1 pixel and, for N = 2, the
     filters sit on the image's corners, which are blank in MNIST, so the read sees nothing
@@ -140,7 +114,7 @@ def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: 
             raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
     if init == "torch" and (stride is not None or sigma is not None):
         raise ValueError("stride and sigma set the starting window of init=cover or cover-unscaled, not init=torch")
-    layer = nn.Linear(hidden or config.dec_size, 5)
+    layer = nn.Linear(config.dec_size, 5)
     if init != "torch":
         side = max(config.height, config.width)
         delta = float(stride) if stride is not None else side / size
@@ -150,7 +124,7 @@ def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: 
         log_gamma = -log_area if write else log_area / 2
         with torch.no_grad():
             layer.bias.copy_(torch.tensor([0.0, 0.0, math.log(sigma2), math.log(delta_tilde), log_gamma]))
-    return nn.Sequential(nn.Linear(config.dec_size, hidden), nn.ReLU(), layer) if hidden else layer
+    return layer
 
 
 def read_patch(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
@@ -179,47 +153,23 @@ def check_centre(centre: Any) -> str:
     return centre
 
 
-def check_hidden(hidden: Any) -> int:
-    """The `hidden` option: units of a ReLU layer between the state and the window (0: eq. 21's linear map).
-
-    One linear map of the state places each window, so a state that has seen several digit-like
-    blobs tends to place the next window between them; a hidden layer lets it choose one.
-    """
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden <= MAX_HIDDEN:
-        raise ValueError(f"hidden must be a whole number of units from 0 (off) to {MAX_HIDDEN}, got {hidden!r}")
-    return hidden
-
-
-def check_strides(name: str, value: Any, limit: float) -> float:
-    """An option measured in strides (0 is off), or a ValueError that says what is allowed."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limit:
-        raise ValueError(f"{name} must be a number of strides from 0 (off) to {limit:g}, got {value!r}")
-    return float(value)
-
-
 class _Windowed:
     """What the filterbank reader and writer share: an N x N window, its layer and the rules for placing it
     (a mixin listed before Reader or Writer, so its window_parameters() replaces their empty default)."""
 
+    retired_options: Retired | None = RETIRED_OPTIONS
+
     def _add_window(self, config: DrawConfig, size: int, write: bool, init: str, stride: float | None,
-                    sigma: float | None, centre: str, sigma_floor: float, jitter: float, hidden: int) -> None:  # fmt: skip
+                    sigma: float | None, centre: str) -> None:  # fmt: skip
         self.centre = check_centre(centre)
-        self.sigma_floor = check_strides("sigma_floor", sigma_floor, SIGMA_FLOOR_LIMIT)
-        self.jitter = check_strides("jitter", jitter, JITTER_LIMIT)
-        if self.jitter and torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:  # fmt: skip
-            # Each process would draw the same noise for its own share of the batch, and a resume
-            # restores one process's generator on all: neither is the one-process run.
-            raise ValueError("jitter draws its noise in each process, so it is not available under torchrun")
         self.size, self.height, self.width = size, config.height, config.width
-        self.window = window_layer(config, size, init, write=write, stride=stride, sigma=sigma, hidden=check_hidden(hidden))
+        self.window = window_layer(config, size, init, write=write, stride=stride, sigma=sigma)
 
     def _place(self, h: torch.Tensor) -> tuple[Window, torch.Tensor, torch.Tensor]:
-        jitter = self.jitter if self.training else 0.0
-        return place_window(self.window, h, self.height, self.width, self.size, self.centre, self.sigma_floor, jitter)
+        return place_window(self.window, h, self.height, self.width, self.size, self.centre)
 
     def window_parameters(self) -> list[nn.Parameter]:
-        """The window layer's weights and biases (eq. 21, and the hidden layer's if any)."""
+        """The window layer's weights and biases (eq. 21)."""
         return list(self.window.parameters())
 
 
@@ -229,11 +179,9 @@ class FilterbankReader(_Windowed, Reader):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, hidden: int = 0,
-                 **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self._add_window(config, config.read_size, False, init, stride, sigma, centre, sigma_floor, jitter, hidden)
-        self.channels = config.channels
+        self._add_window(config, config.read_size, False, init, stride, sigma, centre)
         self.out_size = 2 * config.channels * self.size**2
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window]:
@@ -244,10 +192,6 @@ class FilterbankReader(_Windowed, Reader):
     @property
     def image_out_size(self) -> int:
         return self.out_size // 2
-
-    @property
-    def image_glimpse_shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.size, self.size)
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window]:
         """gamma F_y x F_x^T alone (eq. 27 without the error image): the classifier's glimpse."""
@@ -261,10 +205,9 @@ class FilterbankWriter(_Windowed, Writer):
     produces_windows = True
 
     def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
-                 centre: str = "free", sigma_floor: float = 0.0, jitter: float = 0.0, hidden: int = 0,
-                 **options: Any) -> None:  # fmt: skip
+                 centre: str = "free", **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
-        self._add_window(config, config.write_size, True, init, stride, sigma, centre, sigma_floor, jitter, hidden)
+        self._add_window(config, config.write_size, True, init, stride, sigma, centre)
         self.channels = config.channels
         self.patch = nn.Linear(config.dec_size, self.channels * self.size**2)  # eq. 28
 

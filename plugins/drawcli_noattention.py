@@ -18,7 +18,6 @@ class NoAttentionReader(Reader):
 
     def __init__(self, config: DrawConfig, **options: Any) -> None:
         super().__init__(config, **options)
-        self.shape = config.image_shape
         self.out_size = 2 * config.channels * config.height * config.width
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -27,10 +26,6 @@ class NoAttentionReader(Reader):
     @property
     def image_out_size(self) -> int:
         return self.out_size // 2
-
-    @property
-    def image_glimpse_shape(self) -> tuple[int, int, int]:
-        return self.shape
 
     def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, None]:
         """The whole image, flattened: the classifier's baseline without attention."""

@@ -1,5 +1,6 @@
 """Test helpers: the tiny training options and `invoke` for the command line, tiny data written to
-tmp_path (idx files in MNIST's format), a benchmark script as a module, a run's metrics log, a model patched to diverge, and an identity whose backward fails."""
+tmp_path (idx files in MNIST's format), a benchmark or experiment script as a module, a run's metrics log, a
+model patched to diverge, and an identity whose backward fails."""
 
 from __future__ import annotations
 
@@ -34,15 +35,27 @@ TINY_ARGS = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-si
 runner = CliRunner()
 
 
-def load_benchmark(name: str) -> ModuleType:
-    """benchmarks/NAME.py imported as the module NAME (benchmarks/ is no package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+def load_script(folder: str, name: str) -> ModuleType:
+    """FOLDER/NAME.py (FOLDER at the checkout's top) imported as the module NAME: neither
+    benchmarks/ nor experiments/ is a package."""
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(name, module)
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/NAME.py, the benchmark's scripts, as the module NAME."""
+    return load_script("benchmarks", name)
+
+
+def load_experiment(name: str) -> ModuleType:
+    """experiments/NAME.py, a one-off analysis script, as the module NAME."""
+    return load_script("experiments", name)
+
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

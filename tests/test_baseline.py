@@ -15,7 +15,6 @@ from helpers import load_benchmark
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
 
-
 baseline_draw = load_benchmark("baseline_draw")
 
 NO_ATTENTION = dict(reader="none", writer="none")
@@ -50,7 +49,7 @@ def test_same_loss_and_gradients(tiny_config: Callable[..., DrawConfig], attenti
     grads = {n: p.grad for n, p in model.named_parameters()}
     mapped = baseline_draw.drawcli_to_baseline(grads, config.z_size)
     for name, p in base.named_parameters():
-        torch.testing.assert_close(p.grad, mapped[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(p.grad, mapped[name], rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("attention", [True, False], ids=["attn", "no-attn"])
@@ -70,11 +69,11 @@ def test_parameter_counts_at_paper_setting(options: dict[str, str], count: int) 
 
 
 def test_the_baseline_refuses_options_it_does_not_model() -> None:
-    """A hidden window layer or a floor on sigma changes what the window computes, so the baseline
-    refuses them by name; options that only set starting values (init, stride, sigma) map as before."""
+    """A window centre kept on the image changes what the window computes, so the baseline refuses it
+    by name; options that only set starting values (init, stride, sigma) map as before."""
     sizes = dict(height=8, width=8, glimpses=2, enc_size=8, dec_size=8, z_size=2, read_size=2, write_size=2)
-    config = DrawConfig(**sizes, reader_options={"hidden": 4, "init": "cover"}, writer_options={"sigma_floor": 0.5})
-    with pytest.raises(ValueError, match="no counterpart of the component option.s. hidden, sigma_floor: compare against a model without them"):
+    config = DrawConfig(**sizes, reader_options={"centre": "inside", "init": "cover"}, writer_options={"centre": "inside"})
+    with pytest.raises(ValueError, match="no counterpart of the component option.s. centre: compare against a model without them"):
         baseline_draw.baseline_like(config)
     model, base = _pair(DrawConfig(**sizes, reader_options={"stride": 2.0}, writer_options={"sigma": 1.5}))
     assert sum(p.numel() for p in base.parameters()) == sum(p.numel() for p in model.parameters())

@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import CLASSIFIER, SMALL_CLASSIFIER as SMALL, TINY_ARGS, invoke
+from helpers import CLASSIFIER, TINY_ARGS, invoke
+from helpers import SMALL_CLASSIFIER as SMALL
 from PIL import Image
 from safetensors.torch import load_file
 
 from drawcli import checkpoint, data, registry, render
+from drawcli.accuracy import error_report, predict
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
 from drawcli.config import DrawConfig
 from drawcli.contract import Window
-from drawcli.accuracy import error_report, predict
 
 
 @pytest.mark.parametrize("reader", [spec.name for spec in registry.find("reader")])
@@ -37,13 +38,11 @@ def test_every_reader_classifies(reader: str) -> None:
     assert all(p.grad is not None for p in model.lstm.parameters())
 
 
-@pytest.mark.parametrize("glimpse_hidden", [0, 6])
-def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypatch: pytest.MonkeyPatch,
-                                                                        glimpse_hidden: int) -> None:  # fmt: skip
+def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader with fixed_glimpse (no-attention) is read once, not T times, and its LSTM input
     term reused: logits and gradients those of the glimpse-by-glimpse loop."""
     torch.manual_seed(0)
-    model = AttentionClassifier(DrawConfig(**SMALL, reader="no-attention", glimpse_hidden=glimpse_hidden))
+    model = AttentionClassifier(DrawConfig(**SMALL, reader="no-attention"))
     assert model.reader.fixed_glimpse and not registry.build("reader", "filterbank", DrawConfig(**SMALL)).fixed_glimpse
     reads = []
     read_image = model.reader.read_image
@@ -61,70 +60,6 @@ def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypa
     torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-6, atol=1e-7)
     for fast, slow in zip(results[True][2], results[False][2]):
         torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-7)
-
-
-def test_a_glimpse_layer_feeds_the_lstm_relu_units(idx_dir: Path, tmp_path: Path) -> None:
-    """--glimpse-hidden 6: the LSTM reads relu(W r + b) (6 wide), checked on a hand-set layer;
-    the size is in the checkpoint's config and a resume may not change it."""
-    model = AttentionClassifier(DrawConfig(**SMALL, glimpse_hidden=6))
-    assert model.lstm.weight_ih.shape == (4 * 8, 6) and model.parameter_counts()["glimpse"] == 9 * 6 + 6
-    with torch.no_grad():
-        model.glimpse[0].weight.copy_(torch.eye(6, 9))
-        model.glimpse[0].bias.fill_(-0.5)
-    r = torch.tensor([[0.0, 0.2, 0.7, 1.0, 2.0, -1.0, 5.0, 5.0, 5.0]])
-    torch.testing.assert_close(model._features(r), torch.tensor([[0.0, 0.0, 0.2, 0.5, 1.5, 0.0]]))
-
-    run = tmp_path / "run"
-    result = invoke("train", *CLASSIFIER, "--glimpse-hidden", "6", "--data-dir", idx_dir, "--out", run, "--steps", "1")
-    assert result.exit_code == 0, result.output
-    assert checkpoint.read_info(run / "checkpoint.safetensors").config.glimpse_hidden == 6
-    result = invoke("train", "--resume", run, "--glimpse-hidden", "7", "--steps", "2", "--quiet")
-    assert result.exit_code == 2 and "--glimpse-hidden 7 conflicts with the run being resumed (glimpse_hidden = 6)" in result.output
-
-
-def test_glimpse_convolutions_by_hand_and_their_width() -> None:
-    """--glimpse-conv 1 on a 4x4 glimpse of ones: a 3x3 box filter (zero padding) gives 4 in the
-    corners, 6 on the edges, 9 inside; a centre-tap conv with stride 2 keeps rows/columns 0 and 2;
-    the LSTM reads those beside the glimpse itself."""
-    model = AttentionClassifier(DrawConfig(**{**SMALL, "height": 4, "width": 4, "write_size": 2}, reader="no-attention", glimpse_conv=1))
-    box, tap = model.conv[1], model.conv[3]
-    with torch.no_grad():
-        box.weight.fill_(1.0), box.bias.zero_(), tap.weight.zero_(), tap.bias.zero_()
-        tap.weight[0, 0, 1, 1] = 1.0
-    torch.testing.assert_close(model._features(torch.ones(2, 16)), torch.tensor([[1.0] * 16 + [4.0, 6.0, 6.0, 9.0]] * 2))
-    assert model.lstm.weight_ih.shape == (4 * 8, 16 + 1 * 2 * 2)
-    wide = AttentionClassifier(DrawConfig(**SMALL, glimpse_conv=5, glimpse_hidden=6))  # 3x3 glimpse -> 9 + 5 x 2 x 2, then 6
-    assert wide.glimpse[0].weight.shape == (6, 9 + 5 * 2 * 2) and wide(torch.rand(3, 1, 12, 12)).logits.shape == (3, 4)
-
-
-def test_glimpse_convolutions_need_an_image_shaped_glimpse() -> None:
-    """A reader that does not say its glimpse is an image (the contract's default) is refused in one line."""
-
-    from drawcli.classifier import glimpse_convolutions
-    from drawcli.contract import Reader
-    from drawcli.errors import ConfigError
-
-    class FlatReader(Reader):
-        out_size = 7
-
-        def forward(self, x, x_hat, h_dec):  # noqa: ANN001, ANN202
-            return x.flatten(1)[:, :7], None
-
-    config = DrawConfig(**SMALL, reader="flat", glimpse_conv=2)
-    with pytest.raises(ConfigError, match="reader 'flat' does not read an image-shaped glimpse, so --glimpse-conv cannot convolve it"):
-        glimpse_convolutions(FlatReader(config), config)
-
-
-def test_glimpse_convolutions_train_are_saved_and_may_not_change_on_resume(idx_dir: Path, tmp_path: Path) -> None:
-    """--glimpse-conv 2 trains, is in the checkpoint's config, is rebuilt by evaluate, and a resume may not change it."""
-    run = tmp_path / "run"
-    result = invoke("train", *CLASSIFIER, "--glimpse-conv", "2", "--data-dir", idx_dir, "--out", run, "--steps", "1")
-    assert result.exit_code == 0, result.output
-    assert checkpoint.read_info(run / "checkpoint.safetensors").config.glimpse_conv == 2
-    result = invoke("evaluate", run, "--data-dir", idx_dir, "--json")
-    assert result.exit_code == 0, result.output
-    result = invoke("train", "--resume", run, "--glimpse-conv", "3", "--steps", "2", "--quiet")
-    assert result.exit_code == 2 and "--glimpse-conv 3 conflicts with the run being resumed (glimpse_conv = 2)" in result.output
 
 
 def test_a_resume_may_repeat_some_reader_options_but_not_change_one(idx_dir: Path, tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CLASSIFIER, SMALL_CLASSIFIER as SMALL, FailingBackward, invoke
+from helpers import CLASSIFIER, FailingBackward, invoke
+from helpers import SMALL_CLASSIFIER as SMALL
 from safetensors.torch import load_file
 
 from drawcli import checkpoint
@@ -15,7 +16,7 @@ from drawcli.classifier import AttentionClassifier, ClassifierOutput
 from drawcli.config import DrawConfig
 
 
-@pytest.mark.parametrize("changes", [{}, {"reader": "no-attention", "glimpse_hidden": 6}, {"glimpse_conv": 2}])  # fixed glimpse, ReLU layer, convolutions
+@pytest.mark.parametrize("changes", [{}, {"reader": "no-attention"}])  # windows, a fixed glimpse
 def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
     """--compile compiles the whole glimpse loop: the same logits, windows' centres and gradients
     (through the labels' and --locate-loss's terms); evaluation and recording stay eager."""
@@ -44,11 +45,11 @@ def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
 
 
 def test_recording_windows_runs_the_eager_loop() -> None:
-    """record=True (the glimpse GIF) never calls the compiled unit, which returns tensors alone (final and
-    earlier logits, the windows' centres)."""
+    """record=True (the glimpse GIF) never calls the compiled unit, which returns tensors alone (the logits
+    and the windows' centres)."""
     model = AttentionClassifier(DrawConfig(**SMALL))
     calls = []
-    model._compiled = lambda x: calls.append(x) or (torch.zeros(2, 4), torch.zeros(2, 2, 4), torch.zeros(2, 3, 2))
+    model._compiled = lambda x: calls.append(x) or (torch.zeros(2, 4), torch.zeros(2, 3, 2))
     out = model(torch.rand(2, 1, 12, 12), record=True)
     assert calls == [] and out.read_windows is not None and len(out.read_windows) == 3
     model(torch.rand(2, 1, 12, 12))
@@ -85,9 +86,9 @@ def test_a_compiler_failure_in_the_classifiers_backward_redoes_the_step_eagerly(
     torch.manual_seed(0)
     models = [AttentionClassifier(DrawConfig(**SMALL)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    def failing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        logits, earlier, centres = models[1]._logits(x)
-        return FailingBackward.apply(logits, "BackendCompilerFailed: backward boom"), earlier, centres
+    def failing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, centres = models[1]._logits(x)
+        return FailingBackward.apply(logits, "BackendCompilerFailed: backward boom"), centres
 
     models[1]._compiled = failing
     x, labels = torch.rand(4, 1, 12, 12), torch.tensor([0, 1, 2, 3])

@@ -1,5 +1,5 @@
-"""The classifier's training recipe end to end: --redraw, the cosine schedule, window jitter and
-the paper-cluttered-mnist preset, each through a tiny run (and resumed where it matters)."""
+"""The classifier's training recipe end to end: --redraw, the cosine schedule and the
+paper-cluttered-mnist preset, each through a tiny run (and resumed where it matters)."""
 
 from __future__ import annotations
 
@@ -103,17 +103,6 @@ def test_cosine_schedule_steps_the_learning_rate_and_resumes_exactly(idx_dir: Pa
     assert groups[0]["lr"] == pytest.approx(1e-2 * (1 + math.cos(math.pi * 3 / 4)) / 2)  # step 3 of 0..3
 
 
-def test_window_jitter_changes_training_and_resumes_exactly(idx_dir: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """The filterbank's jitter draws from torch's generator: a resumed run repeats its noise bit for
-    bit, and the noise does change the weights against the same run without it."""
-    common = [*CLASSIFIER, "--data-dir", idx_dir, "--lr", "1e-2", "--steps", "4"]
-    straight, split = straight_and_resumed([*common, "--reader-option", "jitter=0.5"], tmp_path, monkeypatch)
-    assert same_weights(straight, split)
-    assert invoke("train", *common, "--out", tmp_path / "plain").exit_code == 0
-    assert not same_weights(straight, tmp_path / "plain")
-
-
 def test_preset_flags_read_as_a_command_line() -> None:
     from drawcli import presets
 
@@ -123,8 +112,9 @@ def test_preset_flags_read_as_a_command_line() -> None:
 
 def _tiny_preset_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> dict:
     """One step of `train --preset paper-cluttered-mnist` shrunk to a tiny model and data set -> its run.json."""
-    from drawcli_synthetic import ClutteredMNIST
     from helpers import write_idx_dataset
+
+    from drawcli_synthetic import ClutteredMNIST
 
     monkeypatch.setattr(ClutteredMNIST, "sizes", {"train": 16, "test": 8})
     write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10)
@@ -162,11 +152,11 @@ def test_reader_options_merge_with_the_presets_for_the_same_reader(tmp_path: Pat
 
 
 def test_the_bf16_cross_entropy_benchmark_counts_the_zero_gradients_by_hand() -> None:
-    """benchmarks/bf16_cross_entropy.py: margin 6.5 right (no gradient in bf16), margin 3 right (a
+    """experiments/bf16_cross_entropy.py: margin 6.5 right (no gradient in bf16), margin 3 right (a
     gradient), one wrong: half the right answers had none; float32 gives the first -e^-6.5 / (1 + e^-6.5)."""
-    from helpers import load_benchmark
+    from helpers import load_experiment
 
-    script = load_benchmark("bf16_cross_entropy")
+    script = load_experiment("bf16_cross_entropy")
     logits, labels = torch.tensor([[6.5, 0.0], [3.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0, 0])
     low, high = script.logit_gradients(logits, labels)
     assert low[0, 0].item() == 0.0 and high[0, 0].item() == pytest.approx(-1 / (1 + math.exp(6.5)), rel=1e-3)

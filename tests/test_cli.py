@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_ARGS, invoke, metric_records, write_idx_dataset
+from helpers import TINY_ARGS, invoke, metric_records
 from PIL import Image
 from safetensors.torch import load_file
 

@@ -157,7 +157,7 @@ def test_no_data_dir_downloads_into_the_cache(tmp_path: Path, monkeypatch: pytes
     for name, folder in (("cifar10", "cifar10"), ("svhn", "svhn")):
         calls: list[tuple[Path, str]] = []
         dataset = data.open_dataset(name)
-        monkeypatch.setattr(type(dataset), "_download", lambda self, root, split: calls.append((root, split)))
+        monkeypatch.setattr(type(dataset), "_download", lambda self, root, split, calls=calls: calls.append((root, split)))
         with pytest.raises(DataError, match=re.escape(f"not found (looked in: {tmp_path / 'cache' / folder}")):
             dataset.load("test", None, SHAPE)
         assert calls == [(tmp_path / "cache" / folder, "test")]

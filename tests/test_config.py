@@ -30,7 +30,7 @@ def test_dict_round_trip(tiny_config) -> None:
     cfg = tiny_config(channels=3, height=6, width=10, reader="attn", writer_options={"k": [1, 2]})
     data = cfg.to_dict()
     assert data["channels"] == 3 and data["reader"] == "attn" and data["writer_options"] == {"k": [1, 2]}
-    assert len(data) == 20 and (data["kind"], data["classes"], data["canvas"], data["glimpse_hidden"], data["glimpse_conv"]) == ("draw", 10, "zero", 0, 0)
+    assert len(data) == 18 and (data["kind"], data["classes"], data["canvas"]) == ("draw", 10, "zero")
     assert DrawConfig.from_dict(data) == cfg
 
 
@@ -81,19 +81,16 @@ def test_from_dict_rejects_non_positive_sizes(field: str, value: int) -> None:
         DrawConfig.from_dict(full(**{field: value}))
 
 
-@pytest.mark.parametrize(("field", "limit"), [("glimpse_hidden", 16384), ("glimpse_conv", 1024)])
-def test_the_glimpse_layers_may_be_absent_but_not_negative_and_are_the_classifiers_alone(field: str, limit: int) -> None:
-    """glimpse_hidden / glimpse_conv 0 means no layer (and is what a config without the field gets);
-    -1 is refused; a DRAW config with one names the kind it belongs to; each has its limit."""
-    assert getattr(DrawConfig.from_dict(full(kind="classifier")), field) == 0
-    assert getattr(DrawConfig.from_dict(full(kind="classifier", **{field: 64})), field) == 64
-    with pytest.raises(ConfigError, match=f"'{field}' must be at least 0, got -1"):
-        DrawConfig.from_dict(full(kind="classifier", **{field: -1}))
-    flag = "--" + field.replace("_", "-")
-    with pytest.raises(ConfigError, match=f"{field} \\({flag}\\) is a layer of the classifier \\(kind 'classifier', --model classifier\\); DRAW has none"):
-        DrawConfig.from_dict(full(**{field: 8}))
-    with pytest.raises(ConfigError, match=f"'{field}' is {limit + 1}, above the limit of {limit}"):
-        DrawConfig.from_dict(full(kind="classifier", **{field: limit + 1}))
+@pytest.mark.parametrize("field", ["glimpse_hidden", "glimpse_conv"])
+def test_a_retired_glimpse_layer_loads_when_off_and_is_refused_when_used(field: str) -> None:
+    """0.1.0 wrote glimpse_hidden and glimpse_conv in every config, 0 when the model had no such layer:
+    that config loads as the same model without the field; one that used the layer is refused by name."""
+    assert DrawConfig.from_dict(full(kind="classifier", glimpse_hidden=0, glimpse_conv=0)) == DrawConfig(kind="classifier")
+    for used in (64, True):
+        message = (f"^config field '{field}' is {used!r}, but drawcli 0.1.0 was the last version with '{field}'; "
+                   "load this file with drawcli 0.1.0$")  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            DrawConfig.from_dict(full(kind="classifier", **{field: used}))
 
 
 @pytest.mark.parametrize(

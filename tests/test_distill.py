@@ -50,7 +50,7 @@ def test_the_objective_mixes_labels_and_the_teachers_mean_probabilities(idx_dir:
     indices = torch.tensor([0, 5, 7])
     batch = family.batch_loss(student, student, indices, step=0)
     out = student(family.images[indices].float() / 255)
-    labels_ce = torch.nn.functional.cross_entropy(out.logits, family.labels[indices], reduction="none")
+    labels_ce = torch.nn.functional.cross_entropy(out.logits, family.targets[indices], reduction="none")
     soft_ce = -9 * (by_hand[indices] * (out.logits / 3).log_softmax(-1)).sum(-1)
     torch.testing.assert_close(batch.objective, 0.75 * labels_ce + 0.25 * soft_ce)
     torch.testing.assert_close(batch.metrics["loss"], labels_ce.sum())  # the reported loss: labels only
@@ -114,50 +114,6 @@ def test_with_redraw_the_teachers_label_each_epochs_new_images(cluttered_dir: Pa
     assert not torch.allclose(family.soft, first)
 
 
-def test_label_smoothing_by_hand() -> None:
-    """logits (0, ln 3), label 1, e = 0.2 over K = 2: target (0.1, 0.9), softmax (1/4, 3/4)."""
-    from drawcli.classifier import ClassifierOutput
-
-    out = ClassifierOutput(logits=torch.tensor([[0.0, math.log(3.0)]]))
-    expected = -(0.1 * math.log(0.25) + 0.9 * math.log(0.75))
-    assert out.loss(torch.tensor([1]), smoothing=0.2).item() == pytest.approx(expected)
-    assert out.loss(torch.tensor([1])).item() == pytest.approx(-math.log(0.75))
-
-
-def test_smoothing_enters_the_objective_not_the_reported_loss_and_mixes_with_teachers(idx_dir: Path, teachers: list[Path]) -> None:
-    """The objective is (1 - W) x the smoothed labels' term + W x the teachers'; the reported loss is the plain cross-entropy."""
-    settings = TrainSettings(dataset="mnist", data_dir=str(idx_dir), teachers=(str(teachers[1]),), teacher_weight=0.25,
-                             teacher_temperature=1.0, label_smoothing=0.3)  # fmt: skip
-    student, _ = checkpoint.load_model(teachers[0])
-    family = ClassifierFamily(student.config, settings, torch.device("cpu"))
-    family.start_epoch(0)
-    indices = torch.tensor([1, 2, 3])
-    batch = family.batch_loss(student, student, indices, step=0)
-    logits, labels = student(family.images[indices].float() / 255).logits, family.labels[indices]
-    log_p = logits.log_softmax(-1)
-    smoothed = -(0.7 * log_p.gather(1, labels[:, None]).squeeze(1) + 0.3 * log_p.mean(-1))
-    soft = -(family.soft[indices] * log_p).sum(-1)
-    torch.testing.assert_close(batch.objective, 0.75 * smoothed + 0.25 * soft)
-    torch.testing.assert_close(batch.metrics["loss"], -log_p.gather(1, labels[:, None]).sum())
-
-
-@pytest.mark.parametrize(
-    ("option", "bad", "message"),
-    [
-        ("--label-smoothing", "1", "--label-smoothing 1.0 is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)"),
-        ("--glimpse-loss", "-1", "--glimpse-loss -1.0 must be a weight from 0 to 100, e.g. 0.25 (0 turns it off)"),
-    ],
-)
-def test_classifier_only_terms_are_refused_outside_their_range_and_for_draw(option: str, bad: str, message: str, idx_dir: Path, tmp_path: Path) -> None:
-    result = invoke("train", *CLASSIFIER, "--data-dir", idx_dir, "--steps", "1", option, bad, "--out", tmp_path / "a")
-    assert result.exit_code == 2
-    assert message in result.output
-    result = invoke("train", *TINY_ARGS, "--data-dir", idx_dir, "--steps", "1", option, "0.1", "--out", tmp_path / "b")
-    assert result.exit_code == 2
-    assert f"{option} is for the classifier (--model classifier): DRAW has no labels" in result.output
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-
-
 def test_under_bf16_the_objective_keeps_the_logits_precision_and_the_reported_loss_is_float32(idx_dir: Path, teachers: list[Path]) -> None:
     """--amp bf16: the labels' term of the objective is the cross-entropy of the bf16 logits in bf16
     (what the documented LSTM-512 runs trained with); the reported loss is exact."""
@@ -169,7 +125,7 @@ def test_under_bf16_the_objective_keeps_the_logits_precision_and_the_reported_lo
     batch = family.batch_loss(student, student, indices, step=0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = student(family.images[indices].float() / 255).logits
-    labels = family.labels[indices]
+    labels = family.targets[indices]
     assert logits.dtype == batch.objective.dtype == torch.bfloat16
     assert torch.equal(batch.objective, torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
     torch.testing.assert_close(batch.metrics["loss"], torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from PIL import Image
 from drawcli import bounds, presets, render
 from drawcli.checkpoint import load_model
 from drawcli.model import DRAW
+
 
 @pytest.fixture
 def model(tiny_config) -> DRAW:

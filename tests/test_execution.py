@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 
 from drawcli import checkpoint
 from drawcli.model import DRAW
-from drawcli.training.family import BatchLoss
-from drawcli.training.step import train_step
 from drawcli.training import execution
 from drawcli.training.execution import COMPILE_PAYS_AT, Execution, decide_compile
+from drawcli.training.family import BatchLoss
+from drawcli.training.step import train_step
 
 CPU = torch.device("cpu")
 

@@ -25,7 +25,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from drawcli import checkpoint, cli
+from drawcli import checkpoint
 from drawcli.cli import app
 from drawcli.errors import DrawcliError
 from drawcli.model import DRAW

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from helpers import CLASSIFIER, TINY_ARGS, invoke
+from safetensors.torch import load_file
 
 from drawcli import data, registry
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
@@ -76,7 +76,7 @@ def test_the_objective_adds_the_weighted_locate_term_not_the_reported_loss(clutt
     family = ClassifierFamily(config, settings, torch.device("cpu"))
     indices = torch.tensor([4, 0, 7])
     batch = family.batch_loss(model, model, indices, step=0)
-    out, labels = model(family.images[indices].float() / 255), family.labels[indices]
+    out, labels = model(family.images[indices].float() / 255), family.targets[indices]
     off = (out.centres[:, 1:] - family.centres[indices][:, None]) / 10.0
     huber = torch.where(off.abs() <= 1, 0.5 * off**2, off.abs() - 0.5).sum(dim=2).mean(dim=1)
     ce = torch.nn.functional.cross_entropy(out.logits, labels, reduction="none")

@@ -1,4 +1,4 @@
-"""benchmarks/cluttered_mistakes.py: the digit positions it reads are where the digits are."""
+"""experiments/cluttered_mistakes.py: the digit positions it reads are where the digits are."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import IDX_NAMES, idx_bytes, load_benchmark
+from helpers import IDX_NAMES, idx_bytes, load_experiment
 
 
 def test_digit_centres_point_at_each_images_digit(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_digit_centres_point_at_each_images_digit(tmp_path: Path) -> None:
                           (IDX_NAMES["test"][1], (0x0801).to_bytes(4, "big") + (7).to_bytes(4, "big") + bytes(range(7)))):  # fmt: skip
         with gzip.open(tmp_path / f"{name}.gz", "wb") as f:
             f.write(payload)
-    script = load_benchmark("cluttered_mistakes")
+    script = load_experiment("cluttered_mistakes")
     images, labels, centres = script.digit_centres(tmp_path)
     assert images.shape == (10000, 1, 100, 100) and centres.shape == (10000, 2) and labels.shape == (10000,)
     corners = (centres - 14.5).long()  # 1-based centre of a 28-pixel box -> its 0-based first pixel
@@ -30,7 +30,7 @@ def test_digit_centres_point_at_each_images_digit(tmp_path: Path) -> None:
 
 def test_ink_from_edge_by_hand() -> None:
     """Ink 2 px from the left edge, ink in the middle (49 px from the right and bottom), no ink."""
-    script = load_benchmark("cluttered_mistakes")
+    script = load_experiment("cluttered_mistakes")
     images = torch.zeros(3, 1, 100, 100, dtype=torch.uint8)
     images[0, 0, 20, 2] = 255  # box corner (x 0, y 10)
     images[1, 0, 50, 50] = 255  # box corner (36, 36)
@@ -43,7 +43,7 @@ def test_rival_ink_by_hand() -> None:
     """A digit box holding 100 grey levels of ink at (10, 10). Image 0: a 2 x 2 blob of 4 x 40 = 160
     far away, ratio 160 / 100. Image 1: the blob inside the digit's box at (20-21, 20-21), so the
     digit's box holds 260; a box 20.5 px away (corner x 15, y 14) holds the blob but not (10, 10)."""
-    script = load_benchmark("cluttered_mistakes")
+    script = load_experiment("cluttered_mistakes")
     images = torch.zeros(2, 1, 100, 100, dtype=torch.uint8)
     images[:, 0, 10, 10] = 100  # inside the digit box with corner (x 0, y 0), centre (14.5, 14.5)
     images[0, 0, 80:82, 80:82] = 40  # 93 px from the digit

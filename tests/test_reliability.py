@@ -18,7 +18,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from drawcli import checkpoint, safetensors_io
-from drawcli.model import DRAW
 
 
 def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
@@ -170,7 +169,6 @@ def test_empty_and_unreadable_image_folders(tmp_path: Path) -> None:
         (["--rnn-size", "-3"], "Invalid value for '--rnn-size'"),
         (["--rnn-size", "16385"], "Invalid value for '--rnn-size': Input should be less than or equal to 16384"),
         (["--glimpses", "1025"], "Invalid value for '--glimpses': Input should be less than or equal to 1024"),
-        (["--model", "classifier", "--glimpse-conv", "1025"], "Invalid value for '--glimpse-conv'"),
         (["--z-size", "0"], "Invalid value for '--z-size'"),
         (["--height", "0"], "Invalid value for '--height'"),
         (["--batch-size", "0"], "Invalid value for '--batch-size'"),

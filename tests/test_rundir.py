@@ -57,7 +57,8 @@ def test_a_checkpoint_from_before_pairing_uses_resume_safetensors(tmp_path: Path
     (tmp_path / rundir.RESUME).write_bytes(resume.to_bytes(torch.optim.Adam(model.parameters()), {}, {"step": 1}))
     assert RunDir(tmp_path).resume_file() == tmp_path / rundir.RESUME
     (tmp_path / rundir.RESUME).write_bytes((tmp_path / rundir.RESUME).read_bytes()[:-4])  # a cut copy
-    with pytest.raises(CheckpointError, match=f"^{re.escape(str(tmp_path / rundir.RESUME))} is truncated: .*, so {re.escape(str(tmp_path))} cannot be resumed; "):
+    message = f"^{re.escape(str(tmp_path / rundir.RESUME))} is truncated: .*, so {re.escape(str(tmp_path))} cannot be resumed; "
+    with pytest.raises(CheckpointError, match=message):
         RunDir(tmp_path).resume_file()
 
 

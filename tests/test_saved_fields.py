@@ -101,3 +101,60 @@ def test_a_run_json_of_the_first_form_resumes_with_the_recorded_values() -> None
     settings = TrainSettings.from_dict(first)
     assert (settings.compile, settings.amp, settings.beta1, settings.teachers) == ("off", "off", 0.9, ())
     assert set(SETTINGS_FIELDS) - set(first) == set(SETTINGS_ADDED_LATER)
+
+
+# DrawConfig().to_dict() and TrainSettings().to_dict() as drawcli 0.1.0 (git 0b3054f) wrote them: every
+# field, those removed since (config.RETIRED, settings.RETIRED) at their neutral value.
+CONFIG_0_1_0 = {
+    "kind": "draw", "channels": 1, "height": 28, "width": 28, "glimpses": 64, "enc_size": 256, "dec_size": 256,
+    "z_size": 100, "read_size": 2, "write_size": 5, "reader": "filterbank", "writer": "filterbank",
+    "sampler": "gaussian", "reader_options": {}, "writer_options": {}, "sampler_options": {}, "classes": 10,
+    "canvas": "zero", "glimpse_hidden": 0, "glimpse_conv": 0,
+}  # fmt: skip
+SETTINGS_0_1_0 = {
+    "dataset": "mnist", "data_dir": None, "binarize": "stochastic", "redraw": False, "epochs": None, "steps": None,
+    "batch_size": 64, "lr": 0.001, "lr_schedule": "constant", "window_lr": 1.0, "clip": 10.0, "beta1": 0.9,
+    "beta2": 0.999, "kl_warmup": 0, "ema": 0.0, "teachers": [], "teacher_weight": 0.5, "teacher_temperature": 2.0,
+    "label_smoothing": 0.0, "glimpse_loss": 0.0, "locate_loss": 0.0, "amp": "off", "seed": 0, "device": "auto",
+    "threads": None, "compile": "auto", "compile_mode": "default", "cuda_graph": "off", "sample_every": 1,
+    "sample_count": 64,
+}  # fmt: skip
+
+
+def test_the_0_1_0_forms_load_as_todays_defaults() -> None:
+    assert DrawConfig.from_dict(CONFIG_0_1_0) == DrawConfig()
+    assert TrainSettings.from_dict(SETTINGS_0_1_0) == TrainSettings()
+
+
+def _as_0_1_0_wrote_it(run: Path, config: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Put the removed fields back into the run's checkpoint config and run.json settings."""
+    rewrite_metadata(run / "checkpoint.safetensors", lambda metadata: metadata["config"].update(config))
+    saved = json.loads((run / "run.json").read_text())
+    saved["settings"].update(settings)
+    (run / "run.json").write_text(json.dumps(saved))
+
+
+def test_a_run_saved_by_0_1_0_without_the_removed_features_loads_samples_and_resumes(run: Path) -> None:
+    _as_0_1_0_wrote_it(run, {"glimpse_hidden": 0, "glimpse_conv": 0}, {"label_smoothing": 0.0, "glimpse_loss": 0.0})
+    assert checkpoint.read_info(run).filled == {}
+    assert invoke("sample", run, "--png", run / "s.png", "--n", "4").exit_code == 0
+    result = invoke("train", "--resume", run, "--steps", "4", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert checkpoint.read_info(run).training["steps"] == 4
+
+
+def test_a_checkpoint_that_used_a_removed_layer_is_refused_in_one_line(run: Path) -> None:
+    _as_0_1_0_wrote_it(run, {"glimpse_hidden": 0, "glimpse_conv": 8}, {})
+    line = error_line(invoke("sample", run, "--png", run / "s.png"))
+    assert line.endswith(": invalid config in metadata: config field 'glimpse_conv' is 8, but drawcli 0.1.0 was the "
+                         "last version with 'glimpse_conv'; load this file with drawcli 0.1.0")  # fmt: skip
+    assert not (run / "s.png").exists()
+
+
+def test_a_run_that_used_a_removed_objective_term_is_not_resumed(run: Path) -> None:
+    _as_0_1_0_wrote_it(run, {}, {"label_smoothing": 0.1, "glimpse_loss": 0.0})
+    before = (run / "checkpoint.safetensors").read_bytes()
+    line = error_line(invoke("train", "--resume", run, "--steps", "6", "--quiet"))
+    assert line == (f"error: {run} is not a resumable run (run.json unreadable: training setting 'label_smoothing' is 0.1, "
+                    "but drawcli 0.1.0 was the last version with 'label_smoothing'; load this file with drawcli 0.1.0)")  # fmt: skip
+    assert (run / "checkpoint.safetensors").read_bytes() == before

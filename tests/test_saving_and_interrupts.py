@@ -25,7 +25,6 @@ from drawcli.errors import WriteError
 from drawcli.model import DRAW
 from drawcli.training.signals import StopFlag
 
-
 # --- failed writes --------------------------------------------------------------------------------
 
 

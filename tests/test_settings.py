@@ -19,7 +19,7 @@ def test_every_field_is_tagged_run_or_execution() -> None:
     fields = [f.name for f in dataclasses.fields(TrainSettings)]
     assert sorted(TrainSettings.fields_tagged(RUN) + TrainSettings.fields_tagged(EXECUTION)) == sorted(fields)
     assert TrainSettings.fields_tagged(RUN) == ("dataset", "binarize", "redraw", "batch_size", "lr", "lr_schedule", "window_lr", "clip", "beta1", "beta2",
-                                                "kl_warmup", "ema", "teachers", "teacher_weight", "teacher_temperature", "label_smoothing", "glimpse_loss",
+                                                "kl_warmup", "ema", "teachers", "teacher_weight", "teacher_temperature",
                                                 "locate_loss",
                                                 "seed")  # fmt: skip
 
@@ -53,6 +53,17 @@ def test_run_json_round_trip_drops_retired_fields_and_refuses_unknown_ones() -> 
     assert TrainSettings.from_dict({**old, "compile": False}).compile == "off"
     with pytest.raises(ConfigError, match="^unknown training setting\\(s\\): warp$"):
         TrainSettings.from_dict({"warp": 9})
+
+
+@pytest.mark.parametrize("field", ["label_smoothing", "glimpse_loss"])
+def test_a_retired_objective_term_loads_when_off_and_is_refused_when_used(field: str) -> None:
+    """0.1.0 wrote label_smoothing and glimpse_loss in every run.json, 0.0 when off: such a run.json
+    resumes as the same run without them; one that used the term is refused by name."""
+    settings = TrainSettings(lr=3e-4, seed=5)
+    assert TrainSettings.from_dict({**settings.to_dict(), "label_smoothing": 0.0, "glimpse_loss": 0.0}) == settings
+    with pytest.raises(ConfigError, match=f"^training setting '{field}' is 0.25, but drawcli 0.1.0 was the last version "
+                                          f"with '{field}'; load this file with drawcli 0.1.0$"):  # fmt: skip
+        TrainSettings.from_dict({**settings.to_dict(), field: 0.25})
 
 
 def test_train_defaults_are_the_settings_defaults(idx_dir: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import os
 import sys
 
 # Each module registers its commands on import; this order is the order of `drawcli --help`.
-from drawcli.cli import train, draw, info, evaluate, plot  # noqa: F401, I001
+from drawcli.cli import train, draw, info, evaluate, plot  # noqa: F401  # isort: skip
 from drawcli.cli.app import app, fail
 
 __all__ = ["app", "fail", "main"]

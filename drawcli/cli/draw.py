@@ -9,8 +9,18 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, err, fail, handles_errors, out
-from drawcli.cli.options import (SEED_RANGE, DataDirOption, DatasetOption, Device, DeviceOption, FpsOption, PngOption, ScaleOption,
-                                 ThreadsOption, check_outputs)  # fmt: skip
+from drawcli.cli.options import (
+    SEED_RANGE,
+    DataDirOption,
+    DatasetOption,
+    Device,
+    DeviceOption,
+    FpsOption,
+    PngOption,
+    ScaleOption,
+    ThreadsOption,
+    check_outputs,
+)
 
 CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file or run directory.")]
 
@@ -39,8 +49,10 @@ def draw_samples(model: Any, gif: Path | None, png: Path | None, n: int, seed: i
 @handles_errors
 def sample(
     ctx: typer.Context,
-    checkpoint_path: Annotated[Optional[Path], typer.Argument(metavar="[CHECKPOINT]", help="Checkpoint file or run directory (default: the newest run under runs/).")] = None,
-    gif: Annotated[Optional[Path], typer.Option(help="Write the drawing, one frame per glimpse, to this GIF (default samples.gif when --png is not given).")] = None,
+    checkpoint_path: Annotated[Optional[Path], typer.Argument(metavar="[CHECKPOINT]",
+            help="Checkpoint file or run directory (default: the newest run under runs/).")] = None,
+    gif: Annotated[Optional[Path], typer.Option(
+            help="Write the drawing, one frame per glimpse, to this GIF (default samples.gif when --png is not given).")] = None,
     png: Annotated[Optional[Path], typer.Option(help="Write the final grid to this PNG.")] = None,
     n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Images to draw (laid out in a square grid).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for the prior samples.", **SEED_RANGE)] = 0,
@@ -75,7 +87,8 @@ def sample(
 def reconstruct(
     ctx: typer.Context,
     checkpoint_path: CheckpointArg,
-    gif: Annotated[Path, typer.Option(help="GIF: originals with the read window (green) beside the canvas with the write window (red).")] = Path("reconstruction.gif"),
+    gif: Annotated[Path, typer.Option(
+            help="GIF: originals with the read window (green) beside the canvas with the write window (red).")] = Path("reconstruction.gif"),
     png: PngOption = None,
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to reconstruct.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed choosing the images and the posterior noise.", **SEED_RANGE)] = 0,
@@ -114,11 +127,14 @@ def reconstruct(
 def glimpses(
     ctx: typer.Context,
     checkpoint_path: CheckpointArg,
-    gif: Annotated[Path, typer.Option(help="GIF: test images with each glimpse's read window (green), one frame per glimpse; captions give the glimpse, then the predicted and true labels.")] = Path("glimpses.gif"),
+    gif: Annotated[Path, typer.Option(help="GIF: test images with each glimpse's read window (green), one frame per glimpse; captions give the "
+            "glimpse, then the predicted and true labels.")] = Path("glimpses.gif"),
     png: PngOption = None,
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="Test images to show.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed choosing the images.", **SEED_RANGE)] = 0,
-    mistakes: Annotated[bool, typer.Option("--mistakes", help="Show only test images the model gets wrong (it classifies the whole test split first): where its attention fails.")] = False,
+    mistakes: Annotated[bool, typer.Option("--mistakes",
+            help="Show only test images the model gets wrong (it classifies the whole test split first): where its "
+            "attention fails.")] = False,
     fps: FpsOption = 2.0,
     scale: ScaleOption = 1,
     dataset: DatasetOption = None,

@@ -13,7 +13,15 @@ import typer
 from rich.text import Text
 
 from drawcli.cli.app import app, err, handles_errors, out
-from drawcli.cli.options import Binarize, DataDirOption, DatasetOption, Device, DeviceOption, ThreadsOption, from_command_line
+from drawcli.cli.options import (
+    Binarize,
+    DataDirOption,
+    DatasetOption,
+    Device,
+    DeviceOption,
+    ThreadsOption,
+    from_command_line,
+)
 from drawcli.errors import ConfigError
 from drawcli.heldout import labelled_test, test_images
 from drawcli.views import DEFAULT_SHIFT, MAX_VIEWS, offsets
@@ -133,13 +141,20 @@ def evaluate(
     data_dir: DataDirOption = None,
     split: Annotated[str, typer.Option(help="train or test (binarized-mnist also has valid).")] = "test",
     binarize: Annotated[Optional[Binarize], typer.Option(help="Binarization (default: a binarized data set's own bits, else the training run's).")] = None,  # type: ignore[valid-type]
-    samples: Annotated[int, typer.Option(min=0, max=100000, help="K posterior samples for the importance-weighted bound (tighter for K > 1; K = 1 estimates the bound itself); 0 skips it.")] = 0,
+    samples: Annotated[int, typer.Option(min=0, max=100000,
+            help="K posterior samples for the importance-weighted bound (tighter for K > 1; K = 1 estimates the bound "
+            "itself); 0 skips it.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 250,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     device: DeviceOption = Device("auto"),  # type: ignore[valid-type]
     threads: ThreadsOption = None,
-    ensemble: Annotated[Optional[list[Path]], typer.Option("--ensemble", metavar="CHECKPOINT", help="Classifiers only: another classifier of the same classes whose probabilities are averaged with this one's (repeat for more); the error reported is the ensemble's.")] = None,
-    views: Annotated[int, typer.Option(min=1, max=MAX_VIEWS, help=f"Classifiers only: average the class probabilities over this many views of each image: the image, then copies shifted by --view-shift pixels along the diagonals, then the axes (1 to {MAX_VIEWS}; 1: the image alone, the paper's measure). One forward pass per view; 5 cut four cluttered-MNIST models' errors by 0.6-1.2 points (docs/reproducing.md).")] = 1,
+    ensemble: Annotated[Optional[list[Path]], typer.Option("--ensemble", metavar="CHECKPOINT",
+            help="Classifiers only: another classifier of the same classes whose probabilities are averaged with this "
+            "one's (repeat for more); the error reported is the ensemble's.")] = None,
+    views: Annotated[int, typer.Option(min=1, max=MAX_VIEWS,
+            help="Classifiers only: average the class probabilities over this many views of each image: the image, "
+            f"then copies shifted by --view-shift pixels along the diagonals, then the axes (1 to {MAX_VIEWS}; 1: "
+            "the image alone, the paper's measure). One forward pass per view.")] = 1,
     view_shift: Annotated[int, typer.Option(min=1, help="With --views: the shift in pixels.")] = DEFAULT_SHIFT,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
@@ -147,8 +162,8 @@ def evaluate(
     for a classifier, the test error in % with its standard error, per-class errors and the confusion matrix."""
     from rich.progress import Progress
 
-    from drawcli import checkpoint, devices
     from drawcli import bounds as evaluation
+    from drawcli import checkpoint, devices
 
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -52,7 +52,7 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print the listing as JSON on stdout.")] = False,
 ) -> None:
     """List installed readers, writers, samplers and data sets, with aliases and distributions."""
-    listing = {
+    listing: dict[str, list[dict[str, Any]]] = {
         kind: [{"name": s.name, "aliases": list(s.aliases), "target": s.value, "distribution": s.distribution,
                 "version": s.version} for s in registry.find(kind)]  # fmt: skip
         for kind in registry.GROUPS

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypeAlias
 
 import typer
 
 from drawcli import registry
-from drawcli.choices import (AMP_MODES, BINARIZE_MODES, CANVAS_STARTS, COMPILE_CHOICES, COMPILE_MODES, CUDA_GRAPHS, DEVICES,
-                             LR_SCHEDULES, MODEL_KINDS)  # fmt: skip
+from drawcli.choices import (
+    AMP_MODES,
+    BINARIZE_MODES,
+    CANVAS_STARTS,
+    COMPILE_CHOICES,
+    COMPILE_MODES,
+    CUDA_GRAPHS,
+    DEVICES,
+    LR_SCHEDULES,
+    MODEL_KINDS,
+)
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -19,15 +28,26 @@ def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     return Enum(name, [(v, v) for v in values], type=str)  # type: ignore[return-value]
 
 
-Binarize = choices("Binarize", BINARIZE_MODES)
-Amp = choices("Amp", AMP_MODES)
-Canvas = choices("Canvas", CANVAS_STARTS)
-Compile = choices("Compile", COMPILE_CHOICES)
-CompileMode = choices("CompileMode", COMPILE_MODES)
-CudaGraph = choices("CudaGraph", CUDA_GRAPHS)
-Device = choices("Device", DEVICES)
-LrSchedule = choices("LrSchedule", LR_SCHEDULES)
-ModelKind = choices("ModelKind", MODEL_KINDS)
+if TYPE_CHECKING:  # built at run time, so a type checker sees each as a plain Enum
+    Binarize: TypeAlias = Enum
+    Amp: TypeAlias = Enum
+    Canvas: TypeAlias = Enum
+    Compile: TypeAlias = Enum
+    CompileMode: TypeAlias = Enum
+    CudaGraph: TypeAlias = Enum
+    Device: TypeAlias = Enum
+    LrSchedule: TypeAlias = Enum
+    ModelKind: TypeAlias = Enum
+else:
+    Binarize = choices("Binarize", BINARIZE_MODES)
+    Amp = choices("Amp", AMP_MODES)
+    Canvas = choices("Canvas", CANVAS_STARTS)
+    Compile = choices("Compile", COMPILE_CHOICES)
+    CompileMode = choices("CompileMode", COMPILE_MODES)
+    CudaGraph = choices("CudaGraph", CUDA_GRAPHS)
+    Device = choices("Device", DEVICES)
+    LrSchedule = choices("LrSchedule", LR_SCHEDULES)
+    ModelKind = choices("ModelKind", MODEL_KINDS)
 
 # `train` parameter -> TrainSettings field, where the two names differ.
 SETTING_PARAMS = {"compile_model": "compile", "teacher": "teachers"}

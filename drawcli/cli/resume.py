@@ -20,8 +20,7 @@ from drawcli.config import DrawConfig
 
 # Architecture options of `train`, each compared with the config of the run being resumed.
 ARCH_OPTIONS = ("reader", "writer", "sampler", "glimpses", "rnn_size", "enc_size", "dec_size", "z_size",
-                "read_size", "write_size", "channels", "height", "width", "canvas", "glimpse_hidden",
-                "glimpse_conv")  # fmt: skip
+                "read_size", "write_size", "channels", "height", "width", "canvas")  # fmt: skip
 COMPONENT_OPTIONS = {"reader_option": "reader_options", "writer_option": "writer_options", "sampler_option": "sampler_options"}
 LENGTH = ("epochs", "steps")  # given on resume, either one replaces both: the run's new length
 

@@ -9,9 +9,26 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
-from drawcli.cli.options import (SEED_RANGE, Amp, Binarize, Canvas, Compile, CompileMode, CudaGraph, Device, LrSchedule, ModelKind, component, flag, from_command_line, key_values,
-                                 plain, positive_float, setting_param)  # fmt: skip
-from drawcli.config import MAX_CHANNELS_CONV, MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig
+from drawcli.cli.options import (
+    SEED_RANGE,
+    Amp,
+    Binarize,
+    Canvas,
+    Compile,
+    CompileMode,
+    CudaGraph,
+    Device,
+    LrSchedule,
+    ModelKind,
+    component,
+    flag,
+    from_command_line,
+    key_values,
+    plain,  # fmt: skip
+    positive_float,
+    setting_param,
+)
+from drawcli.config import MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig
 from drawcli.errors import ConfigError, DrawcliError
 from drawcli.training.settings import TrainSettings
 
@@ -117,8 +134,7 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
             z_size=p["z_size"], read_size=p["read_size"], write_size=p["write_size"],
             reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
             reader_options=key_values(p["reader_option"]), writer_options=key_values(p["writer_option"]),
-            sampler_options=key_values(p["sampler_option"]), canvas=plain(p["canvas"]), glimpse_hidden=p["glimpse_hidden"],
-            glimpse_conv=p["glimpse_conv"],
+            sampler_options=key_values(p["sampler_option"]), canvas=plain(p["canvas"]),
         )  # fmt: skip
     except ConfigError as exc:
         fail(str(exc), code=2)
@@ -151,7 +167,7 @@ def _sample_writer(run: Any, settings: Any, run_kind: str, board: Any) -> Any:
 @handles_errors
 def train(
     ctx: typer.Context,
-    model: Annotated[ModelKind, typer.Option("--model", help="draw: the generative model; classifier: the attention classifier of section 4.1 (an LSTM reads --glimpses glimpses through --reader, then classifies; trains on a labelled data set's grey levels, so --binarize and --kl-warmup do not apply).", rich_help_panel=ARCH)] = ModelKind(DrawConfig.kind),  # type: ignore[valid-type]
+    model: Annotated[ModelKind, typer.Option("--model", help="draw: the generative model; classifier: the attention classifier of section 4.1, trained on a labelled data set's grey levels.", rich_help_panel=ARCH)] = ModelKind(DrawConfig.kind),  # type: ignore[valid-type]
     reader: Annotated[str, typer.Option(help="Reader component (see `drawcli plugins`).", callback=component("reader"), rich_help_panel=ARCH)] = DrawConfig.reader,
     writer: Annotated[str, typer.Option(help="Writer component.", callback=component("writer"), rich_help_panel=ARCH)] = DrawConfig.writer,
     sampler: Annotated[str, typer.Option(help="Latent sampler component.", callback=component("sampler"), rich_help_panel=ARCH)] = DrawConfig.sampler,
@@ -162,47 +178,43 @@ def train(
     z_size: Annotated[int, Positive(max=MAX_HIDDEN, help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
     read_size: Annotated[int, Positive(help="N of the read filterbank, N x N (paper: 2).", rich_help_panel=ARCH)] = DrawConfig.read_size,
     write_size: Annotated[int, Positive(help="N of the write filterbank, N x N (paper: 5).", rich_help_panel=ARCH)] = DrawConfig.write_size,
-    glimpse_hidden: Annotated[int, typer.Option(min=0, max=MAX_HIDDEN, help="Classifier only: a ReLU layer of this many units between each glimpse and the LSTM; 0 (the default, the paper's model): the glimpse goes straight in.", rich_help_panel=ARCH)] = DrawConfig.glimpse_hidden,
-    glimpse_conv: Annotated[int, typer.Option(min=0, max=MAX_CHANNELS_CONV, help="Classifier only: K > 0 gives the LSTM, beside each glimpse, what two 3x3 convolutions of K channels (the second with stride 2, ReLUs) make of it (before --glimpse-hidden's layer, if any); needs a reader whose glimpse is an image, like filterbank. 0 (the default, the paper's model): none.", rich_help_panel=ARCH)] = DrawConfig.glimpse_conv,
-    canvas: Annotated[Canvas, typer.Option(help="c_0, where the canvas starts: zero (logit 0, grey; the paper's) or learned (one logit per pixel, a parameter started at the training images' mean).", rich_help_panel=ARCH)] = Canvas(DrawConfig.canvas),  # type: ignore[valid-type]
+    canvas: Annotated[Canvas, typer.Option(help="c_0, where the canvas starts: zero (logit 0; the paper's) or learned (a logit per pixel, started at the training images' mean).", rich_help_panel=ARCH)] = Canvas(DrawConfig.canvas),  # type: ignore[valid-type]
     reader_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the reader (VALUE parsed as JSON when it can be); repeatable.", rich_help_panel=ARCH)] = None,
     writer_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the writer; repeatable.", rich_help_panel=ARCH)] = None,
     sampler_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE option for the sampler; repeatable.", rich_help_panel=ARCH)] = None,
     channels: Annotated[Optional[int], Positive(help="Image channels (1 or 3); default: the data set's.", rich_help_panel=ARCH)] = None,
     height: Annotated[Optional[int], Positive(max=MAX_IMAGE_SIDE, help="Image height; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
     width: Annotated[Optional[int], Positive(max=MAX_IMAGE_SIDE, help="Image width; default: the data set's (28 for a folder).", rich_help_panel=ARCH)] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); explicit options win (a --reader-option KEY=VALUE replaces the preset's value of KEY only; another --reader drops the preset's reader options). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Start from a named setting (see `drawcli presets`); options given explicitly win (a --reader-option KEY=VALUE over the preset's value of KEY only). Not with --resume.", callback=_preset_option, rich_help_panel=ARCH)] = None,
     dataset: Annotated[str, typer.Option(help="Data set (see `drawcli plugins`).", callback=component("dataset"), rich_help_panel=DATA)] = TrainSettings.dataset,
-    data_dir: Annotated[Optional[Path], typer.Option(resolve_path=True, help="Folder with the data (idx files, torchvision layout or images), recorded in the run as an absolute path so later commands find it from any folder. Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
-    binarize: Annotated[Optional[Binarize], typer.Option(help="stochastic: fresh Bernoulli sample per batch; threshold: pixel > 0.5; fixed: a binarized data set's own bits (binarized-mnist). Default: fixed for a binarized data set, where the other two give the same bits, else stochastic.", rich_help_panel=DATA)] = None,  # type: ignore[valid-type]
-    redraw: Annotated[bool, typer.Option("--redraw/--no-redraw", help="Compose a new training set every epoch, for data sets that compose their images (cluttered-mnist: new positions and clutter for the same training digits); the test set never changes. Classifier only; off: the same training images every epoch.", rich_help_panel=DATA)] = TrainSettings.redraw,
+    data_dir: Annotated[Optional[Path], typer.Option(resolve_path=True, help="Folder with the data (idx files, torchvision layout or images), recorded in the run as an absolute path. Without it: the cache, then a download.", rich_help_panel=DATA)] = None,
+    binarize: Annotated[Optional[Binarize], typer.Option(help="stochastic: a fresh Bernoulli sample per batch; threshold: pixel > 0.5; fixed: a binarized data set's own bits. Default: fixed for a binarized data set, else stochastic.", rich_help_panel=DATA)] = None,  # type: ignore[valid-type]
+    redraw: Annotated[bool, typer.Option("--redraw/--no-redraw", help="Classifiers only: compose a new training set every epoch, for data sets that compose their images (cluttered-mnist); the test set stays the same.", rich_help_panel=DATA)] = TrainSettings.redraw,
     epochs: Annotated[Optional[int], Positive(help="Epochs to train (default 1 when --steps is not given).", rich_help_panel=TRAINING)] = None,
     steps: Annotated[Optional[int], Positive(help="Optimizer steps to train; wins over --epochs.", rich_help_panel=TRAINING)] = None,
     batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = TrainSettings.batch_size,
     lr: Annotated[float, typer.Option(callback=positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = TrainSettings.lr,
-    lr_schedule: Annotated[LrSchedule, typer.Option(help="constant: --lr throughout; cosine: from --lr down to 0 along half a cosine over the run's length (--epochs or --steps; a resume that changes the length reshapes the rest of the curve).", rich_help_panel=TRAINING)] = LrSchedule(TrainSettings.lr_schedule),  # type: ignore[valid-type]
-    window_lr: Annotated[float, typer.Option(metavar="S", help="The layers that place attention windows (the filterbank's window layer, in readers and writers) learn at S x --lr, on the same schedule. Adam moves each weight by about the rate every step, so a window layer fed by a wide LSTM can jump far at once; below 1 it moves more slowly than the rest of the model. Refused for models without such a layer.", rich_help_panel=TRAINING)] = TrainSettings.window_lr,
+    lr_schedule: Annotated[LrSchedule, typer.Option(help="constant: --lr throughout; cosine: from --lr down to 0 along half a cosine over the run's length (--epochs or --steps).", rich_help_panel=TRAINING)] = LrSchedule(TrainSettings.lr_schedule),  # type: ignore[valid-type]
+    window_lr: Annotated[float, typer.Option(metavar="S", help="The layers that place attention windows (the filterbank's window layer) learn at S x --lr, on the same schedule. Refused for models without such a layer.", rich_help_panel=TRAINING)] = TrainSettings.window_lr,
     clip: Annotated[float, typer.Option(callback=positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = TrainSettings.clip,
     beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = TrainSettings.beta1,
-    beta2: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Adam's beta2: the decay of its running mean of squared gradients; lower values (e.g. 0.95) follow a change in the gradients' size within fewer steps.", rich_help_panel=TRAINING)] = TrainSettings.beta2,
+    beta2: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Adam's beta2: the decay of its running mean of squared gradients.", rich_help_panel=TRAINING)] = TrainSettings.beta2,
     kl_warmup: Annotated[int, typer.Option(min=0, help="Steps over which the KL weight of the training objective rises to 1 (the reported bound always has full KL).", rich_help_panel=TRAINING)] = TrainSettings.kl_warmup,
-    ema: Annotated[float, typer.Option(metavar="DECAY", help="Keep an exponential moving average of the weights, updated after every step with this decay (0.9998: about the last 5,000 steps); the checkpoint then holds the averaged weights, so evaluate, sample and the rest use them, and each epoch reports the held-out metrics of both (the raw weights' as raw_*), which doubles the held-out evaluation's time. Training itself goes on from the raw weights. 0 (the default): no average.", rich_help_panel=TRAINING)] = TrainSettings.ema,
-    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", metavar="RUN", exists=True, resolve_path=True, help="Classifiers only: also learn from this trained classifier of the same classes (knowledge distillation; repeat it for several, whose probabilities are averaged). The teachers label the training images at the start (in bf16 with --amp bf16), and again every epoch with --redraw, which adds their inference time to each epoch. The objective becomes (1 - W) x the labels' cross-entropy + W x T^2 x the cross-entropy with the teachers' probabilities at temperature T; the reported loss stays the labels' cross-entropy.", rich_help_panel=TRAINING)] = None,
+    ema: Annotated[float, typer.Option(metavar="DECAY", help="Keep an exponential moving average of the weights with this decay (0.9998: about the last 5,000 steps); the checkpoint holds the average, and each epoch also reports the raw weights' held-out metrics (raw_*). 0: no average.", rich_help_panel=TRAINING)] = TrainSettings.ema,
+    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", metavar="RUN", exists=True, resolve_path=True, help="Classifiers only: also learn from this trained classifier of the same classes (knowledge distillation); repeat for several, whose probabilities are averaged. The objective becomes (1 - W) x the labels' cross-entropy + W x T^2 x the cross-entropy with the teachers' probabilities at temperature T.", rich_help_panel=TRAINING)] = None,
     teacher_weight: Annotated[float, typer.Option(metavar="W", help="With --teacher: the teachers' share W of the objective, in (0, 1].", rich_help_panel=TRAINING)] = TrainSettings.teacher_weight,
-    teacher_temperature: Annotated[float, typer.Option(metavar="T", help="With --teacher: the softmax temperature T of teachers and student in their term; above 1 it shows more of how plausible the wrong classes are.", rich_help_panel=TRAINING)] = TrainSettings.teacher_temperature,
-    label_smoothing: Annotated[float, typer.Option(metavar="E", help="Classifiers only: train against the target (1 - E) x the label + E spread evenly over the classes (label smoothing), so right answers stop pushing their logits apart once confident; 0 turns it off. The reported loss stays the plain cross-entropy.", rich_help_panel=TRAINING)] = TrainSettings.label_smoothing,
-    glimpse_loss: Annotated[float, typer.Option(metavar="W", help="Classifiers only: add W x the mean cross-entropy of the classifications after each glimpse but the last (the same softmax layer on each glimpse's LSTM state) to the objective, which rewards windows that find the object early; 0 (the default) turns it off. The reported loss stays the last glimpse's cross-entropy.", rich_help_panel=TRAINING)] = TrainSettings.glimpse_loss,
-    locate_loss: Annotated[float, typer.Option(metavar="W", help="Classifiers on data sets that record where each object is (cluttered-mnist): add W x the mean over glimpses 2..T of the distance between each read window's centre and the object's centre to the objective, as a Huber loss summed over x and y in units of 10 pixels (an offset of 10 pixels on one axis costs 0.5, on both 1.0; linear beyond 10). Not in the paper, which learns where to look from the labels alone: this supervises the search while training; the model, its checkpoint and how it reads are the same as without it. Needs 2 glimpses or more (the first window is the same for every image). 0 (the default) turns it off.", rich_help_panel=TRAINING)] = TrainSettings.locate_loss,
+    teacher_temperature: Annotated[float, typer.Option(metavar="T", help="With --teacher: the softmax temperature T of teachers and student in their term.", rich_help_panel=TRAINING)] = TrainSettings.teacher_temperature,
+    locate_loss: Annotated[float, typer.Option(metavar="W", help="Classifiers on data sets that record where each object is (cluttered-mnist): add to the objective W x the mean Huber distance (in units of 10 pixels) from each read window's centre, glimpses 2 to T, to the object's. Not in the paper. 0: off.", rich_help_panel=TRAINING)] = TrainSettings.locate_loss,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order, binarization and noise.", rich_help_panel=TRAINING, **SEED_RANGE)] = TrainSettings.seed,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when present.", rich_help_panel=TRAINING)] = Device(TrainSettings.device),  # type: ignore[valid-type]
     threads: Annotated[Optional[int], Positive(help="CPU threads; default half the cores (robust when the machine is shared).", rich_help_panel=TRAINING)] = None,
-    amp: Annotated[Amp, typer.Option(help="bf16: the LSTM matmuls of training in bfloat16, from weight copies made once per step; weights, Adam, cell state, KL, loss and every reported bound stay float32. Fast only where bf16 matmuls are native (CUDA, or a CPU with AMX or AVX512-BF16); elsewhere a warning says so. Evaluation is float32. The classifier autocasts its forward instead (the filterbank reader places its window in float32). Its reported cross-entropy is float32; the objective takes it from the bf16 logits in bf16, which gives a confident right answer no gradient: the exact loss trained worse on both seeds tried (docs/reproducing.md).", rich_help_panel=TRAINING)] = Amp(TrainSettings.amp),  # type: ignore[valid-type]
-    compile_model: Annotated[Compile, typer.Option("--compile", help="torch.compile DRAW's glimpse, 1.2-1.3x faster steps after 8-30 s of compiling per batch shape, or the classifier's whole glimpse loop, 1.3-1.4x after 4-50 s. auto (the default): when the run is long enough to repay it (steps x batch x glimpses of 1 million or more; one MNIST epoch at 64 glimpses is 3.8 million, one cluttered-MNIST epoch at 8 glimpses 0.48 million) and a compiler is there (the classifier: up to 16 glimpses); a compiler failure warns and trains on eagerly.", rich_help_panel=TRAINING)] = Compile(TrainSettings.compile),  # type: ignore[valid-type]
-    compile_mode: Annotated[CompileMode, typer.Option(help="torch.compile mode; reduce-overhead (implies --compile on) replays each compiled unit (DRAW's glimpse, the classifier's glimpse loop) as a CUDA graph on a GPU, one launch instead of dozens, after recording a graph per glimpse position in the first steps (slow to start: on an H200, paper-mnist did fewer than 25 steps in its first 45 s); on the CPU it is the same as default.", rich_help_panel=TRAINING)] = CompileMode(TrainSettings.compile_mode),  # type: ignore[valid-type]
-    cuda_graph: Annotated[CudaGraph, typer.Option(help="On CUDA, capture the whole training step (binarization, noise, forward, backward, clipping, the non-finite-step check and Adam) as one CUDA graph per batch shape after two eager steps of it, and replay it: one launch a step instead of thousands. auto: on CUDA for DRAW in one process, unless --compile-mode reduce-overhead graphs the glimpse instead; on: the same, and says why when it cannot; off (the default until it is measured on a GPU): never. A capture that fails warns once and training goes on without it. The CPU has no CUDA graphs: there it changes nothing.", rich_help_panel=TRAINING)] = CudaGraph(TrainSettings.cuda_graph),  # type: ignore[valid-type]
+    amp: Annotated[Amp, typer.Option(help="bf16: the LSTM matmuls of training in bfloat16 (the classifier: its forward under autocast, and its objective's cross-entropy); weights, Adam and every reported number stay float32. Fast only where bf16 matmuls are native (CUDA, or a CPU with AMX or AVX512-BF16).", rich_help_panel=TRAINING)] = Amp(TrainSettings.amp),  # type: ignore[valid-type]
+    compile_model: Annotated[Compile, typer.Option("--compile", help="torch.compile DRAW's glimpse or the classifier's glimpse loop, once per batch shape. auto: when the run repays it (steps x batch x glimpses of 1 million or more; the classifier: up to 16 glimpses) and a compiler is there. A compiler failure warns and trains on eagerly.", rich_help_panel=TRAINING)] = Compile(TrainSettings.compile),  # type: ignore[valid-type]
+    compile_mode: Annotated[CompileMode, typer.Option(help="torch.compile mode; reduce-overhead (implies --compile on) replays each compiled unit as a CUDA graph on a GPU, after recording one per glimpse position (a slow start); on the CPU it is the same as default.", rich_help_panel=TRAINING)] = CompileMode(TrainSettings.compile_mode),  # type: ignore[valid-type]
+    cuda_graph: Annotated[CudaGraph, typer.Option(help="On CUDA, capture the whole training step as one CUDA graph per batch shape and replay it. auto: for DRAW in one process, unless --compile-mode reduce-overhead; on: the same, saying why when it cannot; off: never. A failed capture warns and trains on without it.", rich_help_panel=TRAINING)] = CudaGraph(TrainSettings.cuda_graph),  # type: ignore[valid-type]
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory where it stopped; options that define the run must match it.", rich_help_panel=TRAINING)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<date-time>).", rich_help_panel=OUTPUT)] = None,
-    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF (DRAW) every N epochs, and with tensorboard installed, TensorBoard's pictures of the model at work then and at the end; 0 turns them off.", rich_help_panel=OUTPUT)] = TrainSettings.sample_every,
+    sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF (DRAW) every N epochs, and TensorBoard's pictures when tensorboard is installed; 0 turns them off.", rich_help_panel=OUTPUT)] = TrainSettings.sample_every,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Train a DRAW model or a classifier and save a safetensors checkpoint in a run directory."""
@@ -248,8 +260,8 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
     """Run training with the reporter, and turn its stops into the CLI's exits."""
     from drawcli import distributed, tensorboard, training
     from drawcli.progress import SilentReporter, make_reporter
-    from drawcli.training.loop import Interrupted
     from drawcli.rundir import RunDir
+    from drawcli.training.loop import Interrupted
 
     run = RunDir(run_dir)
     claim = run.claim()  # the folders and files a run that fails before its first save takes away again

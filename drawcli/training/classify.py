@@ -43,7 +43,7 @@ class ClassifierFamily(ModelFamily):
         if self.test.classes != train.classes:
             raise DataError(f"the test split's classes {self.test.classes} differ from the training split's {train.classes}")
         self.config = config.replace(classes=len(train.classes))  # the number of classes comes from the data
-        self.images, self.labels, self.classes, self.centres = train
+        self.images, self.targets, self.classes, self.centres = train  # targets: (N,) int64 class indices
         self.train_size = len(self.images)
         self._model: AttentionClassifier | None = None
         self.soft: torch.Tensor | None = None  # (N, classes) teachers' probabilities of the training images
@@ -67,7 +67,7 @@ class ClassifierFamily(ModelFamily):
     def prepare(self, model: nn.Module) -> None:
         self._model = model  # type: ignore[assignment]
         if self.device.type == "cuda":  # the training set on the GPU: no copies per step
-            self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
+            self.images, self.targets = self.images.to(self.device), self.targets.to(self.device)
             self.centres = self.centres.to(self.device) if self.centres is not None else None
 
     def start_epoch(self, epoch: int) -> None:
@@ -82,7 +82,7 @@ class ClassifierFamily(ModelFamily):
                 raise DataError(f"epoch {epoch}'s training set has {len(drawn.images)} images of classes {drawn.classes}, "
                                 f"not {self.train_size} of {self.classes} like epoch 0's")  # fmt: skip
             device = self.images.device
-            self.images, self.labels = drawn.images.to(device), drawn.labels.to(device)
+            self.images, self.targets = drawn.images.to(device), drawn.labels.to(device)
             self.centres = drawn.centres.to(device) if drawn.centres is not None else None
             self.soft = None
         if self.teachers is not None and self.soft is None:  # the teachers' view of these very images, a part per rank
@@ -94,23 +94,21 @@ class ClassifierFamily(ModelFamily):
     def batch_loss(self, net: nn.Module, model: nn.Module, indices: torch.Tensor, step: int) -> BatchLoss:
         model.start_step()
         x = distributed.shard(grey(self.images[indices]), self.ctx).to(self.device, non_blocking=True)
-        y = distributed.shard(self.labels[indices], self.ctx).to(self.device, non_blocking=True)
+        y = distributed.shard(self.targets[indices], self.ctx).to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp == "bf16"):
             out = net(x)
         loss = out.loss(y)
-        # In the logits' precision: under --amp bf16 that gives confident right answers no gradient,
-        # and the exact float32 loss trained worse on both seeds tried (docs/reproducing.md).
-        objective = out.loss(y, self.settings.label_smoothing, exact=False)
+        # In the logits' precision, on purpose: under --amp bf16 a confident right answer then adds no
+        # gradient, and the exact float32 objective trained worse. The reported loss above is float32.
+        objective = out.loss(y, exact=False)
         if self.soft is not None:
             soft = distributed.shard(self.soft[indices], self.ctx).to(self.device, non_blocking=True)
             weight = self.settings.teacher_weight
             objective = (1 - weight) * objective + weight * soft_cross_entropy(out.logits, soft, self.settings.teacher_temperature)
-        if self.settings.glimpse_loss:
-            objective = objective + self.settings.glimpse_loss * out.earlier_loss(y, exact=False)
-        if self.settings.locate_loss:
+        if self.settings.locate_loss and self.centres is not None:  # the family refuses --locate-loss without centres
             where = distributed.shard(self.centres[indices], self.ctx).to(self.device, non_blocking=True)
             objective = objective + self.settings.locate_loss * out.locate_loss(where)
-        # The reported loss stays the labels' cross-entropy, comparable with and without teachers, smoothing, earlier glimpses' or locate terms.
+        # The reported loss stays the labels' cross-entropy, comparable with and without teachers or the locate term.
         return BatchLoss(objective, {"loss": loss.detach().sum(), "error": 100.0 * out.wrong(y).sum()})  # error in %
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from drawcli import data, distributed
 from drawcli import bounds as evaluation
+from drawcli import data, distributed
 from drawcli.config import DrawConfig
 from drawcli.errors import ConfigError
 from drawcli.model import DRAW, DrawOutput
@@ -39,8 +39,6 @@ def held_out_bound(model: DRAW, images: torch.Tensor, device: torch.device) -> d
 CLASSIFIER_ONLY = (
     ("redraw", "--redraw", "DRAW trains on fixed images"),
     ("teachers", "--teacher", "DRAW has no class probabilities to learn"),
-    ("label_smoothing", "--label-smoothing", "DRAW has no labels"),
-    ("glimpse_loss", "--glimpse-loss", "DRAW has no labels"),
     ("locate_loss", "--locate-loss", "DRAW's windows have no object to find"),
 )
 

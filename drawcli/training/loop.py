@@ -23,10 +23,10 @@ from drawcli.progress import Reporter
 from drawcli.training.averaging import WeightAverage, describe_held_out, held_out
 from drawcli.training.execution import Execution, bf16_warning
 from drawcli.training.family import ModelFamily
+from drawcli.training.graphed import Steps
 from drawcli.training.settings import TrainSettings
 from drawcli.training.signals import StopFlag
 from drawcli.training.state import RunState, batches, restore_rng, rng_state
-from drawcli.training.graphed import Steps
 from drawcli.training.step import StepOutput, make_optimizer, set_rate
 
 METRICS_EVERY = 50  # steps between training-metric lines in metrics.jsonl

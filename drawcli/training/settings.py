@@ -13,20 +13,30 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from drawcli.choices import AMP_MODES, BINARIZE_MODES, COMPILE_CHOICES, COMPILE_MODES, CUDA_GRAPHS, DEVICES, LR_SCHEDULES
-from drawcli.config import complete
+from drawcli.choices import (
+    AMP_MODES,
+    BINARIZE_MODES,
+    COMPILE_CHOICES,
+    COMPILE_MODES,
+    CUDA_GRAPHS,
+    DEVICES,
+    LR_SCHEDULES,
+)
+from drawcli.config import Retired, complete
 from drawcli.errors import ConfigError
 
 RUN = "run"
 EXECUTION = "execution"
-# Fields of run.json that earlier versions wrote and this one no longer has.
+# Fields of run.json that earlier versions wrote and this one no longer has, dropped whatever their value.
 RETIRED_FIELDS = ("extra",)
+# Classifier objective terms removed after 0.1.0: a run that trained without them (0.0) resumes the same.
+RETIRED = Retired("0.1.0", {"label_smoothing": 0.0, "glimpse_loss": 0.0})
 # Settings added after run.json's first form, each with the value every older run implies (they
 # trained without it); a run.json lacking any other setting is refused, never given a default.
 ADDED_LATER: dict[str, Any] = {
     "beta1": 0.9, "beta2": 0.999, "kl_warmup": 0, "amp": "off", "compile": "off", "compile_mode": "default",
     "redraw": False, "lr_schedule": "constant", "window_lr": 1.0, "ema": 0.0, "teachers": (), "teacher_weight": 0.5,
-    "teacher_temperature": 2.0, "label_smoothing": 0.0, "glimpse_loss": 0.0, "locate_loss": 0.0, "cuda_graph": "off",
+    "teacher_temperature": 2.0, "locate_loss": 0.0, "cuda_graph": "off",
 }  # fmt: skip
 
 
@@ -56,8 +66,6 @@ class TrainSettings:
     teachers: tuple[str, ...] = _setting((), RUN)  # classifier checkpoints to distil from (training/distill.py)
     teacher_weight: float = _setting(0.5, RUN)  # share of the teachers' soft targets in the objective
     teacher_temperature: float = _setting(2.0, RUN)  # softmax temperature of teachers and student in that term
-    label_smoothing: float = _setting(0.0, RUN)  # classifier: the share of the label's target spread over all classes
-    glimpse_loss: float = _setting(0.0, RUN)  # classifier: weight of the earlier glimpses' mean cross-entropy
     locate_loss: float = _setting(0.0, RUN)  # classifier: weight of the read windows' distance to the object (classifier.py)
     amp: str = _setting("off", EXECUTION)  # "bf16": the LSTM matmuls in bf16; weights, state, loss and KL float32
     seed: int = _setting(0, RUN)
@@ -90,10 +98,6 @@ class TrainSettings:
             raise ConfigError(f"--teacher-temperature {self.teacher_temperature} must be a finite number above 0, e.g. 2")
         if not 0.0 < self.window_lr <= 1e3:
             raise ConfigError(f"--window-lr {self.window_lr} must be a factor above 0 (and at most 1000), e.g. 0.1 (1: the same rate as the rest)")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"--label-smoothing {self.label_smoothing} is not a share: give one in [0, 1), e.g. 0.1 (0 turns it off)")
-        if not 0.0 <= self.glimpse_loss <= 100.0:
-            raise ConfigError(f"--glimpse-loss {self.glimpse_loss} must be a weight from 0 to 100, e.g. 0.25 (0 turns it off)")
         if not 0.0 <= self.locate_loss <= 100.0:
             raise ConfigError(f"--locate-loss {self.locate_loss} must be a weight from 0 to 100, e.g. 0.1 (0 turns it off)")
         if self.compile_mode != "default":  # a compile mode implies --compile on
@@ -130,8 +134,9 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
-        """Rebuild from run.json; unknown fields are an error, retired ones are dropped, and a missing
-        one is an error unless ADDED_LATER records its value for older runs."""
+        """Rebuild from run.json; unknown fields are an error, retired ones are dropped (those of RETIRED
+        only at their neutral value), and a missing one is an error unless ADDED_LATER records its value."""
+        data = RETIRED.drop(data, "training setting")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names) - set(RETIRED_FIELDS))
         if unknown:

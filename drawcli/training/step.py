@@ -27,7 +27,7 @@ def make_optimizer(model: nn.Module, lr: float, beta1: float, device: torch.devi
                    window_lr: float = 1.0) -> torch.optim.Adam:  # fmt: skip
     """Adam, fused (one kernel for all parameters) on CPU and CUDA, where it can also skip a step on-device;
     with `window_lr` != 1 the windows' placement layers learn at window_lr x lr (parameter_groups)."""
-    options = {"lr": lr, "betas": (beta1, beta2)}
+    options: dict[str, Any] = {"lr": lr, "betas": (beta1, beta2)}
     if device.type in ("cpu", "cuda"):
         try:
             return torch.optim.Adam(parameter_groups(model, lr, window_lr), **options, fused=True)
@@ -41,10 +41,8 @@ def parameter_groups(model: nn.Module, lr: float, window_lr: float) -> list[dict
     apart, with "lr_scale" window_lr, which the loop's schedule multiplies its rate by.
 
     Adam moves every weight by about lr a step whatever its gradient, so a window layer's output,
-    a sum over dec_size hidden units in [-1, 1], can move by up to dec_size x lr in one step (more
-    with the filterbank's `hidden` ReLU units, which are unbounded and move too; window_lr scales
-    both layers): the likely way wide classifiers sent their windows into a blank corner for good
-    (docs/reproducing.md).
+    a sum over dec_size hidden units in [-1, 1], can move by up to dec_size x lr in one step: a wide
+    model can throw its windows into a blank corner, where they get no gradient back.
     """
     if window_lr == 1.0:
         return [{"params": list(model.parameters())}]
@@ -71,7 +69,7 @@ def set_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
 def optimizer_step(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
     """Apply the step only if `finite` (a 0-dim bool tensor); fused Adam decides on the device, without a sync."""
     if optimizer.defaults.get("fused"):
-        optimizer.found_inf = (~finite).float()  # read by fused Adam: skips the update and the step count
+        optimizer.found_inf = (~finite).float()  # type: ignore[attr-defined]  # read by fused Adam: skips the update and the step count
         optimizer.step()
     elif bool(finite):
         optimizer.step()

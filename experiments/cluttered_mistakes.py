@@ -10,7 +10,7 @@ and how often digits whose ink reaches the edge are lost), how often clutter gat
 from window to digit and the window's stride and sigma after each glimpse; with several runs,
 how many images all of them get wrong, or lose.
 
-    .venv/bin/python benchmarks/cluttered_mistakes.py runs/A runs/B --data-dir ../shared/data/mnist
+    .venv/bin/python experiments/cluttered_mistakes.py runs/A runs/B --data-dir ../shared/data/mnist
 """
 
 from __future__ import annotations

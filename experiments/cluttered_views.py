@@ -5,7 +5,7 @@ For each run and each shift S: the share of test images whose answer changes whe
 S pixels along one of the eight directions (the mean over them), the error of each shifted view
 alone (lowest and highest), and the test error of the probabilities averaged over the first 3, 5 and 9 views of `drawcli.views` (1 view: the plain error).
 
-    .venv/bin/python benchmarks/cluttered_views.py runs/A runs/B --data-dir ../shared/data/mnist
+    .venv/bin/python experiments/cluttered_views.py runs/A runs/B --data-dir ../shared/data/mnist
 """
 
 from __future__ import annotations

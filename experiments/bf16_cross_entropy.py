@@ -7,7 +7,7 @@ confident right answer gets loss 0 and no gradient on its label's logit. Classif
 --n test images under the bf16 autocast (as training does), then prints how many right answers
 had that zero gradient, and the gradient with respect to the logits in bf16 against float32.
 
-    .venv/bin/python benchmarks/bf16_cross_entropy.py runs/clut75-r512-f32win-s0 --data-dir ../shared/data/mnist
+    .venv/bin/python experiments/bf16_cross_entropy.py runs/clut75-r512-f32win-s0 --data-dir ../shared/data/mnist
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from drawcli import checkpoint, data
-from drawcli.classifier import ClassifierOutput
 from drawcli.accuracy import predict
+from drawcli.classifier import ClassifierOutput
 
 
 def logit_gradients(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

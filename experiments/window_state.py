@@ -9,7 +9,7 @@ Adam moves each window weight by about the rate a step, so one step of the last 
 g~ by up to lr x sum |u| (printed at --lr; under `hidden` the units move too, so the whole step
 can be larger). A collapsed run's windows sit in a corner (docs/reproducing.md).
 
-    .venv/bin/python benchmarks/window_state.py runs/A runs/B --data-dir ../shared/data/mnist
+    .venv/bin/python experiments/window_state.py runs/A runs/B --data-dir ../shared/data/mnist
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ At the paper-cluttered-mnist setting by default (100x100, 8 glimpses of 12x12, L
 training step (loss, backward, clip, fused Adam) on the same random batch, in interleaved
 repetitions (A B A B ...), so that a change in a shared machine's load hits all alike.
 
-    .venv/bin/python benchmarks/classifier_compile.py --threads 1
-    .venv/bin/python benchmarks/classifier_compile.py --threads 1 --glimpses 4 --reps 10
-    .venv/bin/python benchmarks/classifier_compile.py --threads 1 --rnn-size 512 --amp bf16
+    .venv/bin/python experiments/classifier_compile.py --threads 1
+    .venv/bin/python experiments/classifier_compile.py --threads 1 --glimpses 4 --reps 10
+    .venv/bin/python experiments/classifier_compile.py --threads 1 --rnn-size 512 --amp bf16
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from drawcli.training.family import BatchLoss
 from drawcli.training.settings import TrainSettings
 from drawcli.training.step import make_optimizer, train_step
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the benchmark's timers
 from timing import Timer, interleave  # noqa: E402
 
 DEFAULTS = TrainSettings()
@@ -59,8 +59,6 @@ def classifier_args(doc: str) -> argparse.Namespace:
     parser.add_argument("--glimpses", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rnn-size", type=int, default=256, help="the LSTM's units")
-    parser.add_argument("--glimpse-hidden", type=int, default=0, help="train --glimpse-hidden's layer (0: none)")
-    parser.add_argument("--glimpse-conv", type=int, default=0, help="train --glimpse-conv's channels (0: none)")
     parser.add_argument("--amp", choices=["off", "bf16"], default="off",
                         help="bf16: under train --amp bf16's autocast (classifier_compile.py: a third model, "
                              "compiled, beside float32's; fixed_glimpse.py: both models)")
@@ -76,8 +74,7 @@ def classifier_args(doc: str) -> argparse.Namespace:
 def main() -> None:
     args = classifier_args(__doc__)
     config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, read_size=12,
-                        enc_size=args.rnn_size, dec_size=args.rnn_size, glimpse_hidden=args.glimpse_hidden,
-                        glimpse_conv=args.glimpse_conv, reader_options={"init": "cover-unscaled", "centre": "inside"})  # fmt: skip
+                        enc_size=args.rnn_size, dec_size=args.rnn_size, reader_options={"init": "cover-unscaled", "centre": "inside"})  # fmt: skip
     torch.manual_seed(0)
     eager = AttentionClassifier(config)
     models = {"eager": eager, "compiled": copy.deepcopy(eager)}
@@ -100,8 +97,7 @@ def main() -> None:
         sys.exit(f"torch.compile failed, so these models ran eagerly: {failures}")
     rate = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
-               "rnn_size": args.rnn_size, "glimpse_hidden": args.glimpse_hidden, "glimpse_conv": args.glimpse_conv,
-               "first_compiled_step_s": round(compile_s, 1)}  # fmt: skip
+               "rnn_size": args.rnn_size, "first_compiled_step_s": round(compile_s, 1)}  # fmt: skip
     figures.update({f"{name}_images_per_s": round(value, 1) for name, value in rate.items()})
     figures["ratio"] = round(rate["compiled"] / rate["eager"], 3)
     line = (f"classifier training, LSTM {args.rnn_size}, {args.glimpses} glimpses, batch {args.batch}, "

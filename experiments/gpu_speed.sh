@@ -6,9 +6,9 @@
 # time, so compiling is left out; a metrics line comes every 50 steps, so a setting slower than
 # about 2 steps a second gives no rate in 45 s). Then the classifier, execution and device tests.
 #
-#   bash benchmarks/gpu_speed.sh OUT_DIR
+#   bash experiments/gpu_speed.sh OUT_DIR
 #   DEVICE=cpu STEPS_SCALE=0.02 RUN_S=40 DATA=../shared/data/mnist PYTHON=.venv/bin/python PATH=.venv/bin:$PATH \
-#       bash benchmarks/gpu_speed.sh /tmp/speed    # dry run on the CPU
+#       bash experiments/gpu_speed.sh /tmp/speed    # dry run on the CPU
 set -uo pipefail
 out=${1:?usage: gpu_speed.sh OUT_DIR}
 device=${DEVICE:-cuda}

@@ -10,9 +10,9 @@
 # unfinished probe's epoch k compares with those CPU runs' epoch k (docs/reproducing.md).
 # MNIST's idx .gz files must be in $DATA, inside the checkout (carry them).
 #
-#   bash benchmarks/gpu_lease.sh OUT_DIR
+#   bash experiments/gpu_lease.sh OUT_DIR
 #   DEVICE=cpu DRY=1 TRAIN_S=60 DATA=../shared/data/mnist PYTHON=.venv/bin/python PATH=.venv/bin:$PATH \
-#       bash benchmarks/gpu_lease.sh /tmp/lease    # dry run on the CPU, a few steps each
+#       bash experiments/gpu_lease.sh /tmp/lease    # dry run on the CPU, a few steps each
 set -uo pipefail
 out=${1:?usage: gpu_lease.sh OUT_DIR}
 device=${DEVICE:-cuda}

@@ -6,7 +6,7 @@ instead of at each of the T glimpses. Both models take drawcli's one training st
 backward, clip, fused Adam) on the same random batch at the paper-cluttered-mnist setting
 (100x100, 8 glimpses, LSTM 256, batch 64), in interleaved repetitions (A B A B ...).
 
-    .venv/bin/python benchmarks/fixed_glimpse.py --threads 1
+    .venv/bin/python experiments/fixed_glimpse.py --threads 1
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 from drawcli.classifier import AttentionClassifier
 from drawcli.config import DrawConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+here = Path(__file__).resolve().parent
+sys.path[:0] = [str(here), str(here.parent / "benchmarks")]  # classifier_compile.py beside it, the benchmark's timers
 from classifier_compile import classifier_args, step_function  # noqa: E402
 from timing import Timer, interleave  # noqa: E402
 
@@ -30,8 +31,7 @@ from timing import Timer, interleave  # noqa: E402
 def main() -> None:
     args = classifier_args(__doc__)
     config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, reader="no-attention",
-                        enc_size=args.rnn_size, dec_size=args.rnn_size, glimpse_hidden=args.glimpse_hidden,
-                        glimpse_conv=args.glimpse_conv)  # fmt: skip
+                        enc_size=args.rnn_size, dec_size=args.rnn_size)  # fmt: skip
     torch.manual_seed(0)
     fixed = AttentionClassifier(config)
     per_step = copy.deepcopy(fixed)
@@ -45,7 +45,7 @@ def main() -> None:
     interleave(list(timers.values()), args.reps)
     rate = {name: args.batch / statistics.median(timer.times) for name, timer in timers.items()}
     figures = {"threads": torch.get_num_threads(), "glimpses": args.glimpses, "batch": args.batch,
-               "rnn_size": args.rnn_size, "amp": args.amp, "glimpse_hidden": args.glimpse_hidden, "glimpse_conv": args.glimpse_conv,
+               "rnn_size": args.rnn_size, "amp": args.amp,
                "per_step_images_per_s": round(rate["per_step"], 1), "fixed_images_per_s": round(rate["fixed"], 1),
                "ratio": round(rate["fixed"] / rate["per_step"], 3)}  # fmt: skip
     print(f"no-attention classifier training, LSTM {args.rnn_size} ({args.amp}), {args.glimpses} glimpses, "

@@ -6,8 +6,8 @@ similarity of the whole gradient and of each tensor, the loss difference, and ea
 `--float64` adds float32's own distance from a float64 pass: how far rounding alone moves the
 gradient of this model, the scale against which bf16's distance is read.
 
-    .venv/bin/python benchmarks/bf16_gradients.py --data-dir ../shared/data/mnist            # at initialisation
-    .venv/bin/python benchmarks/bf16_gradients.py --checkpoint runs/X/checkpoint.safetensors  # a trained model
+    .venv/bin/python experiments/bf16_gradients.py --data-dir ../shared/data/mnist            # at initialisation
+    .venv/bin/python experiments/bf16_gradients.py --checkpoint runs/X/checkpoint.safetensors  # a trained model
 """
 
 from __future__ import annotations
