@@ -32,6 +32,7 @@ if [ "$device" = cpu ]; then  # the dry run: every step, scaled to a few minutes
 fi
 rm -rf "$work"  # a rerun on a warm machine must not read the last run's files
 mkdir -p "$out" "$work"
+rm -f "$out/results.jsonl" "$out/summary.txt"  # a rerun into the same folder starts its record afresh
 out=$(cd "$out" && pwd)
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
