@@ -17,11 +17,10 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from drawcli import kinds
 from drawcli.classifier import ClassifierOutput
 from drawcli.errors import ConfigError, DrawcliError
 from drawcli.model import DrawOutput, Generation
-
-CAN = {"draw": ("sample", "reconstruct", "bound"), "classifier": ("classify",)}  # what each model kind does here
 
 
 @dataclass
@@ -47,13 +46,12 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     return model.eval()
 
 
-def _require(model: nn.Module, action: str) -> None:
-    kind = getattr(getattr(model, "config", None), "kind", None)
-    if kind not in CAN:
-        raise ConfigError(f"{type(model).__name__} is not a drawcli model (load one with drawcli.load)")
-    if action not in CAN[kind]:
-        can = [a for k, actions in CAN.items() if action in actions for a in [k]]
-        raise ConfigError(f"a {kind} model cannot {action}; that needs a {' or '.join(can)} model")
+def _require(model: nn.Module, action: str, ability: str) -> None:
+    """Refuse `action` on a model whose kind lacks `ability` ("draws" or "classifies", kinds.ModelKind)."""
+    kind = kinds.of(model)
+    if not getattr(kind, ability):
+        able = [k.name for k in kinds.KINDS.values() if getattr(k, ability)]
+        raise ConfigError(f"a {kind.name} model cannot {action}; that needs a {' or '.join(able)} model")
 
 
 def _images(model: nn.Module, images: torch.Tensor, binary: bool) -> torch.Tensor:
@@ -82,7 +80,7 @@ def _seeded(seed: int) -> Iterator[None]:
 def sample(model: nn.Module, n: int = 64, seed: int = 0) -> Generation:
     """Draw n images from the prior: `.images` (n, C, H, W) probabilities after the last glimpse,
     `.canvases` (T, n, C, H, W) after each glimpse, `.write_windows` (attention writers)."""
-    _require(model, "sample")
+    _require(model, "sample", "draws")
     if n < 1:
         raise ConfigError(f"n must be at least 1, got {n}")
     with _seeded(seed):
@@ -93,7 +91,7 @@ def sample(model: nn.Module, n: int = 64, seed: int = 0) -> Generation:
 def reconstruct(model: nn.Module, images: torch.Tensor, seed: int = 0) -> DrawOutput:
     """Rebuild binary images (N, C, H, W) glimpse by glimpse: `.canvases` (T, N, C, H, W), `.read_windows`
     and `.write_windows` (T windows each, attention components), `.recon` (N,) and `.kl` (N, T) in nats."""
-    _require(model, "reconstruct")
+    _require(model, "reconstruct", "draws")
     x = _images(model, images, binary=True)
     with _seeded(seed):
         return model(x, record=True)
@@ -104,7 +102,7 @@ def bound(model: nn.Module, images: torch.Tensor, samples: int = 0, batch_size: 
     importance-weighted bound over K posterior draws; with the fixed noise `drawcli evaluate` uses."""
     from drawcli.bounds import per_image
 
-    _require(model, "bound")
+    _require(model, "bound", "draws")
     if samples < 0:
         raise ConfigError(f"samples must be 0 or more, got {samples}")
     x = _images(model, images, binary=True)
@@ -129,7 +127,7 @@ def evaluate(run: str | Path, split: str = "test", samples: int = 0, dataset: st
     info = checkpoint.read_info(Path(run))
     folder = None if data_dir is None else Path(data_dir)
     target = next(model.parameters()).device
-    if model.config.kind == "classifier":  # type: ignore[union-attr]
+    if kinds.of(model).classifies:
         if samples:
             raise ConfigError("samples is for DRAW models: the importance-weighted bound is DRAW's")
         test = labelled_test(info, dataset, folder, split, limit)
@@ -145,7 +143,7 @@ def evaluate(run: str | Path, split: str = "test", samples: int = 0, dataset: st
 def classify(model: nn.Module, images: torch.Tensor) -> ClassifierOutput:
     """A classifier's reading of grey images (N, C, H, W), floats in [0, 1] or uint8: `.logits` (N, classes)
     and `.read_windows` (T windows, readers with windows); `.logits.argmax(1)` is the predicted class."""
-    _require(model, "classify")
+    _require(model, "classify", "classifies")
     return model(_images(model, images, binary=False), record=True)
 
 

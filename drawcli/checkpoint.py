@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from drawcli import __version__, registry
+from drawcli import __version__, kinds, registry
 from drawcli.config import ADDED_LATER, DrawConfig, filled_fields
 from drawcli.errors import CheckpointError, ConfigError, DrawcliError, PluginError
 from drawcli.rundir import PAIR_KEY, checkpoint_file
@@ -25,8 +25,8 @@ COMPONENT_KINDS = ("reader", "writer", "sampler")
 
 
 def component_kinds(config: DrawConfig) -> tuple[str, ...]:
-    """The components a model of this config uses: a classifier has a reader only."""
-    return ("reader",) if config.kind == "classifier" else COMPONENT_KINDS
+    """The components a model of this config uses (a classifier: a reader only)."""
+    return kinds.get(config.kind).components
 
 
 @dataclass
@@ -56,9 +56,7 @@ class CheckpointInfo:
 
     def require_classifier_of(self, classes: tuple[str, ...] | list[str], image_shape: tuple[int, int, int], flag: str) -> None:
         """Refuse (naming `flag`) a checkpoint that is not a classifier of these classes reading images of this shape."""
-        from drawcli import models
-
-        if hasattr(models.MODELS[self.config.kind], "generate") or self.class_names() != list(classes):
+        if not kinds.get(self.config.kind).classifies or self.class_names() != list(classes):
             raise ConfigError(f"{flag} {self.path} is not a classifier of the classes {', '.join(classes)}")
         if self.config.image_shape != image_shape:
             raise ConfigError(f"{flag} {self.path} reads {self.config.image_shape} images, not {image_shape}")
@@ -147,15 +145,13 @@ def _require_installed(info: CheckpointInfo) -> None:
 
 def _expected_tensors(config: DrawConfig) -> dict[str, tuple[list[int], str]]:
     """{name: (shape, dtype)} of the model's state dict, built on the meta device (no memory used)."""
-    from drawcli import models
-
     try:
         with torch.device("meta"):
-            model = models.build(config)
+            model = kinds.build(config)
     except DrawcliError:
         raise
     except Exception:  # a plugin that cannot run on the meta device: build it for real
-        model = models.build(config)
+        model = kinds.build(config)
     return {k: (list(v.shape), DTYPE_NAMES.get(v.dtype, str(v.dtype))) for k, v in model.state_dict().items()}
 
 
@@ -183,14 +179,12 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn
     Shapes and dtypes are checked against the config before the model is allocated, so a header
     naming huge sizes costs nothing; the weights are checked against the header's checksum.
     """
-    from drawcli import models
-
     info = read_info(path)
     _require_installed(info)
     _check_tensors(info)
     _, metadata, _ = read_header(info.path)
     tensors = load_tensors(info.path, metadata)
-    model = models.build(info.config)
+    model = kinds.build(info.config)
     try:
         model.load_state_dict(tensors)
     except (RuntimeError, ValueError, KeyError) as exc:

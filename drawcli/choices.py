@@ -6,6 +6,8 @@ importing it; the modules that use a list import it from here.
 
 from __future__ import annotations
 
+from drawcli.kinds import KINDS
+
 BINARIZE_MODES = ("stochastic", "threshold", "fixed")  # data.binarize; fixed: a binarized data set's own bits
 AMP_MODES = ("off", "bf16")  # training precision of the LSTM matmuls (TrainSettings.amp)
 COMPILE_CHOICES = ("auto", "on", "off")  # whether the training unit is compiled (TrainSettings.compile)
@@ -14,4 +16,4 @@ CUDA_GRAPHS = ("auto", "on", "off")  # whether the whole training step is one CU
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
 CANVAS_STARTS = ("zero", "learned")  # DrawConfig.canvas: c_0 = 0, or a learned per-pixel logit
 LR_SCHEDULES = ("constant", "cosine")  # TrainSettings.lr_at
-MODEL_KINDS = ("draw", "classifier")  # DrawConfig.kind: models.build makes each
+MODEL_KINDS = tuple(KINDS)  # DrawConfig.kind: each declared in kinds.py

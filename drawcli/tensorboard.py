@@ -28,7 +28,6 @@ SCALE = 2  # pixels per image pixel, as in the sample GIFs
 SHOWN = 16  # test images DRAW reconstructs
 STRIP_ROWS = 8  # samples (DRAW) or test images (classifier) in a strip, one per row; also the test images a classifier reads
 STRIP_GLIMPSES = 8  # columns of a strip at most: glimpses evenly spaced from the first to the last
-FINAL_METRIC = {"draw": "bound", "classifier": "error"}  # the held-out metric the hyperparameters are judged by
 
 _WRITERS: dict[Path, Any] = {}  # one SummaryWriter per folder in this process
 
@@ -118,10 +117,12 @@ def hparam_value(value: Any) -> int | float | str:
 
 def log_hparams(board: Any, kind: str, values: dict[str, Any], last_test: dict[str, float], step: int) -> None:
     """The run's `values` (config and settings; None ones left out) as hyperparameters, judged by the
-    final held-out metric of its kind (FINAL_METRIC), logged as the scalar hparams/test_<metric>."""
+    final held-out metric of its kind (kinds.ModelKind.metric), logged as the scalar hparams/test_<metric>."""
     from torch.utils.tensorboard.summary import hparams
 
-    name = FINAL_METRIC[kind]
+    from drawcli import kinds
+
+    name = kinds.get(kind).metric
     tag = f"hparams/test_{name}"
     shown = {key: hparam_value(value) for key, value in values.items() if value is not None}
     for summary in hparams(shown, {tag: last_test.get(name)}):  # the experiment, session start and session end
@@ -137,7 +138,7 @@ class RunBoard:
 
     def __init__(self, run: RunDir, settings: TrainSettings) -> None:
         self.run, self.settings = run, settings
-        self.kind = ""
+        self.classifies = False  # the run's model kind classifies (kinds.ModelKind), read with the test images
         self.test: tuple[Any, ...] = ()  # (images, labels or None, class names): the test images every picture shows
         self.pictured: int | None = None  # the step of the last pictures
 
@@ -152,7 +153,7 @@ class RunBoard:
         was_training = model.training
         model.eval()
         try:
-            if self.kind == "classifier":
+            if self.classifies:
                 shown = classifier_pictures(model, images.to(device), labels, classes)
             else:
                 shown = draw_pictures(model, images.to(device), self.settings.sample_count, self.settings.seed)
@@ -168,14 +169,14 @@ class RunBoard:
         labelled) read them, picked with the run's seed so every interval shows the same ones."""
         import torch
 
-        from drawcli import checkpoint
+        from drawcli import checkpoint, kinds
         from drawcli.heldout import labelled_test, test_images
 
         if not self.test:
             info = checkpoint.read_info(self.run.checkpoint)
-            self.kind = info.config.kind
+            self.classifies = kinds.get(info.config.kind).classifies
             pick = torch.Generator().manual_seed(self.settings.seed)
-            if self.kind == "classifier":
+            if self.classifies:
                 test = labelled_test(info, None, None, "test", None)
                 chosen = torch.randperm(len(test.images), generator=pick)[:STRIP_ROWS]
                 self.test = (test.images[chosen].float().div(255), test.labels[chosen], test.classes)

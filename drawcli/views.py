@@ -8,7 +8,10 @@ pass per view.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command line imports this module for its limits: no torch until a view is made
+    import torch
 
 # (dy, dx) of each view in units of the shift, in the order views are taken: the image itself,
 # the four diagonals, then the four axes.
@@ -30,6 +33,8 @@ def shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     if dy == 0 and dx == 0:
         return images
     height, width = images.shape[-2:]
+    import torch
+
     rows = (torch.arange(height, device=images.device) - dy).clamp(0, height - 1)
     cols = (torch.arange(width, device=images.device) - dx).clamp(0, width - 1)
     return images[..., rows, :][..., cols]

@@ -38,8 +38,9 @@ def test_the_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.
     assert (tmp_path / "work" / "runs" / "from-python" / "checkpoint.safetensors").is_file()
 
 
-def test_import_drawcli_loads_no_torch() -> None:
-    code = "import sys, drawcli; print('torch' in sys.modules, callable(drawcli.load))"
+def test_import_drawcli_and_its_command_line_load_no_torch() -> None:
+    """So `drawcli --help` is instant: torch comes with the first model or tensor."""
+    code = "import sys, drawcli, drawcli.cli; print('torch' in sys.modules, callable(drawcli.load))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "True"]
 

@@ -11,7 +11,7 @@ from helpers import CLASSIFIER, TINY_ARGS, invoke
 from safetensors.torch import load_file
 from torch import nn
 
-from drawcli import checkpoint, models
+from drawcli import checkpoint, kinds
 from drawcli.training.averaging import WeightAverage, decay_at
 
 DRAW = [*TINY_ARGS, "--quiet", "--device", "cpu"]
@@ -55,7 +55,7 @@ def test_a_classifier_run_saves_the_average_trains_the_raw_weights_and_resumes_e
     # After one step the average is 0.1 start + 0.9 w (decay_at(0.9, 0) = 0.1); training followed the raw w,
     # which is what the run without --ema saved.
     torch.manual_seed(0)
-    start = models.build(checkpoint.read_info(runs["plain"]).config).state_dict()
+    start = kinds.build(checkpoint.read_info(runs["plain"]).config).state_dict()
     raw = load_file(runs["plain"] / "checkpoint.safetensors")
     saved, kept = load_file(runs["ema1"] / "checkpoint.safetensors"), load_file(runs["ema1"] / "resume.safetensors")
     for name, w in raw.items():

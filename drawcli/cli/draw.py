@@ -27,7 +27,9 @@ CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="Check
 
 def require_drawing(model: Any, info: Any, command: str) -> None:
     """Fail cleanly on a model that has no canvas (the attention classifier) for `command`."""
-    if not hasattr(model, "generate"):
+    from drawcli import kinds
+
+    if not kinds.of(model).draws:
         fail(f"{info.path} holds a {info.config.kind} model, which does not {command}: only generative models draw; "
              f"`drawcli glimpses {info.path}` shows where it looks")  # fmt: skip
 
@@ -145,13 +147,13 @@ def glimpses(
     """Show an attention classifier at work: where each glimpse reads, and what it predicts."""
     import torch
 
-    from drawcli import api, checkpoint, devices, render
+    from drawcli import api, checkpoint, devices, kinds, render
     from drawcli.heldout import labelled_test
 
     check_outputs(gif=gif, png=png)
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
-    if hasattr(model, "generate"):
+    if not kinds.of(model).classifies:
         fail(f"{info.path} holds a {info.config.kind} model; `drawcli glimpses` shows classifiers (try `drawcli reconstruct`)")
     test = labelled_test(info, dataset, data_dir, "test", None)
     pick = torch.randperm(len(test.images), generator=torch.Generator().manual_seed(seed))

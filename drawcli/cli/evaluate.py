@@ -117,7 +117,9 @@ def _iw_note(samples: int, gain: float) -> str:
 def _refuse_unused(ctx: typer.Context, model: Any, info: Any, ensemble: bool, samples: int, binarize: Any, views: int,
                    view_shift: int) -> None:  # fmt: skip
     """One line for an option this model cannot use, before any data is loaded."""
-    draws = hasattr(model, "generate")
+    from drawcli import kinds
+
+    draws = kinds.of(model).draws
     if draws and ensemble:
         raise ConfigError("--ensemble averages classifiers' predictions; a DRAW model's bound has no ensemble")
     if draws and views > 1:
@@ -163,7 +165,7 @@ def evaluate(
     from rich.progress import Progress
 
     from drawcli import bounds as evaluation
-    from drawcli import checkpoint, devices
+    from drawcli import checkpoint, devices, kinds
 
     target = devices.setup(device.value, threads)
     model, info = checkpoint.load_model(checkpoint_path, target)
@@ -171,7 +173,7 @@ def evaluate(
     _refuse_unused(ctx, model, info, bool(others), samples, binarize, views, view_shift)
     start = time.perf_counter()
     with Progress(console=err, disable=as_json or not err.is_terminal, transient=True) as progress:
-        if not hasattr(model, "generate"):  # a classifier: no bound, an error rate
+        if kinds.of(model).classifies:  # an error rate, not a bound
             report = evaluate_classifier([(model, info), *others], target, dataset, data_dir, split, batch_size, limit,
                                          progress, offsets(views, view_shift))  # fmt: skip
         else:

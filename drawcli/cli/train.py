@@ -80,23 +80,13 @@ def _replaced(ctx: typer.Context, kind: str, options: dict[str, Any]) -> bool:
         return True  # an unknown name: the error comes with the config, not here
 
 
-# Options of a new run that the classifier would ignore: (parameter, why), refused when given on the
-# command line (they have defaults, so unlike training/draw.py's CLASSIFIER_ONLY, their values cannot tell).
-DRAW_ONLY = (
-    ("canvas", "the classifier has no canvas"), ("enc_size", "the classifier has no encoder"),
-    ("z_size", "the classifier has no latents"), ("sampler", "the classifier has no latents"),
-    ("sampler_option", "the classifier has no latents"), ("writer", "the classifier does not write"),
-    ("write_size", "the classifier does not write"), ("writer_option", "the classifier does not write"),
-    ("kl_warmup", "the classifier has no KL"), ("binarize", "the classifier reads grey levels"),
-)  # fmt: skip
-
-
 def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> None:
     """One line for an option given on the command line that this run would silently ignore."""
-    if config.kind == "classifier":
-        for param, why in DRAW_ONLY:
-            if from_command_line(ctx, param):
-                fail(f"{flag(param)} is for DRAW (--model draw): {why}", code=2)
+    from drawcli import kinds
+
+    for param, why in kinds.get(config.kind).unused_options:  # options with defaults: only their presence tells
+        if from_command_line(ctx, param):
+            fail(f"{flag(param)} {why}", code=2)
     for param in ("teacher_weight", "teacher_temperature"):
         if from_command_line(ctx, param) and not settings.teachers:
             fail(f"{flag(param)} shapes what the teachers teach: give --teacher RUN too", code=2)
@@ -147,7 +137,7 @@ def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
 def _sample_writer(run: Any, settings: Any, run_kind: str, board: Any) -> Any:
     """The epoch-end hook: a GIF of samples (DRAW) and the TensorBoard pictures (`board`, rank 0's
     tensorboard.RunBoard or None) every `sample_every` epochs, and at a mid-epoch end."""
-    from drawcli import models
+    from drawcli import kinds
     from drawcli.cli.draw import draw_samples
 
     def write(model: Any, state: Any) -> None:
@@ -159,7 +149,7 @@ def _sample_writer(run: Any, settings: Any, run_kind: str, board: Any) -> Any:
         if board is not None:
             board.pictures(model, state.step)
 
-    draws = hasattr(models.MODELS[run_kind], "generate")
+    draws = kinds.get(run_kind).draws
     return write if settings.sample_every and (draws or board is not None) else None
 
 

@@ -35,18 +35,22 @@ def train(config: DrawConfig, settings: TrainSettings, run_dir: Path, reporter: 
     Under torchrun pass the job's `ctx` and `device` (distributed.init); otherwise the device
     and thread count come from the settings.
     """
+    from drawcli import kinds
     from drawcli.devices import setup
+    from drawcli.errors import ConfigError
     from drawcli.rundir import RunDir
-    from drawcli.training.classify import ClassifierFamily
-    from drawcli.training.draw import DrawFamily
     from drawcli.training.loop import Trainer
 
+    kind = kinds.get(config.kind)
+    for field, option, why in kind.unused_settings:  # settings this kind cannot use, refused when set
+        if getattr(settings, field):
+            raise ConfigError(f"{option} {why}")
     chosen = setup(settings.device, settings.threads)
     device = device or chosen
     run = RunDir(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     with _sole_writer(run, resume, ctx):
-        family = {"draw": DrawFamily, "classifier": ClassifierFamily}[config.kind](config, settings, device, ctx)
+        family = kind.family_class()(config, settings, device, ctx)
         return Trainer(family, settings, run, reporter, device, ctx, on_epoch_end).fit(resume)
 
 

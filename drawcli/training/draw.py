@@ -11,7 +11,6 @@ from torch import nn
 from drawcli import bounds as evaluation
 from drawcli import data, distributed
 from drawcli.config import DrawConfig
-from drawcli.errors import ConfigError
 from drawcli.model import DRAW, DrawOutput
 from drawcli.training.execution import Execution, as_run, plan
 from drawcli.training.family import BatchLoss, ModelFamily
@@ -35,14 +34,6 @@ def held_out_bound(model: DRAW, images: torch.Tensor, device: torch.device) -> d
     return {key: summary[key] for key in ("bound", "recon", "kl")}
 
 
-# Settings DRAW refuses when set: (field, option, why DRAW cannot use it).
-CLASSIFIER_ONLY = (
-    ("redraw", "--redraw", "DRAW trains on fixed images"),
-    ("teachers", "--teacher", "DRAW has no class probabilities to learn"),
-    ("locate_loss", "--locate-loss", "DRAW's windows have no object to find"),
-)
-
-
 class DrawFamily(ModelFamily):
     """DRAW trained on a data set's images, binarized afresh each batch (or by threshold, or the data set's own bits)."""
 
@@ -53,9 +44,6 @@ class DrawFamily(ModelFamily):
                  ctx: distributed.Dist | None = None) -> None:  # fmt: skip
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
-        for field, option, why in CLASSIFIER_ONLY:
-            if getattr(settings, field):
-                raise ConfigError(f"{option} is for the classifier (--model classifier): {why}")
         dataset = data.open_dataset(settings.dataset)
         data_dir = Path(settings.data_dir) if settings.data_dir else None
         self.train_images = data.load_images(dataset, "train", data_dir, config.image_shape)

@@ -1,0 +1,36 @@
+"""The registry of model kinds: every kind builds, and what it says it can do is what its model does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drawcli import choices, kinds, registry
+from drawcli.config import DrawConfig
+from drawcli.errors import ConfigError
+
+TINY = dict(height=12, width=12, glimpses=2, enc_size=8, dec_size=8, z_size=3, read_size=3, write_size=3)
+
+
+@pytest.mark.parametrize("name", list(kinds.KINDS))
+def test_each_kind_builds_and_does_what_it_declares(name: str) -> None:
+    kind = kinds.get(name)
+    model = kinds.build(DrawConfig(kind=name, classes=4, **TINY))
+    assert isinstance(model, kind.model_class()) and kinds.of(model) is kind
+    assert set(kind.components) <= set(registry.GROUPS) and kind.draws != kind.classifies
+    out = model(torch.rand(2, 1, 12, 12).round())
+    if kind.draws:
+        assert model.generate(2).canvases.shape == (2, 2, 1, 12, 12) and out.recon.shape == (2,)
+        assert kind.metric == "bound"
+    if kind.classifies:
+        assert out.logits.shape == (2, 4) and kind.metric == "error"
+    family = kind.family_class()
+    assert family.__module__.startswith("drawcli.training.")
+
+
+def test_the_kinds_are_the_allowed_values_and_unknown_ones_are_refused() -> None:
+    assert choices.MODEL_KINDS == ("draw", "classifier") == tuple(kinds.KINDS)
+    with pytest.raises(ConfigError, match="^unknown model kind 'gan'; expected one of draw, classifier$"):
+        kinds.get("gan")
+    with pytest.raises(ConfigError, match="^Linear is not a drawcli model"):
+        kinds.of(torch.nn.Linear(2, 2))
