@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-EVAL_BATCH_SIZE = 500
+from drawcli.heldout import EVAL_BATCH_SIZE
 
 
 def grey(images: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -44,11 +44,7 @@ class CheckpointInfo:
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per top-level part, from tensor shapes alone."""
-        counts: dict[str, int] = {}
-        for name, info in self.tensors.items():
-            part = name.split(".", 1)[0]
-            counts[part] = counts.get(part, 0) + numel(info.shape)
-        return counts
+        return by_part((name, numel(info.shape)) for name, info in self.tensors.items())
 
     def class_names(self) -> list[str]:
         """A classifier's class names in the order of its outputs (numbers when the run saved none)."""
@@ -60,6 +56,20 @@ class CheckpointInfo:
             raise ConfigError(f"{flag} {self.path} is not a classifier of the classes {', '.join(classes)}")
         if self.config.image_shape != image_shape:
             raise ConfigError(f"{flag} {self.path} reads {self.config.image_shape} images, not {image_shape}")
+
+
+def by_part(sizes: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Element counts of (dotted name, count) pairs summed per top-level part (reader, encoder, lstm, ...)."""
+    counts: dict[str, int] = {}
+    for name, size in sizes:
+        part = name.split(".", 1)[0]
+        counts[part] = counts.get(part, 0) + size
+    return counts
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """A model's parameters per top-level part: what `inspect` reports from the checkpoint's shapes."""
+    return by_part((name, p.numel()) for name, p in model.named_parameters())
 
 
 def read_info(path: Path) -> CheckpointInfo:

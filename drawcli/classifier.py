@@ -123,7 +123,3 @@ class AttentionClassifier(CompiledTraining, nn.Module):
             return ClassifierOutput(logits, _windows_or_none(windows), _centres(windows))
         (logits, centres), _ = self.run_unit(self.training_unit(), x)
         return ClassifierOutput(logits, centres=centres)
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Parameters per top-level part (reader, lstm, classify)."""
-        return {name: sum(p.numel() for p in child.parameters()) for name, child in self.named_children()}

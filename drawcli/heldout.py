@@ -8,6 +8,8 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
+EVAL_BATCH_SIZE = 500  # images per batch when a model scores held-out data (training's epoch ends, evaluate)
+
 
 def data_folder(info: Any, data_dir: Path | None) -> tuple[Path | None, str]:
     """--data-dir, else the folder the run recorded; and what to add to a not-found error when the

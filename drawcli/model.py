@@ -188,10 +188,6 @@ class DRAW(CompiledTraining, nn.Module):
             windows.append(window)
         return Generation(canvases=torch.stack(canvases), write_windows=_windows_or_none(windows))
 
-    def parameter_counts(self) -> dict[str, int]:
-        """Parameters per top-level part (reader, writer, sampler, encoder, decoder)."""
-        return {name: sum(p.numel() for p in child.parameters()) for name, child in self.named_children()}
-
 
 def _windows_or_none(windows: list[Window | None]) -> list[Window] | None:
     return None if any(w is None for w in windows) else windows  # type: ignore[return-value]

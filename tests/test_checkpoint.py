@@ -51,7 +51,7 @@ def test_metadata_holds_config_version_components_training(saved: tuple[DRAW, Pa
     assert info.training == {"steps": 7, "last_test": {"bound": 1.5}}
     assert info.components["reader"]["name"] == "filterbank"
     assert info.components["reader"]["distribution"] == "drawcli"
-    assert info.parameter_counts() == model.parameter_counts()
+    assert info.parameter_counts() == checkpoint.parameter_counts(model)
     assert info.tensors["encoder.weight_ih"].shape == list(model.encoder.weight_ih.shape)
     assert info.tensors["encoder.weight_ih"].dtype == "F32"
 

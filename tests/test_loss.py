@@ -9,6 +9,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 import drawcli_gaussian
+from drawcli import checkpoint
 from drawcli.config import DrawConfig
 from drawcli.model import DRAW
 
@@ -208,7 +209,7 @@ def test_paper_default_parameter_counts() -> None:
     """Paper MNIST settings: 961,515 parameters with attention, 2,751,448 without."""
     attn = DRAW(DrawConfig())
     assert sum(p.numel() for p in attn.parameters()) == 961_515
-    assert attn.parameter_counts() == {
+    assert checkpoint.parameter_counts(attn) == {
         "reader": 5 * (256 + 1),  # window Linear(256, 5)
         "writer": 5 * (256 + 1) + 25 * (256 + 1),  # window + 5x5 patch
         "sampler": 200 * (256 + 1),  # [mu, log sigma] of z = 100

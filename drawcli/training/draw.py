@@ -11,12 +11,11 @@ from torch import nn
 from drawcli import bounds as evaluation
 from drawcli import data, distributed
 from drawcli.config import DrawConfig
+from drawcli.heldout import EVAL_BATCH_SIZE
 from drawcli.model import DRAW, DrawOutput
 from drawcli.training.execution import Execution, as_run, plan
 from drawcli.training.family import BatchLoss, ModelFamily
 from drawcli.training.settings import TrainSettings
-
-EVAL_BATCH_SIZE = 500
 
 
 def kl_annealed(out: DrawOutput, step: int, warmup: int) -> torch.Tensor:
