@@ -24,7 +24,7 @@ from drawcli.cli.options import (
     flag,
     from_command_line,
     key_values,
-    plain,  # fmt: skip
+    plain,
     positive_float,
     setting_param,
 )
