@@ -58,6 +58,13 @@ KINDS: dict[str, ModelKind] = {
     "draw": ModelKind(
         name="draw", title="DRAW", model="drawcli.model:DRAW", family="drawcli.training.draw:DrawFamily",
         components=("reader", "writer", "sampler"), draws=True, classifies=False, metric="bound",
+        unused_options=(
+            ("redraw", f"{_FOR_CLASSIFIER}: DRAW trains on fixed images"),
+            ("teacher", f"{_FOR_CLASSIFIER}: DRAW has no class probabilities to learn"),
+            ("teacher_weight", f"{_FOR_CLASSIFIER}: DRAW has no class probabilities to learn"),
+            ("teacher_temperature", f"{_FOR_CLASSIFIER}: DRAW has no class probabilities to learn"),
+            ("locate_loss", f"{_FOR_CLASSIFIER}: DRAW's windows have no object to find"),
+        ),
         unused_settings=(
             ("redraw", "--redraw", f"{_FOR_CLASSIFIER}: DRAW trains on fixed images"),
             ("teachers", "--teacher", f"{_FOR_CLASSIFIER}: DRAW has no class probabilities to learn"),

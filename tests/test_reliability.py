@@ -256,7 +256,8 @@ def test_a_seed_outside_32_bits_is_refused_by_the_option(command: str, seed: str
     (["--model", "classifier", "--canvas", "learned"], "--canvas is for DRAW (--model draw): the classifier has no canvas"),
     (["--model", "classifier", "--binarize", "threshold"], "--binarize is for DRAW (--model draw): the classifier reads grey levels"),
     (["--model", "classifier", "--writer-option", "bogus=1"], "--writer-option is for DRAW (--model draw): the classifier does not write"),
-    (["--teacher-temperature", "3"], "--teacher-temperature shapes what the teachers teach: give --teacher RUN too"),
+    (["--teacher-temperature", "3"], "--teacher-temperature is for the classifier (--model classifier): DRAW has no class probabilities"),
+    (["--model", "classifier", "--teacher-weight", "0.5"], "--teacher-weight shapes what the teachers teach: give --teacher RUN too"),
     (["--compile", "off", "--compile-mode", "reduce-overhead"], "--compile-mode reduce-overhead compiles, and --compile off says not to"),
     (["--preset", "paper-cluttered-mnist", "--model", "draw"], "preset paper-cluttered-mnist sets up a classifier model; --model draw conflicts with it"),
 ])  # fmt: skip

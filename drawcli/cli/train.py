@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
+from drawcli.cli.kindhelp import PerKindHelp
 from drawcli.cli.options import (
     SEED_RANGE,
     Amp,
@@ -153,7 +154,7 @@ def _sample_writer(run: Any, settings: Any, run_kind: str, board: Any) -> Any:
     return write if settings.sample_every and (draws or board is not None) else None
 
 
-@app.command()
+@app.command(cls=PerKindHelp)
 @handles_errors
 def train(
     ctx: typer.Context,
@@ -207,7 +208,10 @@ def train(
     sample_every: Annotated[int, typer.Option(min=0, help="Write a sample GIF (DRAW) every N epochs, and TensorBoard's pictures when tensorboard is installed; 0 turns them off.", rich_help_panel=OUTPUT)] = TrainSettings.sample_every,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar: a few plain lines, for logs.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
-    """Train a DRAW model or a classifier and save a safetensors checkpoint in a run directory."""
+    """Train a DRAW model or a classifier and save a safetensors checkpoint in a run directory.
+
+    This help lists DRAW's options; `drawcli train --model classifier --help` lists the attention classifier's.
+    """
     _in_process_group(ctx, device.value, resume, preset, out_dir, quiet)
 
 
