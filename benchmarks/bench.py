@@ -4,7 +4,7 @@ One run measures, at the paper's MNIST setting (T 64, LSTM 256, z 100, read 2, w
 training and sampling images/s of drawcli and of benchmarks/baseline_draw.py, with attention
 and without, at each batch size; the machine's fp32 matmul rate at the LSTM shapes and at
 2048^3; the matmul-bound training limit from an analytic FLOP count; and peak memory.
-drawcli is used only through DrawConfig, DRAW(config), model(x).loss and model.generate(n);
+drawcli is used only through presets.build, DRAW(config), model(x).loss and model.generate(n);
 both subjects (benchmarks/subjects.py) train through drawcli's one training step.
 
     .venv/bin/python benchmarks/bench.py --quick
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from drawcli import presets
 from drawcli.choices import COMPILE_MODES
 from drawcli.config import DrawConfig
 
@@ -45,8 +46,8 @@ from timing import (  # noqa: E402
     synchronizer,
 )
 
-# The settings measured, labelled (and chosen by --only) by what their models report.
-SETTINGS = (DrawConfig(), DrawConfig(reader="none", writer="none"))
+# The settings measured, the paper's MNIST presets, labelled (and chosen by --only) by what their models report.
+SETTINGS = tuple(presets.build(name)[0] for name in ("paper-mnist", "paper-mnist-noattn"))
 
 
 # The measurements

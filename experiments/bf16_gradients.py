@@ -20,17 +20,15 @@ from pathlib import Path
 import torch
 
 from drawcli import checkpoint, data, presets
-from drawcli.cli.options import key_values
-from drawcli.config import DrawConfig
 from drawcli.model import DRAW
 from drawcli.training.execution import native_bf16
 
 
 def paper_model() -> DRAW:
     """paper-mnist's architecture, its reader options (if any) included, at its seed-0 initialisation."""
-    options = presets.get("paper-mnist").options
+    config, _ = presets.build("paper-mnist")
     torch.manual_seed(0)
-    return DRAW(DrawConfig(reader_options=key_values(options.get("reader_option"))))
+    return DRAW(config)
 
 
 def gradients(model: DRAW, x: torch.Tensor, noise: torch.Tensor, dtype: torch.dtype | None) -> tuple[float, dict, float]:

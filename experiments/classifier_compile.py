@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # t
 from timing import Timer, interleave  # noqa: E402
 
 DEFAULTS = TrainSettings()
-PRESET = PRESETS["paper-cluttered-mnist"].options
+PRESET = PRESETS["paper-cluttered-mnist"].settings
 
 
 def step_function(model: AttentionClassifier, x: torch.Tensor, y: torch.Tensor, bf16: bool = False):  # noqa: ANN201

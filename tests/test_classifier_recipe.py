@@ -130,8 +130,9 @@ def test_cluttered_preset_reaches_the_run(tmp_path: Path, monkeypatch: pytest.Mo
     """The measured setting (docs/reproducing.md): the window at gain 1 with its centre on the
     image and Adam 6e-4, through `train --preset`."""
     from drawcli import presets
+    from drawcli.cli.options import as_options
 
-    assert presets.command_line(presets.PRESETS["paper-cluttered-mnist"].options) == (
+    assert presets.command_line(as_options(presets.PRESETS["paper-cluttered-mnist"].settings)) == (
         "--model classifier --dataset cluttered-mnist --reader filterbank --glimpses 8 --rnn-size 256 --read-size 12 "
         "--reader-option init=cover-unscaled --reader-option centre=inside --lr 0.0006 --redraw --lr-schedule cosine "
         "--epochs 75")  # fmt: skip

@@ -16,6 +16,7 @@ from PIL import Image
 
 from drawcli import bounds, presets, render
 from drawcli.checkpoint import load_model
+from drawcli.config import DrawConfig
 from drawcli.model import DRAW
 
 
@@ -157,10 +158,11 @@ def test_reconstruct_gif_frames_size_and_read_box(run: Path, tmp_path: Path) -> 
 
 def test_presets_resolve_and_explicit_options_win(tmp_path: Path) -> None:
     """paper-mnist is the documented setting; explicit options override a preset's values."""
-    assert presets.PRESETS["paper-mnist"].options == {
+    assert presets.PRESETS["paper-mnist"].settings == {
         "dataset": "mnist", "reader": "filterbank", "writer": "filterbank", "glimpses": 64,
-        "rnn_size": 256, "z_size": 100, "read_size": 2, "write_size": 5,
+        "enc_size": 256, "dec_size": 256, "z_size": 100, "read_size": 2, "write_size": 5,
     }  # fmt: skip
+    assert presets.build("paper-mnist")[0] == DrawConfig()  # the paper's MNIST setting is DrawConfig's default
     write_idx_dataset(tmp_path / "data", n_train=16, n_test=4)
     result = invoke("train", "--preset", "paper-mnist-noattn", *TINY_ARGS, "--data-dir", tmp_path / "data",
                     "--out", tmp_path / "run", "--steps", "1", "--quiet", "--sample-every", "0")  # fmt: skip

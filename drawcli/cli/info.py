@@ -35,13 +35,14 @@ def inspect(
 def list_presets() -> None:
     """List the named settings `drawcli train --preset` accepts."""
     from drawcli import presets
+    from drawcli.cli.options import as_options
 
     table = Table(title="presets")
     table.add_column("name")
     table.add_column("description")
     table.add_column("options")
     for name, preset in presets.PRESETS.items():
-        table.add_row(name, preset.description, presets.command_line(preset.options))
+        table.add_row(name, preset.description, presets.command_line(as_options(preset.settings)))
     out.print(table)
 
 

@@ -28,7 +28,7 @@ def kind_asked(args: list[str]) -> str:
     if model in kinds.KINDS:
         return model
     if preset in presets.PRESETS:
-        return str(presets.PRESETS[preset].options.get("model", "draw"))
+        return str(presets.PRESETS[preset].settings.get("kind", "draw"))
     return "draw"
 
 

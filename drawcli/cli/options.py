@@ -64,6 +64,24 @@ FpsOption = Annotated[float, typer.Option(min=0.1, max=100.0, help="GIF frames p
 SEED_RANGE = {"min": 0, "max": 2**32 - 1}
 
 
+def as_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """Values by setting name (a preset's) as `train`'s options: kind is --model, equal LSTM sizes one
+    --rnn-size, a component's options KEY=VALUE words, a training setting its parameter."""
+    options: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "kind":
+            options["model"] = value
+        elif key == "enc_size" and settings.get("dec_size") == value:
+            options["rnn_size"] = value
+        elif key == "dec_size" and settings.get("enc_size") == value:
+            continue
+        elif key.endswith("_options"):
+            options[key.removesuffix("s")] = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in value.items()]
+        else:
+            options[setting_param(key)] = value
+    return options
+
+
 def setting_param(field: str) -> str:
     """The `train` parameter that sets TrainSettings field `field`."""
     return {v: k for k, v in SETTING_PARAMS.items()}.get(field, field)

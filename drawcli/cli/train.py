@@ -27,7 +27,6 @@ from drawcli.cli.options import (
     key_values,
     plain,
     positive_float,
-    setting_param,
 )
 from drawcli.config import MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig
 from drawcli.errors import ConfigError, DrawcliError
@@ -48,25 +47,42 @@ def _preset_option(name: str | None) -> str | None:
     return name
 
 
-def _with_preset(ctx: typer.Context, name: str | None) -> dict[str, Any]:
-    """The command's parameters with the preset's values filled in where not given explicitly."""
+NOT_SETTINGS = ("preset", "resume", "out_dir", "quiet")  # train's parameters that set no config field or setting
+
+
+def _changes(ctx: typer.Context, preset: str | None) -> dict[str, Any]:
+    """The options given on the command line, as changes by setting name to the preset (or the defaults):
+    --rnn-size sets both LSTMs unless one is given, and a component's KEY=VALUE options merge with the
+    preset's key by key, unless the command line names another component."""
+    import dataclasses
+
     from drawcli import presets
+    from drawcli.cli.options import SETTING_PARAMS
     from drawcli.cli.resume import COMPONENT_OPTIONS
 
-    params = dict(ctx.params)
-    if name is not None:
-        options = presets.get(name).options
-        kind, model = options.get("model", DrawConfig.kind), plain(ctx.params["model"])
-        if from_command_line(ctx, "model") and model != kind:
-            fail(f"preset {name} sets up a {kind} model; --model {model} conflicts with it", code=2)
-        for key, value in options.items():
-            if key in COMPONENT_OPTIONS and _replaced(ctx, key.removesuffix("_option"), options):
-                continue  # the preset's options were for the component the command line replaced
-            if not from_command_line(ctx, key):
-                params[key] = value
-            elif key in COMPONENT_OPTIONS:  # KEY=VALUE lists merge: a key given on the command line wins
-                params[key] = [*value, *params[key]]
-    return params
+    base = presets.get(preset).settings if preset is not None else {}
+    kind = base.get("kind", DrawConfig.kind)
+    if preset is not None and from_command_line(ctx, "model") and plain(ctx.params["model"]) != kind:
+        fail(f"preset {preset} sets up a {kind} model; --model {plain(ctx.params['model'])} conflicts with it", code=2)
+    given = {k: plain(v) for k, v in ctx.params.items() if k not in NOT_SETTINGS and from_command_line(ctx, k)}
+    config_fields = {f.name for f in dataclasses.fields(DrawConfig)}
+    changes: dict[str, Any] = {}
+    for param, value in given.items():
+        if param == "model":
+            changes["kind"] = value
+        elif param in config_fields:
+            changes[param] = value
+        elif param != "rnn_size" and param not in COMPONENT_OPTIONS:
+            changes[SETTING_PARAMS.get(param, param)] = value
+    for size in ("enc_size", "dec_size"):
+        if "rnn_size" in given:
+            changes.setdefault(size, given["rnn_size"])
+    for param, field in COMPONENT_OPTIONS.items():
+        if _replaced(ctx, param.removesuffix("_option"), base):  # the preset's options were for its own component
+            changes[field] = key_values(ctx.params[param])
+        elif param in given:
+            changes[field] = {**base.get(field, {}), **key_values(ctx.params[param])}
+    return changes
 
 
 def _replaced(ctx: typer.Context, kind: str, options: dict[str, Any]) -> bool:
@@ -109,28 +125,13 @@ def _refuse_windowless_sizes(ctx: typer.Context, config: DrawConfig) -> None:
 
 
 def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
-    """Config and settings of a new run: the options, with a preset's values where none was given."""
-    import dataclasses
+    """Config and settings of a new run: presets.build of the preset with the command line's changes."""
+    from drawcli import presets
 
-    from drawcli import data
-
-    p = _with_preset(ctx, preset)
-    dataset = data.open_dataset(p["dataset"])
-    native = dataset.image_shape or (1, 28, 28)
-    p["binarize"] = data.binarization(dataset, plain(p["binarize"]))  # a binarized data set keeps its bits
     try:
-        config = DrawConfig(
-            kind=plain(p["model"]), channels=p["channels"] or native[0], height=p["height"] or native[1], width=p["width"] or native[2],
-            glimpses=p["glimpses"], enc_size=p["enc_size"] or p["rnn_size"], dec_size=p["dec_size"] or p["rnn_size"],
-            z_size=p["z_size"], read_size=p["read_size"], write_size=p["write_size"],
-            reader=p["reader"], writer=p["writer"], sampler=p["sampler"],
-            reader_options=key_values(p["reader_option"]), writer_options=key_values(p["writer_option"]),
-            sampler_options=key_values(p["sampler_option"]), canvas=plain(p["canvas"]),
-        )  # fmt: skip
+        config, settings = presets.build(preset, **_changes(ctx, preset))
     except ConfigError as exc:
         fail(str(exc), code=2)
-    fields = [f.name for f in dataclasses.fields(TrainSettings) if setting_param(f.name) in p]
-    settings = TrainSettings(**{name: plain(p[setting_param(name)]) for name in fields})
     _refuse_unused(ctx, config, settings)
     return config, settings
 
