@@ -41,7 +41,12 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     from drawcli import checkpoint
     from drawcli.devices import pick_device
 
-    target = pick_device(device) if isinstance(device, str) and device == "auto" else torch.device(device)
+    try:
+        target = pick_device(device) if isinstance(device, str) and device in ("auto", "cpu", "cuda") else torch.device(device)
+    except RuntimeError as exc:  # a malformed device string
+        raise ConfigError(f"unknown device {device!r}: {exc}") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for, but no CUDA device is available here")
     model, _ = checkpoint.load_model(Path(path), target)
     return model.eval()
 
@@ -60,12 +65,23 @@ def _images(model: nn.Module, images: torch.Tensor, binary: bool) -> torch.Tenso
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != shape:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ConfigError(f"images must be a tensor (N, {', '.join(map(str, shape))}); got {got}")
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if len(images) == 0:
+        raise ConfigError("images is an empty batch")
+    # uint8 grey levels are 0-255; uint8 bits (every pixel 0 or 1) are taken as they are.
+    grey_levels = images.dtype == torch.uint8 and not (binary and bool((images <= 1).all()))
+    x = images.float() / 255.0 if grey_levels else images.float()
     if binary and not bool(((x == 0) | (x == 1)).all()):
         raise ConfigError("DRAW scores binary images: every pixel 0 or 1 (binarize grey levels first, e.g. torch.bernoulli)")
     if not binary and not bool(((x >= 0) & (x <= 1)).all()):
         raise ConfigError("the classifier reads grey levels in [0, 1] (or uint8 0-255)")
     return x.to(next(model.parameters()).device)
+
+
+def _at_least(**values: tuple[int, int]) -> None:
+    """Refuse a count below its least value, as the command line's option ranges do: name=(value, least)."""
+    for name, (value, least) in values.items():
+        if not isinstance(value, int) or value < least:
+            raise ConfigError(f"{name} must be an integer of at least {least}, got {value!r}")
 
 
 @contextlib.contextmanager
@@ -103,8 +119,7 @@ def bound(model: nn.Module, images: torch.Tensor, samples: int = 0, batch_size: 
     from drawcli.bounds import per_image
 
     _require(model, "bound", "draws")
-    if samples < 0:
-        raise ConfigError(f"samples must be 0 or more, got {samples}")
+    _at_least(samples=(samples, 0), batch_size=(batch_size, 1))
     x = _images(model, images, binary=True)
     result = per_image(model, x, x.device, batch_size, samples)  # type: ignore[arg-type]
     return Bounds(bound=result.bound.float(), recon=result.recon.float(), kl=result.kl.float(),
@@ -121,8 +136,10 @@ def evaluate(run: str | Path, split: str = "test", samples: int = 0, dataset: st
     from drawcli import checkpoint
     from drawcli.accuracy import error_report, predict
     from drawcli.bounds import per_image, summarize
+    from drawcli.cli.evaluate import finite
     from drawcli.heldout import labelled_test, test_images
 
+    _at_least(samples=(samples, 0), batch_size=(batch_size, 1), limit=(1 if limit is None else limit, 1))
     model = load(run, device)
     info = checkpoint.read_info(Path(run))
     folder = None if data_dir is None else Path(data_dir)
@@ -133,10 +150,10 @@ def evaluate(run: str | Path, split: str = "test", samples: int = 0, dataset: st
         test = labelled_test(info, dataset, folder, split, limit)
         logits = predict(model, test.images, target, batch_size)
         how = f"{dataset or info.training.get('dataset')} {split} split, {len(test.images)} images"
-        return {"checkpoint": str(info.path), "data": how, **error_report(logits, test.labels, test.classes)}
+        return finite({"checkpoint": str(info.path), "data": how, **error_report(logits, test.labels, test.classes)})
     images, how = test_images(info, dataset, folder, split, None, limit)
     result = per_image(model, images, target, batch_size, samples)  # type: ignore[arg-type]
-    return {"checkpoint": str(info.path), "data": how, "samples": samples, **summarize(result)}
+    return finite({"checkpoint": str(info.path), "data": how, "samples": samples, **summarize(result)})
 
 
 @torch.no_grad()
@@ -150,12 +167,19 @@ def classify(model: nn.Module, images: torch.Tensor) -> ClassifierOutput:
 def train(preset: str | None = None, out: str | Path | None = None, *, progress: bool = False, **options: Any) -> Path:
     """Train exactly as `drawcli train` does, through the same command; returns the run folder.
 
-    `options` are `drawcli train`'s, by their Python names: `glimpses=10, rnn_size=128, steps=100,
-    data_dir="data/mnist", reader_option=["init=cover"], redraw=True`. `resume="runs/x"` continues
-    a run. A mistake raises DrawcliError with the command line's message.
+    `options` are `drawcli train`'s flags with underscores for dashes (`glimpses=10, rnn_size=128,
+    steps=100, data_dir="data/mnist", reader_option=["init=cover"], redraw=True, compile="off"`); a
+    None is left out. `resume="runs/x"` continues a run. A mistake raises DrawcliError with the command
+    line's message. Torch's thread count and the global random stream are as they were afterwards.
     """
     from drawcli.presets import command_words
     from drawcli.rundir import new_run_path
+
+    for key in ("quiet", "help", "out_dir", "preset"):
+        if key in options:
+            raise ConfigError(f"{key} is not an option of drawcli.train: progress=True shows the progress bar, "
+                              "out names the run's folder, preset is the first argument")  # fmt: skip
+    options = {key: value for key, value in options.items() if value is not None}
 
     if "resume" in options:
         if out is not None:
@@ -167,7 +191,13 @@ def train(preset: str | None = None, out: str | Path | None = None, *, progress:
     if preset is not None:
         options = {"preset": preset, **options}
     words = ["train", *command_words(options), *([] if progress else ["--quiet"])]
-    _run_command(words)
+    threads = torch.get_num_threads()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            _run_command(words)
+    finally:
+        torch.set_num_threads(threads)
     return run
 
 

@@ -13,7 +13,7 @@ EVAL_BATCH_SIZE = 500  # images per batch when a model scores held-out data (tra
 
 def data_folder(info: Any, data_dir: Path | None) -> tuple[Path | None, str]:
     """--data-dir, else the folder the run recorded; and what to add to a not-found error when the
-    recorded folder is not there from here (runs before 2026-12-07 recorded --data-dir as typed)."""
+    recorded folder is not there from here (older runs recorded --data-dir as typed, relative to where they ran)."""
     recorded = info.training.get("data_dir")
     if data_dir is not None or not recorded:
         return data_dir, ""

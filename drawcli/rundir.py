@@ -152,8 +152,28 @@ class RunDir:
     def discard_unsaved(self, claim: Claim) -> None:
         """After a run that saved no checkpoint, remove what it wrote (UNSAVED files the folder did not
         hold when claimed) and the folders it made, if nothing else is left in them: a failed run leaves no trace."""
-        if self.has_run() or (self.path / LOCK).exists():  # saved, or another process trains here now (runlock.py)
+        from drawcli.errors import RunInUseError
+        from drawcli.runlock import RunLock
+
+        if self.has_run() or not self.path.is_dir():
             return
+        lock = RunLock(self.path)  # held while removing: a process that took the folder meanwhile keeps its files
+        try:
+            lock.acquire()
+        except (RunInUseError, DrawcliError):
+            return
+        try:
+            if not self.has_run():
+                self._remove_unsaved(claim)
+        finally:
+            lock.release()
+        for folder in claim.made:  # innermost first
+            try:
+                folder.rmdir()  # refuses a folder that holds anything: a lock taken since, a file of someone else's
+            except OSError:
+                break
+
+    def _remove_unsaved(self, claim: Claim) -> None:
         for name in UNSAVED:
             entry = self.path / name
             if name in claim.held or not (entry.exists() or entry.is_symlink()):
@@ -162,11 +182,6 @@ class RunDir:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-        for folder in claim.made:  # innermost first
-            try:
-                folder.rmdir()  # refuses a folder that holds anything: a lock still held, a file of someone else's
-            except OSError:
-                break
 
     def write_run_json(self, config: dict[str, Any], settings: dict[str, Any]) -> None:
         payload = {"config": config, "settings": settings}

@@ -109,11 +109,29 @@ def test_bad_input_is_refused_with_a_message(trained: Path, tmp_path: Path, data
     with pytest.raises(DrawcliError, match="already holds a run; continue it with --resume"):
         drawcli.train(data_dir=data_dir, steps=1, out=trained)
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match="^samples must be an integer of at least 0, got -1$"):
+        drawcli.bound(model, torch.zeros(2, 1, 28, 28), samples=-1)
+    with pytest.raises(ConfigError, match="^limit must be an integer of at least 1, got 0$"):
+        drawcli.evaluate(trained, limit=0)
+    with pytest.raises(ConfigError, match="^images is an empty batch$"):
+        drawcli.bound(model, torch.zeros(0, 1, 28, 28))
+    with pytest.raises(ConfigError, match="^quiet is not an option of drawcli.train"):
+        drawcli.train(quiet=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(DrawcliError, match="^--device cuda was asked for, but no CUDA device is available here$"):
+            drawcli.load(trained, "cuda")
+    bits = torch.bernoulli(torch.full((2, 1, 28, 28), 0.5), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawcli.bound(model, bits.to(torch.uint8)).bound, drawcli.bound(model, bits).bound)
 
 
 def test_train_resumes_through_the_command(run: Path) -> None:
     """resume= continues the run in its folder, as `drawcli train --resume` does."""
-    assert drawcli.train(resume=run, steps=6, threads=1) == run
+    torch.set_num_threads(2)
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    assert drawcli.train(resume=run, steps=6, threads=1, epochs=None) == run  # None: left out
+    assert torch.get_num_threads() == 2 and torch.equal(torch.get_rng_state(), state)
+    torch.set_num_threads(1)
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 6
     with pytest.raises(ConfigError, match="^resume continues a run in its own folder"):
         drawcli.train(resume=run, out=run)

@@ -234,8 +234,8 @@ def test_cuda_graph_matches_eager(idx_dir: Path, poison_at: int | None) -> None:
 
 @cuda
 def test_cuda_graph_gradients_match_eager(idx_dir: Path) -> None:
+    _, _, grads = _graph_run(idx_dir, None)  # first: it seeds and draws from the CUDA stream itself
     family, model, optimizer = _setup(idx_dir, "cuda")
-    _, _, grads = _graph_run(idx_dir, None)
     stop = torch.zeros((), device="cuda")
     for step, rate in enumerate(RATES):
         set_rate(optimizer, rate)

@@ -15,6 +15,7 @@ from drawcli import checkpoint, resume, rundir
 from drawcli.errors import CheckpointError, DrawcliError
 from drawcli.model import DRAW
 from drawcli.rundir import RunDir
+from drawcli.runlock import RunLock
 
 
 def save_pair(run: RunDir, model: DRAW, step: int) -> bytes:
@@ -123,10 +124,15 @@ def test_discard_unsaved_removes_what_the_run_made_and_nothing_else(tmp_path: Pa
     assert sorted(p.name for p in other.path.iterdir()) == ["notes.txt"]
     locked = RunDir(tmp_path / "locked")
     claim = locked.claim()
-    (locked.path / rundir.LOCK).write_text("")  # another process trains here now
+    holder = RunLock(locked.path)  # another process took the folder and trains there now
+    holder.acquire()
     (locked.path / rundir.RUN_JSON).write_text("{}")
     locked.discard_unsaved(claim)
     assert sorted(p.name for p in locked.path.iterdir()) == [rundir.LOCK, rundir.RUN_JSON]
+    holder.release()
+    (locked.path / rundir.LOCK).write_text("")  # a lock file left by a killed process holds nothing
+    locked.discard_unsaved(claim)
+    assert not locked.path.exists()
     saved = RunDir(tmp_path / "saved")
     claim = saved.claim()
     save_pair(saved, DRAW(tiny_config()), step=1)

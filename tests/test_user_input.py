@@ -167,3 +167,13 @@ def test_a_new_run_that_fails_before_its_first_save_leaves_nothing_behind(data_d
         assert line.startswith("error: training stopped at step 3: the held-out bound is not finite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [".DS_Store"]
+
+
+@pytest.mark.parametrize("option", ["jitter=0.1", "hidden=0", "sigma_floor=0.5"])
+def test_a_removed_component_option_is_refused_for_a_new_run(option: str, data_dir: Path, tmp_path: Path) -> None:
+    """Old files drop a removed option at its neutral value; a new run given one is told it was removed."""
+    result = invoke("train", "--reader-option", option, "--steps", "1", "--data-dir", data_dir, "--out", tmp_path / "r")
+    name = option.split("=")[0]
+    assert error_line(result, code=2) == (f"error: --reader-option {name} was removed after drawcli 0.1.0 (it did not "
+                                          "help; docs/reproducing.md, 'Measured and not adopted')")  # fmt: skip
+    assert not (tmp_path / "r").exists()

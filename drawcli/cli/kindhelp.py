@@ -17,12 +17,13 @@ from drawcli import kinds, presets
 def kind_asked(args: list[str]) -> str:
     """The model kind a `train` command line asks for: --model, else its --preset's, else DRAW's."""
     def value(name: str) -> str | None:
+        found = None  # the last one given wins, as when the options are parsed
         for i, arg in enumerate(args):
             if arg == name and i + 1 < len(args):
-                return args[i + 1]
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-        return None
+                found = args[i + 1]
+            elif arg.startswith(name + "="):
+                found = arg.split("=", 1)[1]
+        return found
 
     model, preset = value("--model"), value("--preset")
     if model in kinds.KINDS:

@@ -108,6 +108,18 @@ def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> Non
         if from_command_line(ctx, param) and not settings.teachers:
             fail(f"{flag(param)} shapes what the teachers teach: give --teacher RUN too", code=2)
     _refuse_windowless_sizes(ctx, config)
+    _refuse_retired_options(config)
+
+
+def _refuse_retired_options(config: DrawConfig) -> None:
+    """A component option removed from drawcli: a new run refuses it (old files drop it at its neutral value)."""
+    from drawcli import kinds, registry
+
+    for kind in kinds.get(config.kind).components:
+        retired = getattr(registry.load(kind, getattr(config, kind)), "retired_options", None)
+        for key in set(getattr(config, f"{kind}_options")) & set(retired.neutral if retired else ()):
+            fail(f"--{kind}-option {key} was removed after drawcli {retired.last_version} (it did not help; "  # type: ignore[union-attr]
+                 "docs/reproducing.md, 'Measured and not adopted')", code=2)  # fmt: skip
 
 
 def _refuse_windowless_sizes(ctx: typer.Context, config: DrawConfig) -> None:
@@ -283,7 +295,7 @@ def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path,
         if run.has_run():
             fail(f"stopped at once by a second interrupt; the last saved checkpoint in {run_dir} is intact; "
                  f"resume with: drawcli train --resume {run_dir}", code=130)  # fmt: skip
-        fail(f"stopped at once by a second interrupt, before any checkpoint was saved in {run_dir}", code=130)
+        fail(f"interrupted before the first checkpoint was saved; nothing of the run is kept in {run_dir}", code=130)
     finally:
         reporter.close()
         tensorboard.close(run.tensorboard)

@@ -134,6 +134,9 @@ class Steps:
             self.notice = ""
         if not self.capture or self.start is None or step < self.start:
             return self._eager(indices, step, stop)
+        # From here every step, warm-up or replay, reads the rate from the same device tensor, so a resumed
+        # run (whose first steps of each shape warm up again) updates the weights as the one it continues.
+        make_capturable(self.optimizer, self.device)
         size = len(indices)
         captured = self.graphs.get(size)
         if captured is None:

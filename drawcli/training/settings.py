@@ -73,8 +73,8 @@ class TrainSettings:
     threads: int | None = _setting(None, EXECUTION)
     compile: str = _setting("auto", EXECUTION)  # "auto": when the run repays it (training/execution.py)
     compile_mode: str = _setting("default", EXECUTION)  # "reduce-overhead": CUDA graphs of the compiled unit on a GPU
-    # The whole step captured once and replayed on CUDA (training/graphed.py); off by default until a GPU has
-    # measured it against eager (benchmarks/gpu_lease_graphs.sh), then auto.
+    # The whole step captured once and replayed on CUDA (training/graphed.py); off by default: not yet
+    # checked against the eager step on a GPU.
     cuda_graph: str = _setting("off", EXECUTION)
     sample_every: int = _setting(1, EXECUTION)
     sample_count: int = _setting(64, EXECUTION)

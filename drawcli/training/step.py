@@ -142,6 +142,6 @@ def _redo_eagerly(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Call
 
 
 def backward(batch: BatchLoss, optimizer: torch.optim.Optimizer, scale: float) -> None:
-    optimizer.zero_grad(set_to_none=True)
     """Zero the gradients (to None) and backpropagate the batch's summed objective times `scale`."""
+    optimizer.zero_grad(set_to_none=True)
     (batch.objective.sum() * scale).backward()
