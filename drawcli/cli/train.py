@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from drawcli.cli.app import app, debugging, err, fail, handles_errors
+from drawcli.cli.component_checks import refuse_retired_options, refuse_windowless_sizes
 from drawcli.cli.kindhelp import PerKindHelp
 from drawcli.cli.options import (
     SEED_RANGE,
@@ -107,33 +108,8 @@ def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> Non
     for param in ("teacher_weight", "teacher_temperature"):
         if from_command_line(ctx, param) and not settings.teachers:
             fail(f"{flag(param)} shapes what the teachers teach: give --teacher RUN too", code=2)
-    _refuse_windowless_sizes(ctx, config)
-    _refuse_retired_options(config)
-
-
-def _refuse_retired_options(config: DrawConfig) -> None:
-    """A component option removed from drawcli: a new run refuses it (old files drop it at its neutral value)."""
-    from drawcli import kinds, registry
-
-    for kind in kinds.get(config.kind).components:
-        retired = getattr(registry.load(kind, getattr(config, kind)), "retired_options", None)
-        for key in set(getattr(config, f"{kind}_options")) & set(retired.neutral if retired else ()):
-            fail(f"--{kind}-option {key} was removed after drawcli {retired.last_version} (it did not help; "  # type: ignore[union-attr]
-                 "docs/reproducing.md, 'Measured and not adopted')", code=2)  # fmt: skip
-
-
-def _refuse_windowless_sizes(ctx: typer.Context, config: DrawConfig) -> None:
-    """--read-size / --write-size given on the command line for a component without a window (it would ignore it).
-
-    Only an explicit size is refused: a preset's sizes fall silently away when --reader replaces its reader.
-    """
-    from drawcli import registry
-
-    for kind, param in (("reader", "read_size"), ("writer", "write_size")):
-        name = getattr(config, kind)
-        if from_command_line(ctx, param) and not getattr(registry.load(kind, name), "produces_windows", False):
-            fail(f"{flag(param)} sizes the {kind}'s window, but {kind} {name!r} has no window, so it would be ignored: "
-                 f"drop {flag(param)}, or pick a {kind} with a window (see `drawcli plugins`)", code=2)  # fmt: skip
+    refuse_windowless_sizes(ctx, config)
+    refuse_retired_options(config)
 
 
 def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
