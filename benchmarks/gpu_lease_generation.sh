@@ -15,34 +15,15 @@
 #   DEVICE=cpu DATA=../shared/data/mnist PYTHON=.venv/bin/python PATH=.venv/bin:$PATH \
 #       bash benchmarks/gpu_lease_generation.sh /tmp/lease-generation    # the dry run on the CPU, scaled down
 set -uo pipefail
-out=${1:?usage: gpu_lease_generation.sh OUT_DIR}
-device=${DEVICE:-cuda}
-data=${DATA:-.gpu/mnist}
-python=${PYTHON:-python3}
-threads=${THREADS:-4}
-work=${WORK:-/tmp/lease-generation-runs}
-# The candidate GPU recipe of issue 38 (batch 256, the square-root rule's rate, cosine); two-digit MNIST
-# needed half the rate at batch 64 (its preset: 5e-4), so half here too.
-batch=${RECIPE_BATCH:-256} lr=${RECIPE_LR:-2e-3} two_lr=${TWO_LR:-1e-3}
+source "$(dirname "$0")/lease_setup.sh"
+# Two-digit MNIST needed half the rate at batch 64 (its preset: 5e-4), so half the recipe's here too.
+two_lr=${TWO_LR:-1e-3}
 noattn_s=${NOATTN_S:-210} two_s=${TWO_S:-250} total_s=${TOTAL_S:-560}
-probe=150 eval_s=60 limit=() small=() frames=(--frames 2)
+probe=150 eval_s=60 limit=() small=()
 if [ "$device" = cpu ]; then  # the dry run: every step, scaled to a few minutes of one CPU
     noattn_s=${NOATTN_S:-25} two_s=${TWO_S:-30} total_s=${TOTAL_S:-170} probe=110 eval_s=40
     limit=(--limit 200) small=(--glimpses 4 --rnn-size 32 --z-size 8)
 fi
-rm -rf "$work"  # a rerun on a warm machine must not read the last run's files
-mkdir -p "$out" "$work"
-rm -f "$out/results.jsonl" "$out/summary.txt"  # a rerun into the same folder starts its record afresh
-out=$(cd "$out" && pwd)
-start=$(date +%s)
-elapsed() { echo $(( $(date +%s) - start )); }
-stamp() { echo "[$(elapsed) s] $*" | tee -a "$out/summary.txt"; }
-log() { tee -a "$out/summary.txt"; }
-if ! "$python" -c "import drawcli_filterbank" 2>/dev/null; then
-    "$python" -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$work/install.log" 2>&1 \
-        || { cat "$work/install.log"; exit 1; }
-fi
-{ nvidia-smi -L 2>/dev/null; "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } | log
 common=(--data-dir "$data" --device "$device" --threads "$threads" --batch-size "$batch" --cuda-graph on --sample-every 0 --quiet)
 
 rate() {  # steps a second after the first 50 (capture and compiling left out), from a run's metrics.jsonl
@@ -90,7 +71,7 @@ drawcli sample "$work/two-digit" --gif "$out/two-digit-samples.gif" --png "$out/
     --device "$device" >>"$work/gifs.log" 2>&1
 drawcli reconstruct "$work/two-digit" --gif "$out/two-digit-reconstruction.gif" --n 8 --scale 2 --device "$device" \
     >>"$work/gifs.log" 2>&1
-"$python" benchmarks/shrink_gif.py "$out"/*.gif "${frames[@]}" >>"$work/gifs.log" 2>&1
+"$python" benchmarks/shrink_gif.py "$out"/*.gif >>"$work/gifs.log" 2>&1
 left=$(( total_s - $(elapsed) ))
 if [ "$left" -gt 150 ]; then
     train attention-seed1 $((left - 60)) paper-mnist "$lr" 1

@@ -17,16 +17,7 @@
 #   DEVICE=cpu DATA=../shared/data/mnist PYTHON=.venv/bin/python PATH=.venv/bin:$PATH \
 #       bash benchmarks/gpu_lease_graphs.sh /tmp/lease-graphs    # the dry run on the CPU, scaled down
 set -uo pipefail
-out=${1:?usage: gpu_lease_graphs.sh OUT_DIR}
-device=${DEVICE:-cuda}
-data=${DATA:-.gpu/mnist}
-python=${PYTHON:-python3}
-threads=${THREADS:-4}
-work=${WORK:-/tmp/lease-graphs-runs}
-# The candidate recipe from the CPU comparison at small scale (docs/performance.md): batch 256 at the
-# square-root rule's rate, 2e-3, cosine over the run. Not a preset until a GPU has measured it.
-batch=${RECIPE_BATCH:-256}
-lr=${RECIPE_LR:-2e-3}
+source "$(dirname "$0")/lease_setup.sh"
 amp=${AMP:-off}
 train_s=${TRAIN_S:-330}       # the long run's wall-clock limit
 speed_s=${SPEED_S:-95}        # the speed table starts no setting after this
@@ -35,19 +26,6 @@ if [ "$device" = cpu ]; then  # the dry run: the same steps, scaled to a few min
     glimpses=4 batches=64,256 min_time=1 speed_s=${SPEED_S:-40} train_s=${TRAIN_S:-60} test_s=240 eval_s=60
     limit=(--limit 500) steps=(--glimpses 4 --rnn-size 64 --z-size 10)
 fi
-rm -rf "$work"  # a rerun on a warm machine must not read the last run's files
-mkdir -p "$out" "$work"
-out=$(cd "$out" && pwd)
-start=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$out/summary.txt"; }
-log() { tee -a "$out/summary.txt"; }
-
-if ! "$python" -c "import drawcli_filterbank" 2>/dev/null; then
-    "$python" -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$work/install.log" 2>&1 \
-        || { cat "$work/install.log"; exit 1; }
-fi
-{ nvidia-smi -L 2>/dev/null; "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } | log
-
 # --- stage 1: correctness, then speed ---
 timeout "$test_s" "$python" -m pytest -q -rs -p no:cacheprovider tests/test_graphed.py tests/test_devices.py >"$work/tests.log" 2>&1
 stamp "CUDA tests: $(tail -n 1 "$work/tests.log")"

@@ -35,6 +35,9 @@ from drawcli.training.settings import TrainSettings  # noqa: E402
 from drawcli.training.step import make_optimizer, set_rate  # noqa: E402
 
 # mode -> (--compile, --amp, --cuda-graph)
+LR = 1e-3  # Adam's rate in every setting: TrainSettings' default
+MIN_STEPS = 5  # timed steps per setting, at the least
+CHECK_BATCH = 64  # images per step of --check, the paper's batch
 MODES = {"eager": ("off", "off", "off"), "compiled": ("on", "off", "off"), "captured": ("off", "off", "on"),
          "captured-compiled": ("on", "off", "on"), "captured-bf16": ("off", "bf16", "on")}  # fmt: skip
 
@@ -42,7 +45,7 @@ MODES = {"eager": ("off", "off", "off"), "compiled": ("on", "off", "off"), "capt
 def build(args: argparse.Namespace, mode: str, batch: int) -> tuple[graphed.Steps, DrawFamily, torch.nn.Module, torch.optim.Optimizer]:
     """The loop's objects for one setting: family (data on the device), model, Adam and the step function."""
     compile_choice, amp, graph = MODES[mode]
-    settings = TrainSettings(data_dir=args.data_dir, batch_size=batch, lr=args.lr, compile=compile_choice, amp=amp,
+    settings = TrainSettings(data_dir=args.data_dir, batch_size=batch, lr=LR, compile=compile_choice, amp=amp,
                              cuda_graph=graph, seed=0, steps=10**6)  # fmt: skip
     device = torch.device(args.device)
     family = DrawFamily(DrawConfig(glimpses=args.glimpses), settings, device)
@@ -67,7 +70,7 @@ def measure(args: argparse.Namespace, mode: str, batch: int) -> dict[str, Any]:
     n_batches = family.train_size // batch
 
     def run(i: int) -> Any:
-        set_rate(optimizer, args.lr)
+        set_rate(optimizer, LR)
         idx = order[(i % n_batches) * batch : (i % n_batches + 1) * batch]
         return steps(idx, i, stop)
 
@@ -79,7 +82,7 @@ def measure(args: argparse.Namespace, mode: str, batch: int) -> dict[str, Any]:
     sync(args.device)
     first_s = time.perf_counter() - tick
     done, timed, tick = first, 0, time.perf_counter()
-    while timed < args.min_steps or time.perf_counter() - tick < args.min_time:
+    while timed < MIN_STEPS or time.perf_counter() - tick < args.min_time:
         out = run(done)
         done, timed = done + 1, timed + 1
         if timed % 5 == 0:
@@ -124,15 +127,15 @@ def check(args: argparse.Namespace) -> bool:
     """Six steps eager and captured on the same seed, a NaN gradient forced at step 4: True if they agree."""
     runs = {}
     for mode in ("eager", "captured"):
-        steps, family, model, optimizer = build(args, mode, args.check_batch)
+        steps, family, model, optimizer = build(args, mode, CHECK_BATCH)
         poison = torch.ones((), device=args.device)
         next(model.parameters()).register_hook(lambda g, p=poison: g * p)
         stop = torch.zeros((), device=args.device)
         losses, weights = [], []
         for i in range(6):
-            set_rate(optimizer, args.lr)
+            set_rate(optimizer, LR)
             poison.fill_(math.nan if i == 4 else 1.0)
-            out = steps(torch.arange(i * args.check_batch, (i + 1) * args.check_batch, device=family.index_device()), i, stop)
+            out = steps(torch.arange(i * CHECK_BATCH, (i + 1) * CHECK_BATCH, device=family.index_device()), i, stop)
             losses.append(out.sums.double().cpu())
             weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]).double().cpu())
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).double().cpu()
@@ -162,14 +165,11 @@ def main() -> None:
     parser.add_argument("--glimpses", type=int, default=64)
     parser.add_argument("--batches", default="64,256,1024,4096")
     parser.add_argument("--modes", default="eager,compiled,captured,captured-bf16")
-    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds of timed steps per setting")
-    parser.add_argument("--min-steps", type=int, default=5)
     parser.add_argument("--budget-s", type=float, default=150.0, help="start no setting after this many seconds")
     parser.add_argument("--results", type=Path, help="append a results.jsonl line per setting to this file")
     parser.add_argument("--json", type=Path, help="write the table's rows as JSON")
     parser.add_argument("--check", action="store_true", help="compare the captured step with the eager one, then exit")
-    parser.add_argument("--check-batch", type=int, default=64)
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
     args.modes = args.modes.split(",")

@@ -105,12 +105,9 @@ def main() -> None:
     run.add_argument("--command", required=True)
     run.add_argument("--eval", type=Path, help="`drawcli evaluate --json` output with the bound")
     run.add_argument("--iw", type=Path, help="`drawcli evaluate --samples K --json` output")
-    run.add_argument("--device", help="the device the run trained on, as torch names it (default: from run.json)")
     run.add_argument("--to", type=Path, default=RESULTS)
     args = parser.parse_args()
     line = from_run(args.run_dir, args.command, args.eval, args.iw)
-    if args.device:
-        line["device"] = args.device
     append(line, args.to)
     print(json.dumps(line))
 

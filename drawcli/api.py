@@ -97,8 +97,7 @@ def sample(model: nn.Module, n: int = 64, seed: int = 0) -> Generation:
     """Draw n images from the prior: `.images` (n, C, H, W) probabilities after the last glimpse,
     `.canvases` (T, n, C, H, W) after each glimpse, `.write_windows` (attention writers)."""
     _require(model, "sample", "draws")
-    if n < 1:
-        raise ConfigError(f"n must be at least 1, got {n}")
+    _at_least(n=(n, 1))
     with _seeded(seed):
         return model.generate(n)  # type: ignore[operator]
 
@@ -134,10 +133,7 @@ def evaluate(run: str | Path, split: str = "test", samples: int = 0, dataset: st
     glimpse; a classifier's test error in % with its standard error, per class and as a confusion matrix.
     The data set and its folder default to the ones the run trained on."""
     from drawcli import checkpoint
-    from drawcli.accuracy import error_report, predict
-    from drawcli.bounds import per_image, summarize
-    from drawcli.cli.evaluate import finite
-    from drawcli.heldout import labelled_test, test_images
+    from drawcli.heldout import bound_report, classifier_report, finite
 
     _at_least(samples=(samples, 0), batch_size=(batch_size, 1), limit=(1 if limit is None else limit, 1))
     model = load(run, device)
@@ -147,13 +143,8 @@ def evaluate(run: str | Path, split: str = "test", samples: int = 0, dataset: st
     if kinds.of(model).classifies:
         if samples:
             raise ConfigError("samples is for DRAW models: the importance-weighted bound is DRAW's")
-        test = labelled_test(info, dataset, folder, split, limit)
-        logits = predict(model, test.images, target, batch_size)
-        how = f"{dataset or info.training.get('dataset')} {split} split, {len(test.images)} images"
-        return finite({"checkpoint": str(info.path), "data": how, **error_report(logits, test.labels, test.classes)})
-    images, how = test_images(info, dataset, folder, split, None, limit)
-    result = per_image(model, images, target, batch_size, samples)  # type: ignore[arg-type]
-    return finite({"checkpoint": str(info.path), "data": how, "samples": samples, **summarize(result)})
+        return finite(classifier_report([(model, info)], target, dataset, folder, split, batch_size, limit, [(0, 0)]))
+    return finite(bound_report(model, info, target, dataset, folder, split, None, batch_size, samples, limit))
 
 
 @torch.no_grad()

@@ -19,9 +19,10 @@ from drawcli.errors import ConfigError
 class ModelKind:
     """One kind of model: its classes, the components its config names, and what it can do.
 
-    `unused_options` are `train` parameters this kind ignores, refused when given on the command line
-    (they have defaults, so only their presence tells); `unused_settings` are training settings it
-    cannot use, refused when set: (field, option, why), the reason read as "OPTION is for ...".
+    `unused_options` are `train` parameters this kind ignores, (parameter, why), refused when given on
+    the command line (they have defaults, so only their presence tells), the reason read as "--OPTION
+    is for ..."; `unused_settings` are the training settings among them, (field, parameter), refused
+    when set whichever way the run was started (Python, a resumed run.json).
     """
 
     name: str
@@ -33,7 +34,7 @@ class ModelKind:
     classifies: bool  # predicts classes: classify, the test error, glimpses
     metric: str  # the held-out figure a run is judged by, a key of the training summary's last_test
     unused_options: tuple[tuple[str, str], ...] = ()
-    unused_settings: tuple[tuple[str, str, str], ...] = ()
+    unused_settings: tuple[tuple[str, str], ...] = ()
 
     def model_class(self) -> Any:
         return _load(self.model)
@@ -65,11 +66,7 @@ KINDS: dict[str, ModelKind] = {
             ("teacher_temperature", f"{_FOR_CLASSIFIER}: DRAW has no class probabilities to learn"),
             ("locate_loss", f"{_FOR_CLASSIFIER}: DRAW's windows have no object to find"),
         ),
-        unused_settings=(
-            ("redraw", "--redraw", f"{_FOR_CLASSIFIER}: DRAW trains on fixed images"),
-            ("teachers", "--teacher", f"{_FOR_CLASSIFIER}: DRAW has no class probabilities to learn"),
-            ("locate_loss", "--locate-loss", f"{_FOR_CLASSIFIER}: DRAW's windows have no object to find"),
-        ),
+        unused_settings=(("redraw", "redraw"), ("teachers", "teacher"), ("locate_loss", "locate_loss")),
     ),
     "classifier": ModelKind(
         name="classifier", title="the attention classifier", model="drawcli.classifier:AttentionClassifier",
@@ -89,6 +86,15 @@ KINDS: dict[str, ModelKind] = {
         ),
     ),
 }  # fmt: skip
+
+
+def unused_setting(kind: ModelKind, settings: Any) -> str | None:
+    """The refusal of the first setting `kind` cannot use that `settings` sets ("--redraw is for ..."), or None."""
+    reasons = dict(kind.unused_options)
+    for field, param in kind.unused_settings:
+        if getattr(settings, field):
+            return f"--{param.replace('_', '-')} {reasons[param]}"
+    return None
 
 
 def get(name: str) -> ModelKind:

@@ -107,7 +107,7 @@ def test_evaluate_cli_json(run: Path) -> None:
 
 def test_evaluate_of_one_image_gives_null_standard_errors_and_prints_k_apart(run: Path) -> None:
     """One image has no standard error: --json says null (JSON has no NaN); the text names K apart from the bound."""
-    from drawcli.cli.evaluate import finite
+    from drawcli.heldout import finite
 
     assert finite({"a": float("nan"), "b": [1.5, float("inf")], "c": "x"}) == {"a": None, "b": [1.5, None], "c": "x"}
     result = invoke("evaluate", run, "--samples", "1000", "--limit", "1", "--json", "--threads", "1")

@@ -34,3 +34,14 @@ def test_the_kinds_are_the_allowed_values_and_unknown_ones_are_refused() -> None
         kinds.get("gan")
     with pytest.raises(ConfigError, match="^Linear is not a drawcli model"):
         kinds.of(torch.nn.Linear(2, 2))
+
+
+def test_a_setting_the_kind_cannot_use_is_refused_with_its_option_and_reason() -> None:
+    """training.train's check, for runs started from Python or a run.json (the command line refuses first)."""
+    from drawcli.training.settings import TrainSettings
+
+    draw, classifier = kinds.get("draw"), kinds.get("classifier")
+    assert kinds.unused_setting(draw, TrainSettings(teachers=("t",))) == (
+        "--teacher is for the classifier (--model classifier): DRAW has no class probabilities to learn")
+    assert kinds.unused_setting(draw, TrainSettings()) is None
+    assert kinds.unused_setting(classifier, TrainSettings(redraw=True, locate_loss=0.5)) is None

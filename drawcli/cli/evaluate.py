@@ -4,7 +4,6 @@ test error with per-class errors and the confusion matrix, on held-out data."""
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -23,7 +22,7 @@ from drawcli.cli.options import (
     from_command_line,
 )
 from drawcli.errors import ConfigError
-from drawcli.heldout import labelled_test, test_images
+from drawcli.heldout import bound_report, classifier_report, finite
 from drawcli.views import DEFAULT_SHIFT, MAX_VIEWS, offsets
 
 
@@ -47,51 +46,6 @@ def print_errors(report: dict[str, Any]) -> None:
         table.add_row(name, *map(str, row), "-" if error is None else f"{error:.2f}")
     out.print(table)
     out.print(f"{report['images']} images in {report['seconds']:.1f} s")
-
-
-def evaluate_classifier(models: list[tuple[Any, Any]], target: Any, dataset: str | None, data_dir: Path | None,
-                        split: str, batch_size: int, limit: int | None, progress: Any,
-                        view_offsets: list[tuple[int, int]]) -> dict[str, Any]:  # fmt: skip
-    """The first model's report, or with more models or views their ensemble's: class probabilities
-    averaged over every model and every view (offsets (dy, dx) in pixels; [(0, 0)]: the images as they are)."""
-    from drawcli import views
-    from drawcli.accuracy import error_report, predict
-
-    info = models[0][1]
-    test = labelled_test(info, dataset, data_dir, split, limit)
-    for _, other_info in models[1:]:
-        other_info.require_classifier_of(test.classes, info.config.image_shape, "--ensemble")
-    task = progress.add_task("evaluating", total=len(test.images) * len(models) * len(view_offsets))
-    logits = [predict(m, views.shifted(test.images, dy, dx), target, batch_size, lambda n: progress.advance(task, n))
-              for m, _ in models for dy, dx in view_offsets]  # fmt: skip
-    # An ensemble's prediction is the mean of its members' probabilities; its log is a valid logit.
-    mean = logits[0] if len(logits) == 1 else mean_probabilities(logits).log()
-    how = f"{dataset or info.training.get('dataset')} {split} split, {len(test.images)} images"
-    report = {"checkpoint": str(info.path), "data": how, **error_report(mean, test.labels, test.classes)}
-    if len(models) > 1:
-        report["ensemble"] = [str(i.path) for _, i in models]
-    if len(view_offsets) > 1:
-        report["views"] = {"count": len(view_offsets), "shift": max(abs(dy) for dy, _ in view_offsets)}
-    return report
-
-
-def finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float replaced by None: JSON has no NaN (a standard error of one image is undefined)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(item) for item in value]
-    return value
-
-
-def mean_probabilities(logits: list[Any]) -> Any:
-    """(N, classes) mean of the softmaxes of several (N, classes) logits, kept above 0 so its log is finite."""
-    import torch
-
-    mean = torch.stack([x.softmax(dim=-1) for x in logits]).mean(dim=0)
-    return mean.clamp_min(torch.finfo(mean.dtype).tiny)
 
 
 def print_bounds(report: dict[str, Any], samples: int) -> None:
@@ -164,7 +118,6 @@ def evaluate(
     for a classifier, the test error in % with its standard error, per-class errors and the confusion matrix."""
     from rich.progress import Progress
 
-    from drawcli import bounds as evaluation
     from drawcli import checkpoint, devices, kinds
 
     target = devices.setup(device.value, threads)
@@ -173,14 +126,17 @@ def evaluate(
     _refuse_unused(ctx, model, info, bool(others), samples, binarize, views, view_shift)
     start = time.perf_counter()
     with Progress(console=err, disable=as_json or not err.is_terminal, transient=True) as progress:
+
+        def track(total: int) -> Any:
+            task = progress.add_task("evaluating", total=total)
+            return lambda n: progress.advance(task, n)
+
         if kinds.of(model).classifies:  # an error rate, not a bound
-            report = evaluate_classifier([(model, info), *others], target, dataset, data_dir, split, batch_size, limit,
-                                         progress, offsets(views, view_shift))  # fmt: skip
+            report = classifier_report([(model, info), *others], target, dataset, data_dir, split, batch_size, limit,
+                                       offsets(views, view_shift), track)  # fmt: skip
         else:
-            images, how = test_images(info, dataset, data_dir, split, binarize.value if binarize else None, limit)
-            task = progress.add_task("evaluating", total=len(images))
-            result = evaluation.per_image(model, images, target, batch_size, samples, lambda n: progress.advance(task, n))
-            report = {"checkpoint": str(info.path), "data": how, "samples": samples, **evaluation.summarize(result)}
+            report = bound_report(model, info, target, dataset, data_dir, split, binarize.value if binarize else None,
+                                  batch_size, samples, limit, track)  # fmt: skip
     report["seconds"] = round(time.perf_counter() - start, 2)
     if as_json:
         print(json.dumps(finite(report), indent=2))

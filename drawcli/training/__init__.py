@@ -42,9 +42,9 @@ def train(config: DrawConfig, settings: TrainSettings, run_dir: Path, reporter: 
     from drawcli.training.loop import Trainer
 
     kind = kinds.get(config.kind)
-    for field, option, why in kind.unused_settings:  # settings this kind cannot use, refused when set
-        if getattr(settings, field):
-            raise ConfigError(f"{option} {why}")
+    refusal = kinds.unused_setting(kind, settings)
+    if refusal:
+        raise ConfigError(refusal)
     chosen = setup(settings.device, settings.threads)
     device = device or chosen
     run = RunDir(run_dir)
