@@ -3,7 +3,8 @@
 Every line holds the date, the device as torch names it, the torch version, the command, the
 model setting, batch, precision, compile mode and CUDA-graph choice, and what was measured:
 images/s, ms a step and seconds an MNIST epoch; for training runs also epochs, test bound and
-IW bound (None where not measured). docs/performance.md and README's tables quote it.
+IW bound (DRAW) or test error in % (a classifier), None where not measured. The model setting
+names the reader and writer, so attention families compare line by line. docs/performance.md and README's tables quote it.
 
     python benchmarks/results.py run RUN_DIR --command "..." [--eval EVAL.json] [--iw EVAL.json] [--to FILE]
 
@@ -23,7 +24,7 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results.jsonl"
 MNIST_TRAIN = 60_000
 FIELDS = ("date", "device", "torch", "command", "model", "batch", "precision", "compile", "cuda_graph", "images_per_s",
-          "ms_per_step", "s_per_epoch", "epochs", "test_bound", "iw_bound", "iw_samples", "note")  # fmt: skip
+          "ms_per_step", "s_per_epoch", "epochs", "test_bound", "iw_bound", "iw_samples", "test_error", "note")  # fmt: skip
 
 
 def device_name(device: str) -> str:
@@ -78,14 +79,23 @@ def from_run(run: Path, command: str, bound_json: Path | None, iw_json: Path | N
     if len(train) >= 2:  # steady rate between logged steps: compiling and capture left out
         steps, seconds = train[-1]["step"] - train[0]["step"], train[-1]["wall_time_s"] - train[0]["wall_time_s"]
         rate, ms = round(steps * settings["batch_size"] / seconds, 1), round(1000 * seconds / steps, 2)
-    model = f"T={config.get('glimpses')} LSTM {config.get('enc_size')} z {config.get('z_size')} read {config.get('read_size')} write {config.get('write_size')}"
     iw = _evaluated(iw_json)
-    return record(command=command, model=model, batch=settings["batch_size"], precision="bf16" if settings["amp"] == "bf16" else "float32",
+    return record(command=command, model=model_label(config), batch=settings["batch_size"], precision="bf16" if settings["amp"] == "bf16" else "float32",
                   compile=settings["compile"], cuda_graph=settings.get("cuda_graph"), images_per_s=rate, ms_per_step=ms,
                   epochs=epochs[-1]["epochs"] if epochs else None,
                   test_bound=(_evaluated(bound_json) or {}).get("bound") or (epochs[-1].get("test_bound") if epochs else None),
                   iw_bound=(iw or {}).get("iw_bound"), iw_samples=(iw or {}).get("samples"),
+                  test_error=epochs[-1].get("test_error") if epochs else None,
                   device=device_name(settings.get("device", "cpu")), note=f"run {run.name}")  # fmt: skip
+
+
+def model_label(config: dict[str, Any]) -> str:
+    """A run's setting in a few words: its kind, glimpses, sizes, and reader and writer by name."""
+    c = config
+    if c.get("kind") == "classifier":
+        return f"classifier T={c['glimpses']} LSTM {c['dec_size']} read {c['reader']} {c['read_size']}"
+    return (f"T={c.get('glimpses')} LSTM {c.get('enc_size')} z {c.get('z_size')} read {c.get('reader')} "
+            f"{c.get('read_size')} write {c.get('writer')} {c.get('write_size')}")
 
 
 def _evaluated(path: Path | None) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ class Bounds:
 def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The model in a run folder or checkpoint file, in eval mode on `device` ("auto": CUDA when present).
 
-    `model.config` is its DrawConfig; `model.config.kind` says what it is ("draw" or "classifier").
+    `model.config` is its kind's config (DrawConfig, ClassifierConfig); `model.config.kind` says what it is ("draw" or "classifier").
     """
     from drawcli import checkpoint
     from drawcli.devices import pick_device

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 import torch
 
 from drawcli import __version__, kinds, registry
-from drawcli.config import ADDED_LATER, DrawConfig, filled_fields
+from drawcli.config import ModelConfig, filled_fields
+from drawcli.config import from_dict as config_from_dict
 from drawcli.errors import CheckpointError, ConfigError, DrawcliError, PluginError
 from drawcli.rundir import PAIR_KEY, checkpoint_file
 from drawcli.safetensors_io import DTYPE_NAMES, TensorInfo, json_field, load_tensors, numel, read_header, serialize
@@ -24,7 +25,7 @@ FORMAT = "drawcli-checkpoint/1"
 COMPONENT_KINDS = ("reader", "writer", "sampler")
 
 
-def component_kinds(config: DrawConfig) -> tuple[str, ...]:
+def component_kinds(config: ModelConfig) -> tuple[str, ...]:
     """The components a model of this config uses (a classifier: a reader only)."""
     return kinds.get(config.kind).components
 
@@ -35,7 +36,7 @@ class CheckpointInfo:
 
     path: Path
     file_size: int
-    config: DrawConfig
+    config: ModelConfig
     version: str
     components: dict[str, dict[str, Any]]
     training: dict[str, Any]
@@ -47,8 +48,12 @@ class CheckpointInfo:
         return by_part((name, numel(info.shape)) for name, info in self.tensors.items())
 
     def class_names(self) -> list[str]:
-        """A classifier's class names in the order of its outputs (numbers when the run saved none)."""
-        return list(self.training.get("class_names") or [str(k) for k in range(self.config.classes)])
+        """A classifier's class names in the order of its outputs (numbers when the run saved none); none for
+        a model that does not classify."""
+        if not kinds.get(self.config.kind).classifies:
+            return []
+        classes: int = cast(Any, self.config).classes  # a classifying kind's config counts its classes
+        return list(self.training.get("class_names") or [str(k) for k in range(classes)])
 
     def require_classifier_of(self, classes: tuple[str, ...] | list[str], image_shape: tuple[int, int, int], flag: str) -> None:
         """Refuse (naming `flag`) a checkpoint that is not a classifier of these classes reading images of this shape."""
@@ -80,7 +85,7 @@ def read_info(path: Path) -> CheckpointInfo:
         raise CheckpointError(f"{path} is a safetensors file but not a drawcli checkpoint (no {FORMAT!r} metadata)")
     config_data = json_field(metadata, "config", path)
     try:
-        config = DrawConfig.from_dict(config_data)
+        config = config_from_dict(config_data)
     except (ConfigError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: invalid config in metadata: {exc}") from None
     components = json_field(metadata, "components", path)
@@ -96,10 +101,10 @@ def read_info(path: Path) -> CheckpointInfo:
             raise CheckpointError(f"{path}: metadata 'training' field {key!r} must be a string or null")
     return CheckpointInfo(path=path, file_size=size, config=config, version=metadata.get("drawcli_version", "unknown"),
                           components=components, training=training, tensors=tensors,
-                          filled=filled_fields(config_data, ADDED_LATER))  # fmt: skip
+                          filled=filled_fields(config_data))  # fmt: skip
 
 
-def component_provenance(config: DrawConfig) -> dict[str, dict[str, Any]]:
+def component_provenance(config: ModelConfig) -> dict[str, dict[str, Any]]:
     """For each component: the name asked for, its canonical name, and who provides it."""
     out = {}
     for kind in component_kinds(config):
@@ -115,7 +120,7 @@ def to_bytes(model: torch.nn.Module, training: dict[str, Any], resume_sha256: st
 
     `resume_sha256` pairs the checkpoint with the resume state saved beside it (rundir.commit).
     """
-    config: DrawConfig = model.config  # type: ignore[assignment]
+    config: ModelConfig = model.config  # type: ignore[assignment]
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
@@ -153,7 +158,7 @@ def _require_installed(info: CheckpointInfo) -> None:
         raise PluginError(f"{kind} {name!r} is not installed; it was provided by the distribution {provided!r}: pip install {dist}")
 
 
-def _expected_tensors(config: DrawConfig) -> dict[str, tuple[list[int], str]]:
+def _expected_tensors(config: ModelConfig) -> dict[str, tuple[list[int], str]]:
     """{name: (shape, dtype)} of the model's state dict, built on the meta device (no memory used)."""
     try:
         with torch.device("meta"):

@@ -16,4 +16,4 @@ CUDA_GRAPHS = ("auto", "on", "off")  # whether the whole training step is one CU
 DEVICES = ("auto", "cpu", "cuda")  # devices.pick_device
 CANVAS_STARTS = ("zero", "learned")  # DrawConfig.canvas: c_0 = 0, or a learned per-pixel logit
 LR_SCHEDULES = ("constant", "cosine")  # TrainSettings.lr_at
-MODEL_KINDS = tuple(KINDS)  # DrawConfig.kind: each declared in kinds.py
+MODEL_KINDS = tuple(KINDS)  # a config's kind: each declared in kinds.py

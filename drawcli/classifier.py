@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from drawcli.compiled import CompiledTraining
-from drawcli.config import DrawConfig
-from drawcli.contract import Reader, Window
+from drawcli.config import ClassifierConfig
+from drawcli.contract import AttentionWindow, Reader
 from drawcli.errors import ConfigError
 from drawcli.lstm import update
 from drawcli.model import _component, _windows_or_none
@@ -28,8 +28,8 @@ class ClassifierOutput:
     """Logits of one forward pass, plus the read windows when recorded."""
 
     logits: torch.Tensor  # (B, classes)
-    read_windows: list[Window] | None = None  # T windows, readers that produce windows only
-    centres: torch.Tensor | None = None  # (B, T, 2): each read window's centre (gx, gy), readers that produce windows
+    read_windows: list[AttentionWindow] | None = None  # T windows, readers that produce windows only
+    centres: torch.Tensor | None = None  # (B, T, 2): each read window's centre (x, y), readers that produce windows
 
     def locate_loss(self, targets: torch.Tensor) -> torch.Tensor:
         """(B,) the term of `train --locate-loss`: mean over glimpses 2..T of the Huber loss of the
@@ -63,11 +63,11 @@ class ClassifierOutput:
 LOCATE_SCALE = 10.0  # pixels: the locate term is quadratic out to this distance per axis, then linear
 
 
-def _centres(windows: list[Window | None]) -> torch.Tensor | None:
-    """(B, T, 2) the windows' (gx, gy), or None for a reader without windows."""
+def _centres(windows: list[AttentionWindow | None]) -> torch.Tensor | None:
+    """(B, T, 2) the windows' centres (x, y), or None for a reader without windows."""
     if not windows or windows[0] is None:
         return None
-    return torch.stack([torch.stack([w.gx, w.gy], dim=1) for w in windows], dim=1)  # type: ignore[union-attr]
+    return torch.stack([w.centre() for w in windows], dim=1)  # type: ignore[union-attr]
 
 
 class AttentionClassifier(CompiledTraining, nn.Module):
@@ -79,26 +79,26 @@ class AttentionClassifier(CompiledTraining, nn.Module):
 
     compile_unit = "_logits"
 
-    def __init__(self, config: DrawConfig) -> None:
+    def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
         self.reader: Reader = _component("reader", config.reader, Reader, config, config.reader_options)
         self.lstm = nn.LSTMCell(self.reader.image_out_size, config.dec_size)
         self.classify = nn.Linear(config.dec_size, config.classes)
 
-    def _glimpses(self, x: torch.Tensor) -> tuple[torch.Tensor, list[Window | None]]:
+    def _glimpses(self, x: torch.Tensor) -> tuple[torch.Tensor, list[AttentionWindow | None]]:
         """(logits (B, classes), the T read windows) of x (B, C, H, W)."""
         h = c = x.new_zeros(x.shape[0], self.config.dec_size)
         if self.reader.fixed_glimpse:
             return self._fixed_glimpses(x, h, c)
-        windows: list[Window | None] = []
+        windows: list[AttentionWindow | None] = []
         for _ in range(self.config.glimpses):
             r, window = self.reader.read_image(x, h)  # the window from the previous state
             h, c = self.lstm(r, (h, c))
             windows.append(window)
         return self.classify(h), windows
 
-    def _fixed_glimpses(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, list[Window | None]]:
+    def _fixed_glimpses(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, list[AttentionWindow | None]]:
         """_glimpses for a reader that reads the same glimpse every step: the glimpse and its
         LSTM input term W_ih r + b_ih once instead of T times (the no-attention baseline's
         whole-image read makes that term nearly all of its work)."""
@@ -110,8 +110,8 @@ class AttentionClassifier(CompiledTraining, nn.Module):
         return self.classify(h), [window] * self.config.glimpses
 
     def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The unit `compile_glimpses` compiles: the logits and the windows' centres, so the Window
-        tuples are no graph outputs."""
+        """The unit `compile_glimpses` compiles: the logits and the windows' centres, so the window
+        objects are no graph outputs."""
         logits, windows = self._glimpses(x)
         return logits, _centres(windows)
 

@@ -1,7 +1,8 @@
-"""The one dataclass that describes a DRAW architecture, and its JSON form.
+"""The dataclass of each model kind (DrawConfig, ClassifierConfig) and their JSON form.
 
-A checkpoint stores `DrawConfig.to_dict()` in its metadata; `DrawConfig.from_dict` validates
-untrusted input (unknown fields, wrong types, absurd sizes) before anything is built.
+A checkpoint stores `config.to_dict()` in its metadata, with the kind's name under "kind";
+`from_dict` picks the kind's class and validates untrusted input (unknown fields, wrong types,
+absurd sizes) before anything is built.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
-from drawcli.choices import CANVAS_STARTS, MODEL_KINDS
+from drawcli import kinds
+from drawcli.choices import CANVAS_STARTS
 from drawcli.errors import ConfigError
 
 # Upper bounds that keep a hostile or mistyped config from allocating the machine away.
@@ -22,9 +24,13 @@ MAX_CHANNELS = 4
 MAX_CLASSES = 10000
 MAX_OPTIONS_JSON = 64 * 1024
 # Fields added after the first checkpoint format, each with the value that every file written
-# before it implies. A checkpoint lacking any other field is refused: a default would silently
-# rebuild another model than the one saved.
+# before it implies (a file without "kind" holds a DRAW model). A checkpoint lacking any other
+# field is refused: a default would silently rebuild another model than the one saved.
 ADDED_LATER: dict[str, Any] = {"kind": "draw", "classes": 10, "canvas": "zero"}
+# Up to 0.2.0 one config described both kinds, so every file also records the other kind's fields,
+# which its model never read: they are dropped whatever their value.
+DRAW_ONLY = ("enc_size", "z_size", "write_size", "writer", "sampler", "writer_options", "sampler_options", "canvas")
+CLASSIFIER_ONLY = ("classes",)
 
 
 @dataclass(frozen=True)
@@ -66,26 +72,110 @@ def complete(data: Mapping[str, Any], names: Iterable[str], added_later: Mapping
     return {**{k: v for k, v in added_later.items() if k in names and k not in data}, **data}
 
 
-def filled_fields(data: Mapping[str, Any], added_later: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields `complete` would fill in for a file written before they existed, with their values."""
-    return {k: v for k, v in added_later.items() if k not in data}
+def filled_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The config fields `from_dict` fills in for a file written before they existed, with their values."""
+    names = {"kind", *config_class(data.get("kind", ADDED_LATER["kind"])).field_names()}
+    return {k: v for k, v in ADDED_LATER.items() if k in names and k not in data}
+
+
+class ModelConfig:
+    """What every kind's config has: the image it reads, its glimpses, its reader, and the JSON form.
+
+    `dec_size` is the width of the state a reader's window is computed from (contract.Reader), so
+    both kinds keep that name. A subclass is a frozen dataclass that sets `kind`, the ModelKind it
+    describes, `limits` (upper bounds of its sizes), `window_sizes` (sizes no larger than the image)
+    and `other_kinds_fields` (the fields files of this kind recorded for the other kind up to 0.2.0,
+    dropped on load).
+    """
+
+    kind: ClassVar[str]
+    limits: ClassVar[dict[str, int]]
+    window_sizes: ClassVar[tuple[str, ...]] = ("read_size",)
+    other_kinds_fields: ClassVar[tuple[str, ...]]
+    channels: int
+    height: int
+    width: int
+    glimpses: int
+    dec_size: int
+    read_size: int
+    reader: str
+    reader_options: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        self.check()
+
+    def check(self) -> None:
+        """The kind's own checks beyond types and sizes (a ConfigError)."""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images this model reads (and draws)."""
+        return (self.channels, self.height, self.width)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict with the kind and every field, the form stored in checkpoints."""
+        return {"kind": self.kind, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Any:
+        """Validate an untrusted mapping (e.g. checkpoint metadata) and build the config of the kind it names.
+
+        Every field must be present, except those of ADDED_LATER, which a file older than them lacks;
+        a field of RETIRED is dropped when it holds its neutral value and refused otherwise.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        kind = data.get("kind", ADDED_LATER["kind"])
+        target = config_class(kind)
+        if not issubclass(target, cls):
+            raise ConfigError(f"the config describes a {kind} model, not a {cls.kind} model")
+        data = RETIRED.drop(data, "config field")
+        data = {k: v for k, v in data.items() if k != "kind" and k not in target.other_kinds_fields}
+        known = target.field_names()
+        unknown = sorted(set(data) - set(known), key=str)  # keys of a non-JSON mapping may mix types
+        if unknown:
+            raise ConfigError(f"unknown config field(s) of a {kind} model: {', '.join(map(str, unknown))}")
+        return target(**complete(data, known, ADDED_LATER, "config field"))
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def config_class(kind: Any) -> type[ModelConfig]:
+    """The config class of the model kind called `kind` (an unknown one is a ConfigError listing the kinds)."""
+    if not isinstance(kind, str):
+        raise ConfigError(f"config field 'kind' must be a model kind, got {kind!r}")
+    return kinds.get(kind).config_class()  # type: ignore[no-any-return]
+
+
+def from_dict(data: Any) -> ModelConfig:
+    """The config `data` describes, of whichever kind it names (see ModelConfig.from_dict)."""
+    return ModelConfig.from_dict(data)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
-class DrawConfig:
-    """A model: its kind, image shape, glimpses, sizes and component names.
+class DrawConfig(ModelConfig):
+    """A DRAW model: image shape, glimpses, LSTM and latent sizes, and its components.
 
     Defaults are the paper's MNIST setting with attention (Gregor et al. 2015, section 4):
     T = 64 glimpses, LSTM 256, z 100, read 2x2, write 5x5. Components are entry-point names
     (aliases allowed); `*_options` are extra keyword options for third-party components.
-    kind "classifier" is the attention classifier of section 4.1: one LSTM of dec_size units
-    (the state the reader's window is computed from) reads `glimpses` glimpses and predicts one
-    of `classes` classes (set from the training data's labels); it has no encoder, latents or
-    writer, so those fields go unused. `canvas` "learned" makes c_0 a per-pixel parameter
-    (training starts it at the training images' mean logit) instead of 0; the bound stays a bound.
+    `canvas` "learned" makes c_0 a per-pixel parameter (training starts it at the training
+    images' mean logit) instead of 0; the bound stays a bound.
     """
 
-    kind: str = "draw"
+    kind: ClassVar[str] = "draw"
+    limits: ClassVar[dict[str, int]] = {"channels": MAX_CHANNELS, "height": MAX_IMAGE_SIDE, "width": MAX_IMAGE_SIDE,
+                                        "glimpses": MAX_GLIMPSES, "enc_size": MAX_HIDDEN, "dec_size": MAX_HIDDEN,
+                                        "z_size": MAX_HIDDEN}  # fmt: skip
+    window_sizes: ClassVar[tuple[str, ...]] = ("read_size", "write_size")
+    other_kinds_fields: ClassVar[tuple[str, ...]] = CLASSIFIER_ONLY
 
     channels: int = 1
     height: int = 28
@@ -102,44 +192,38 @@ class DrawConfig:
     reader_options: dict[str, Any] = field(default_factory=dict)
     writer_options: dict[str, Any] = field(default_factory=dict)
     sampler_options: dict[str, Any] = field(default_factory=dict)
-    classes: int = 10
     canvas: str = "zero"
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the images this model reads and draws."""
-        return (self.channels, self.height, self.width)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict with every field, the form stored in checkpoints."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> DrawConfig:
-        """Validate an untrusted mapping (e.g. checkpoint metadata) and build the config.
-
-        Every field must be present, except those of ADDED_LATER, which a file older than them lacks;
-        a field of RETIRED is dropped when it holds its neutral value and refused otherwise.
-        """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
-        data = RETIRED.drop(data, "config field")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known, key=str)  # keys of a non-JSON mapping may mix types
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(map(str, unknown))}")
-        return cls(**complete(data, [f.name for f in dataclasses.fields(cls)], ADDED_LATER, "config field"))
-
-    def replace(self, **changes: Any) -> DrawConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+    def check(self) -> None:
+        if self.canvas not in CANVAS_STARTS:
+            raise ConfigError(f"unknown canvas start {self.canvas!r}; expected one of {', '.join(CANVAS_STARTS)}")
 
 
-def _validate(cfg: DrawConfig) -> None:
-    for f in dataclasses.fields(cfg):
+@dataclass(frozen=True)
+class ClassifierConfig(ModelConfig):
+    """The attention classifier of section 4.1: one LSTM of `dec_size` units (the state the reader's
+    window is computed from) reads `glimpses` glimpses and predicts one of `classes` classes (set
+    from the training data's labels). It has no encoder, latents, writer or canvas.
+    """
+
+    kind: ClassVar[str] = "classifier"
+    limits: ClassVar[dict[str, int]] = {"channels": MAX_CHANNELS, "height": MAX_IMAGE_SIDE, "width": MAX_IMAGE_SIDE,
+                                        "glimpses": MAX_GLIMPSES, "dec_size": MAX_HIDDEN, "classes": MAX_CLASSES}  # fmt: skip
+    other_kinds_fields: ClassVar[tuple[str, ...]] = DRAW_ONLY
+
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+    glimpses: int = 64
+    dec_size: int = 256
+    read_size: int = 2
+    reader: str = "filterbank"
+    reader_options: dict[str, Any] = field(default_factory=dict)
+    classes: int = 10
+
+
+def _validate(cfg: ModelConfig) -> None:
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
         value = getattr(cfg, f.name)
         if f.type == "int":
             # bool is an int subclass; a JSON `true` is not a size.
@@ -150,36 +234,25 @@ def _validate(cfg: DrawConfig) -> None:
         elif f.type == "str":
             if not isinstance(value, str) or not value or len(value) > 100:
                 raise ConfigError(f"config field {f.name!r} must be a component name, got {value!r}")
-        elif not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"config field {f.name!r} must be a JSON object, got {value!r}")
         else:
-            try:
-                size = len(json.dumps(value))
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"config field {f.name!r} is not JSON-able: {exc}") from None
-            if size > MAX_OPTIONS_JSON:
-                raise ConfigError(f"config field {f.name!r} is too large ({size} bytes)")
-    if cfg.canvas not in CANVAS_STARTS:
-        raise ConfigError(f"unknown canvas start {cfg.canvas!r}; expected one of {', '.join(CANVAS_STARTS)}")
-    if cfg.kind not in MODEL_KINDS:
-        raise ConfigError(f"unknown model kind {cfg.kind!r}; expected one of {', '.join(MODEL_KINDS)}")
-    limits = {
-        "classes": MAX_CLASSES,
-        "channels": MAX_CHANNELS,
-        "height": MAX_IMAGE_SIDE,
-        "width": MAX_IMAGE_SIDE,
-        "glimpses": MAX_GLIMPSES,
-        "enc_size": MAX_HIDDEN,
-        "dec_size": MAX_HIDDEN,
-        "z_size": MAX_HIDDEN,
-    }
-    for name, limit in limits.items():
+            _validate_options(f.name, value)
+    for name, limit in cfg.limits.items():
         if getattr(cfg, name) > limit:
             raise ConfigError(f"config field {name!r} is {getattr(cfg, name)}, above the limit of {limit}")
     smaller_side = min(cfg.height, cfg.width)
-    for name in ("read_size", "write_size"):
-        if getattr(cfg, name) > smaller_side:
-            raise ConfigError(
-                f"{name.replace('_', ' ')} {getattr(cfg, name)} is larger than the image "
-                f"({cfg.height}x{cfg.width})"
-            )
+    for name in cfg.window_sizes:
+        size = getattr(cfg, name)
+        if size > smaller_side:
+            raise ConfigError(f"{name.replace('_', ' ')} {size} is larger than the image ({cfg.height}x{cfg.width})")
+
+
+def _validate_options(name: str, value: Any) -> None:
+    """A component's options: a JSON object with string keys, of bounded size."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"config field {name!r} must be a JSON object, got {value!r}")
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config field {name!r} is not JSON-able: {exc}") from None
+    if size > MAX_OPTIONS_JSON:
+        raise ConfigError(f"config field {name!r} is too large ({size} bytes)")

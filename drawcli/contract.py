@@ -1,32 +1,56 @@
 """The plugin contract: what a reader, writer, sampler or dataset must provide.
 
 Components are `nn.Module`s built as `Component(config, **options)` where `config` is the
-model's `DrawConfig` and `options` its `*_options` dict. They are found by name through the
+model's config (a reader: DrawConfig or ClassifierConfig, whose shared fields config.ModelConfig
+declares; a writer or sampler: DrawConfig) and `options` its `*_options` dict. They are found by name through the
 entry-point groups in `drawcli.registry.GROUPS`; the core never imports a built-in directly.
 A component takes the options it knows as keyword arguments and passes the rest on to the
 base class, which rejects any left over, except a retired option (`retired_options`, a
 config.Retired) saved at its neutral value, which it drops. The core asks a component what it
-can do through the attributes below (e.g. `produces_windows`), never by its name.
+can do through the attributes below (e.g. `produces_windows`), never by its name, and asks a
+window only what AttentionWindow declares (where it is, its outline), never its own fields.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from drawcli.config import DrawConfig, Retired
+from drawcli.config import DrawConfig, ModelConfig, Retired
 from drawcli.errors import DataError
 
 
+@runtime_checkable
+class AttentionWindow(Protocol):
+    """One step's attention windows over a batch, as the core uses them, whatever the attention.
+
+    Positions are (x, y) in 1-based pixel units: pixel a of an axis is centred at a and covers
+    [a - 0.5, a + 0.5], so a whole W-pixel axis spans [0.5, W + 0.5]. A reader or writer with
+    `produces_windows` returns one such object per call; the core needs only these two methods
+    (render.py draws corners(), train --locate-loss pulls centre() towards the object).
+    """
+
+    def centre(self) -> torch.Tensor:
+        """(B, 2): each window's centre (x, y)."""
+        ...
+
+    def corners(self) -> torch.Tensor:
+        """(B, 4, 2): each window's outline as a quadrilateral, (x, y) per corner, in the order of the
+        patch's corners as the patch is stored: top-left, top-right, bottom-right, bottom-left (row 0
+        at the top). An axis-aligned window's corners thus run clockwise on screen from its top-left."""
+        ...
+
+
 class Window(NamedTuple):
-    """One step's decoded attention window, each field (B,), in 1-based pixel units.
+    """The filterbank's attention window (DRAW, eqs. 19-24), each field (B,), in 1-based pixel units.
 
     The N x N grid of filter centres spans gx +- (N - 1) / 2 * delta (eq. 19-20), so the
-    window covers [gx - N * delta / 2, gx + N * delta / 2] horizontally (likewise y).
+    window covers [gx - N * delta / 2, gx + N * delta / 2] horizontally (likewise y): an
+    axis-aligned square. An AttentionWindow.
     """
 
     gx: torch.Tensor
@@ -35,6 +59,16 @@ class Window(NamedTuple):
     sigma2: torch.Tensor
     gamma: torch.Tensor
     size: int  # N, the filterbank's side
+
+    def centre(self) -> torch.Tensor:
+        """(B, 2): (gx, gy)."""
+        return torch.stack([self.gx, self.gy], dim=1)
+
+    def corners(self) -> torch.Tensor:
+        """(B, 4, 2): the square's corners g +- N delta / 2, in AttentionWindow's order."""
+        half = self.size * self.delta / 2
+        x0, x1, y0, y1 = self.gx - half, self.gx + half, self.gy - half, self.gy + half
+        return torch.stack([x0, y0, x1, y0, x1, y1, x0, y1], dim=1).view(-1, 4, 2)
 
 
 def _reject_unknown(component: object, options: dict[str, Any], kind: str) -> None:
@@ -50,7 +84,7 @@ class Reader(nn.Module, ABC):
     """Reads the image and the error image, guided by the previous decoder state.
 
     Subclasses set `out_size`, the width of the vector they return, and `produces_windows`
-    = True when `forward` returns a Window (it is then drawn by `reconstruct`). A reader whose
+    = True when `forward` returns an AttentionWindow (it is then drawn by `reconstruct`). A reader whose
     `read_image` ignores h (the same glimpse at every step) may set `fixed_glimpse` = True: a
     model may then read once and reuse that glimpse and what it computes from it.
     """
@@ -60,17 +94,17 @@ class Reader(nn.Module, ABC):
     fixed_glimpse: bool = False
     retired_options: Retired | None = None
 
-    def __init__(self, config: DrawConfig, **options: Any) -> None:
+    def __init__(self, config: ModelConfig, **options: Any) -> None:
         super().__init__()
         _reject_unknown(self, options, "reader")
 
     @abstractmethod
     def forward(
         self, x: torch.Tensor, x_hat: torch.Tensor, h_dec: torch.Tensor
-    ) -> tuple[torch.Tensor, Window | None]:
+    ) -> tuple[torch.Tensor, AttentionWindow | None]:
         """x, x_hat: (B, C, H, W); h_dec: (B, dec_size) -> r: (B, out_size), window or None."""
 
-    def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, Window | None]:
+    def read_image(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, AttentionWindow | None]:
         """Read one image, for a model without a canvas (the attention classifier, section 4.1).
 
         x: (B, C, H, W); h: (B, dec_size), the state the window is computed from ->
@@ -96,7 +130,7 @@ class Reader(nn.Module, ABC):
 class Writer(nn.Module, ABC):
     """Turns the decoder state into an additive update of the canvas (in logits).
 
-    `produces_windows` = True when `forward` returns a Window (`sample --boxes` needs one).
+    `produces_windows` = True when `forward` returns an AttentionWindow (`sample --boxes` needs one).
     """
 
     produces_windows: bool = False
@@ -107,7 +141,7 @@ class Writer(nn.Module, ABC):
         _reject_unknown(self, options, "writer")
 
     @abstractmethod
-    def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, Window | None]:
+    def forward(self, h_dec: torch.Tensor) -> tuple[torch.Tensor, AttentionWindow | None]:
         """h_dec: (B, dec_size) -> canvas update (B, C, H, W), window or None."""
 
     def window_parameters(self) -> list[nn.Parameter]:
@@ -157,7 +191,7 @@ class Labelled(NamedTuple):
     images: torch.Tensor  # (N, C, H, W) uint8
     labels: torch.Tensor  # (N,) int64, each in [0, len(classes))
     classes: tuple[str, ...]  # the class names, by label
-    centres: torch.Tensor | None = None  # (N, 2) float32: the object's centre (x, y) in Window's 1-based pixels
+    centres: torch.Tensor | None = None  # (N, 2) float32: the object's centre (x, y) in AttentionWindow's 1-based pixels
 
 
 class Dataset(ABC):

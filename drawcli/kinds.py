@@ -27,7 +27,8 @@ class ModelKind:
 
     name: str
     title: str  # how messages name it
-    model: str  # "module:Class" of the nn.Module, built from a DrawConfig
+    config: str  # "module:Class" of its config dataclass (config.py)
+    model: str  # "module:Class" of the nn.Module, built from its config
     family: str  # "module:Class" of its training family (training/family.py)
     components: tuple[str, ...]  # the component kinds (registry groups) its config names
     draws: bool  # generates images: sample, reconstruct, the bound and importance-weighted bound
@@ -35,6 +36,9 @@ class ModelKind:
     metric: str  # the held-out figure a run is judged by, a key of the training summary's last_test
     unused_options: tuple[tuple[str, str], ...] = ()
     unused_settings: tuple[tuple[str, str], ...] = ()
+
+    def config_class(self) -> Any:
+        return _load(self.config)
 
     def model_class(self) -> Any:
         return _load(self.model)
@@ -57,7 +61,7 @@ _FOR_DRAW = "is for DRAW (--model draw)"
 
 KINDS: dict[str, ModelKind] = {
     "draw": ModelKind(
-        name="draw", title="DRAW", model="drawcli.model:DRAW", family="drawcli.training.draw:DrawFamily",
+        name="draw", title="DRAW", config="drawcli.config:DrawConfig", model="drawcli.model:DRAW", family="drawcli.training.draw:DrawFamily",
         components=("reader", "writer", "sampler"), draws=True, classifies=False, metric="bound",
         unused_options=(
             ("redraw", f"{_FOR_CLASSIFIER}: DRAW trains on fixed images"),
@@ -69,12 +73,14 @@ KINDS: dict[str, ModelKind] = {
         unused_settings=(("redraw", "redraw"), ("teachers", "teacher"), ("locate_loss", "locate_loss")),
     ),
     "classifier": ModelKind(
-        name="classifier", title="the attention classifier", model="drawcli.classifier:AttentionClassifier",
+        name="classifier", title="the attention classifier", config="drawcli.config:ClassifierConfig",
+        model="drawcli.classifier:AttentionClassifier",
         family="drawcli.training.classify:ClassifierFamily", components=("reader",), draws=False, classifies=True,
         metric="error",
         unused_options=(
             ("canvas", f"{_FOR_DRAW}: the classifier has no canvas"),
             ("enc_size", f"{_FOR_DRAW}: the classifier has no encoder"),
+            ("dec_size", f"{_FOR_DRAW}: the classifier has one LSTM, sized by --rnn-size"),
             ("z_size", f"{_FOR_DRAW}: the classifier has no latents"),
             ("sampler", f"{_FOR_DRAW}: the classifier has no latents"),
             ("sampler_option", f"{_FOR_DRAW}: the classifier has no latents"),
@@ -105,12 +111,12 @@ def get(name: str) -> ModelKind:
 
 
 def build(config: Any) -> Any:
-    """The model a DrawConfig describes, of the kind it names (weights freshly initialised)."""
+    """The model a config describes, of its kind (weights freshly initialised)."""
     return get(config.kind).build(config)
 
 
 def of(model: Any) -> ModelKind:
-    """The kind of a drawcli model (anything with a DrawConfig as `.config`)."""
+    """The kind of a drawcli model (anything with a kind's config as `.config`)."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "kind", None) not in KINDS:
         raise ConfigError(f"{type(model).__name__} is not a drawcli model (load one with drawcli.load)")

@@ -16,8 +16,8 @@ from torch import nn
 
 from drawcli import registry
 from drawcli.compiled import CompiledTraining
-from drawcli.config import DrawConfig
-from drawcli.contract import Reader, Sampler, Window, Writer
+from drawcli.config import DrawConfig, ModelConfig
+from drawcli.contract import AttentionWindow, Reader, Sampler, Writer
 from drawcli.errors import PluginError
 from drawcli.lstm import LSTMCell
 
@@ -29,8 +29,8 @@ class DrawOutput:
     recon: torch.Tensor  # (B,) reconstruction nats, -log p(x | c_T)
     kl: torch.Tensor  # (B, T) KL nats per glimpse
     canvases: torch.Tensor | None = None  # (T, B, C, H, W) probabilities after each glimpse
-    read_windows: list[Window] | None = None  # T windows, attention readers only
-    write_windows: list[Window] | None = None  # T windows, attention writers only
+    read_windows: list[AttentionWindow] | None = None  # T windows, attention readers only
+    write_windows: list[AttentionWindow] | None = None  # T windows, attention writers only
     log_ratio: torch.Tensor | None = None  # (B,) sum_t log P(z_t) - log Q(z_t | x), if asked
 
     @property
@@ -44,7 +44,7 @@ class Generation:
     """Images drawn from the prior, glimpse by glimpse."""
 
     canvases: torch.Tensor  # (T, n, C, H, W) probabilities
-    write_windows: list[Window] | None  # T windows, attention writers only
+    write_windows: list[AttentionWindow] | None  # T windows, attention writers only
 
     @property
     def images(self) -> torch.Tensor:
@@ -52,7 +52,7 @@ class Generation:
         return self.canvases[-1]
 
 
-def _component(kind: str, name: str, base: type, config: DrawConfig, options: dict) -> Any:  # an instance of base
+def _component(kind: str, name: str, base: type, config: ModelConfig, options: dict) -> Any:  # an instance of base
     module = registry.build(kind, name, config, **options)
     if not isinstance(module, base):
         spec = registry.resolve(kind, name)
@@ -189,5 +189,5 @@ class DRAW(CompiledTraining, nn.Module):
         return Generation(canvases=torch.stack(canvases), write_windows=_windows_or_none(windows))
 
 
-def _windows_or_none(windows: list[Window | None]) -> list[Window] | None:
+def _windows_or_none(windows: list[AttentionWindow | None]) -> list[AttentionWindow] | None:
     return None if any(w is None for w in windows) else windows  # type: ignore[return-value]

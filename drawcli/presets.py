@@ -1,6 +1,6 @@
 """Named settings from the paper (Gregor et al. 2015, table 2 and section 4), by setting name.
 
-A preset's keys are DrawConfig and TrainSettings fields; `build` turns a preset and changes into the
+A preset's keys are config fields of its model kind (config.py; "kind" names it) and TrainSettings fields; `build` turns a preset and changes into the
 config and settings a run trains with, which is what `drawcli train --preset NAME` does (any option
 given explicitly on the command line wins, and component options merge key by key).
 """
@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from drawcli.config import DrawConfig
+from drawcli.config import ModelConfig, config_class
 from drawcli.errors import ConfigError, DrawcliError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Preset:
-    """Values by setting name (DrawConfig and TrainSettings fields), with a one-line description."""
+    """Values by setting name ("kind", the kind's config fields and TrainSettings fields), with a one-line description."""
 
     description: str
     settings: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +53,7 @@ PRESETS: dict[str, Preset] = {
         "image, the training clutter redrawn every epoch, Adam 6e-4 annealed to 0 over 75 epochs "
         "(paper: 3.36% test error)",
         {"kind": "classifier", "dataset": "cluttered-mnist", "reader": "filterbank", "glimpses": 8,
-         "enc_size": 256, "dec_size": 256, "read_size": 12,
+         "dec_size": 256, "read_size": 12,
          # The read window starts at gain 1 (cover-unscaled): at init=cover's gain (about 10 at this
          # window) Adam barely leaves chance. Without the centre kept on the image (centre=inside),
          # the redrawn clutter and the annealed rate, the windows can walk off the image and
@@ -83,7 +83,7 @@ def get(name: str) -> Preset:
     return PRESETS[name]
 
 
-def build(name: str | None = None, **changes: Any) -> tuple[DrawConfig, TrainSettings]:
+def build(name: str | None = None, **changes: Any) -> tuple[ModelConfig, TrainSettings]:
     """The config and training settings of preset `name` (None: the defaults) with `changes`, by setting name.
 
     The image shape defaults to the data set's (28 x 28 grey for a folder), and the binarization to a
@@ -92,17 +92,18 @@ def build(name: str | None = None, **changes: Any) -> tuple[DrawConfig, TrainSet
     from drawcli import data
     from drawcli.training.settings import TrainSettings
 
-    config_fields = {f.name for f in dataclasses.fields(DrawConfig)}
-    setting_fields = {f.name for f in dataclasses.fields(TrainSettings)}
     values = {**(get(name).settings if name is not None else {}), **changes}
+    config_type = config_class(values.pop("kind", "draw"))
+    config_fields = set(config_type.field_names())
+    setting_fields = {f.name for f in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(values) - config_fields - setting_fields)
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: give DrawConfig or TrainSettings fields")
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: give {config_type.__name__} or TrainSettings fields")
     dataset = data.open_dataset(values.get("dataset", TrainSettings.dataset))
     for key, size in zip(("channels", "height", "width"), dataset.image_shape or (1, 28, 28)):
         values.setdefault(key, size)
     values["binarize"] = data.binarization(dataset, values.get("binarize"))
-    config = DrawConfig(**{k: v for k, v in values.items() if k in config_fields})
+    config = config_type(**{k: v for k, v in values.items() if k in config_fields})
     return config, TrainSettings(**{k: v for k, v in values.items() if k in setting_fields})
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 import torch
-from torchvision.utils import draw_bounding_boxes, make_grid
+from torchvision.utils import make_grid
 
 from drawcli.atomic import atomic_path
-from drawcli.contract import Window
+from drawcli.contract import AttentionWindow
 
 GRID_PADDING = 2
 HOLD_LAST_SECONDS = 2.0
@@ -27,24 +27,49 @@ def grid_columns(n: int) -> int:
     return max(1, math.ceil(math.sqrt(n)))
 
 
-def window_boxes(window: Window, scale: int, height: int, width: int) -> torch.Tensor:
-    """(n, 4) boxes (x0, y0, x1, y1) in scaled pixel units for one step's windows.
+def window_outlines(window: AttentionWindow, scale: int, height: int, width: int) -> torch.Tensor:
+    """(n, 4, 2) each window's corners (AttentionWindow.corners' order) in scaled 0-based edge coordinates.
 
-    The filter centres span g +- (N - 1) / 2 * delta in 1-based coordinates, so the window
-    is g +- N * delta / 2; pixel a (1-based) covers [a - 1, a] in 0-based edge coordinates.
+    Pixel a (1-based) covers [a - 1, a] in 0-based edge coordinates, hence the - 0.5. Each corner
+    is clamped into the picture axis by axis: an axis-aligned window partly off the image is
+    outlined where it meets the border, so it stays in sight; a rotated one is squashed onto it.
     """
-    half = window.size * window.delta / 2
-    x0, x1 = window.gx - half - 0.5, window.gx + half - 0.5
-    y0, y1 = window.gy - half - 0.5, window.gy + half - 0.5
-    boxes = torch.stack([x0, y0, x1, y1], dim=1).float().cpu() * scale
-    limits = torch.tensor([width, height, width, height]) * scale - 1
-    return boxes.clamp(min=torch.zeros(4), max=limits.float())
+    corners = (window.corners() - 0.5).float().cpu() * scale
+    limits = torch.tensor([width, height]) * scale - 1
+    return corners.clamp(min=torch.zeros(2), max=limits.float())
 
 
-def pixels(
-    images: torch.Tensor, scale: int = 1, window: Window | None = None, colour: tuple[int, int, int] = BOX_COLOUR
-) -> torch.Tensor:
-    """Probabilities (n, C, H, W) -> RGB uint8 (n, 3, H * scale, W * scale), each image's window box drawn if given."""
+def window_boxes(window: AttentionWindow, scale: int, height: int, width: int) -> torch.Tensor:
+    """(n, 4) the outlines' bounding boxes (x0, y0, x1, y1) in scaled edge coordinates (window_outlines)."""
+    outlines = window_outlines(window, scale, height, width)
+    return torch.cat([outlines.amin(dim=1), outlines.amax(dim=1)], dim=1)
+
+
+def draw_outlines(images: torch.Tensor, outlines: torch.Tensor, colour: tuple[int, int, int]) -> torch.Tensor:
+    """RGB uint8 (n, 3, h, w) with outline i (n, 4, 2), truncated to whole pixels, drawn 1 pixel wide on image i.
+
+    An axis-aligned outline (two x and two y values) is drawn with PIL's rectangle, any other as a
+    closed line through its corners. PIL's polygon is not used: it draws nothing for an outline
+    collapsed to a point, and leaves out the rectangle's end pixels for one collapsed to a
+    horizontal line (a window squashed onto a border, or less than a pixel high).
+    """
+    from PIL import Image, ImageDraw
+
+    drawn = []
+    for image, quad in zip(images, outlines.to(torch.int64).tolist()):
+        picture = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+        xs, ys = [x for x, _ in quad], [y for _, y in quad]
+        if len(set(xs)) <= 2 and len(set(ys)) <= 2:
+            ImageDraw.Draw(picture).rectangle((min(xs), min(ys), max(xs), max(ys)), outline=colour, width=1)
+        else:
+            ImageDraw.Draw(picture).line([*map(tuple, quad), tuple(quad[0])], fill=colour, width=1)
+        drawn.append(torch.from_numpy(np.array(picture)).permute(2, 0, 1))
+    return torch.stack(drawn)
+
+
+def pixels(images: torch.Tensor, scale: int = 1, window: AttentionWindow | None = None,
+           colour: tuple[int, int, int] = BOX_COLOUR) -> torch.Tensor:  # fmt: skip
+    """Probabilities (n, C, H, W) -> RGB uint8 (n, 3, H * scale, W * scale), each image's window outline drawn if given."""
     n, channels, height, width = images.shape
     out = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
     if scale > 1:
@@ -52,20 +77,19 @@ def pixels(
     if channels == 1:
         out = out.expand(-1, 3, -1, -1)
     if window is not None:
-        boxes = window_boxes(window, scale, height, width)
-        out = torch.stack([draw_bounding_boxes(img, boxes[i : i + 1], colors=colour) for i, img in enumerate(out)])
+        out = draw_outlines(out, window_outlines(window, scale, height, width), colour)
     return out
 
 
-def frame(
-    images: torch.Tensor, scale: int = 1, window: Window | None = None, colour: tuple[int, int, int] = BOX_COLOUR
-) -> np.ndarray:
-    """Probabilities (n, C, H, W) -> one RGB grid frame (rows, cols, 3) uint8, boxes optional."""
+def frame(images: torch.Tensor, scale: int = 1, window: AttentionWindow | None = None,
+          colour: tuple[int, int, int] = BOX_COLOUR) -> np.ndarray:  # fmt: skip
+    """Probabilities (n, C, H, W) -> one RGB grid frame (rows, cols, 3) uint8, window outlines optional."""
     grid = make_grid(pixels(images, scale, window, colour), nrow=grid_columns(len(images)), padding=GRID_PADDING, pad_value=0)
     return grid.permute(1, 2, 0).contiguous().numpy()
 
 
-def canvas_frames(canvases: torch.Tensor, scale: int = 1, windows: list[Window] | None = None) -> list[np.ndarray]:
+def canvas_frames(canvases: torch.Tensor, scale: int = 1,
+                  windows: list[AttentionWindow] | None = None) -> list[np.ndarray]:  # fmt: skip
     """(T, n, C, H, W) probabilities -> T grid frames, with each step's window drawn if given."""
     return [frame(canvases[t], scale, windows[t] if windows else None) for t in range(len(canvases))]
 
@@ -121,7 +145,7 @@ def captioned(image: np.ndarray, caption: str, colour: tuple[int, int, int]) -> 
     return np.asarray(canvas)
 
 
-def glimpse_frames(images: torch.Tensor, windows: list[Window] | None, captions: list[tuple[str, str]],
+def glimpse_frames(images: torch.Tensor, windows: list[AttentionWindow] | None, captions: list[tuple[str, str]],
                    scale: int = 1) -> list[np.ndarray]:  # fmt: skip
     """One grid frame per glimpse: each image with that glimpse's read window (green) and the caption
     "#glimpse predicted/true" (green when right, red when wrong). images: (n, C, H, W) in [0, 1]."""

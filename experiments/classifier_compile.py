@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from drawcli.classifier import AttentionClassifier
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 from drawcli.presets import PRESETS
 from drawcli.training.family import BatchLoss
 from drawcli.training.settings import TrainSettings
@@ -73,8 +73,8 @@ def classifier_args(doc: str) -> argparse.Namespace:
 
 def main() -> None:
     args = classifier_args(__doc__)
-    config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, read_size=12,
-                        enc_size=args.rnn_size, dec_size=args.rnn_size, reader_options={"init": "cover-unscaled", "centre": "inside"})  # fmt: skip
+    config = ClassifierConfig(height=100, width=100, glimpses=args.glimpses, read_size=12,
+                        dec_size=args.rnn_size, reader_options={"init": "cover-unscaled", "centre": "inside"})  # fmt: skip
     torch.manual_seed(0)
     eager = AttentionClassifier(config)
     models = {"eager": eager, "compiled": copy.deepcopy(eager)}

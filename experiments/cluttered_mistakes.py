@@ -43,7 +43,7 @@ def windows(run: Path, images: torch.Tensor, bf16: bool, batch: int = 500) -> tu
         for start in range(0, len(images), batch):
             out = model(images[start : start + batch].float() / 255, record=True)
             predicted.append(out.logits.argmax(1))
-            centres.append(torch.stack([torch.stack([w.gx, w.gy], dim=1).float() for w in out.read_windows]))
+            centres.append(torch.stack([w.centre().float() for w in out.read_windows]))
             shapes.append(torch.stack([torch.stack([w.delta, w.sigma2.sqrt()], dim=1).float() for w in out.read_windows]))
     return torch.cat(predicted), torch.cat(centres, dim=1), torch.cat(shapes, dim=1)
 

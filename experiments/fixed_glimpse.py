@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from drawcli.classifier import AttentionClassifier
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 
 here = Path(__file__).resolve().parent
 sys.path[:0] = [str(here), str(here.parent / "benchmarks")]  # classifier_compile.py beside it, the benchmark's timers
@@ -30,8 +30,8 @@ from timing import Timer, interleave  # noqa: E402
 
 def main() -> None:
     args = classifier_args(__doc__)
-    config = DrawConfig(kind="classifier", height=100, width=100, glimpses=args.glimpses, reader="no-attention",
-                        enc_size=args.rnn_size, dec_size=args.rnn_size)  # fmt: skip
+    config = ClassifierConfig(height=100, width=100, glimpses=args.glimpses, reader="no-attention",
+                        dec_size=args.rnn_size)  # fmt: skip
     torch.manual_seed(0)
     fixed = AttentionClassifier(config)
     per_step = copy.deepcopy(fixed)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from drawcli.config import DrawConfig, Retired
+from drawcli.config import DrawConfig, ModelConfig, Retired
 from drawcli.contract import Reader, Window, Writer
 
 # Raw window parameters are clamped so that exp() of them, and the filters, stay finite and
@@ -90,7 +90,7 @@ def place_window(layer: nn.Module, h: torch.Tensor, height: int, width: int, siz
 WINDOW_INITS = ("cover", "cover-unscaled", "torch")
 
 
-def window_layer(config: DrawConfig, size: int, init: str, write: bool, stride: float | None = None,
+def window_layer(config: ModelConfig, size: int, init: str, write: bool, stride: float | None = None,
                  sigma: float | None = None) -> nn.Linear:  # fmt: skip
     """The linear map h_dec -> 5 window parameters (eq. 21), with its bias chosen by `init`.
 
@@ -159,7 +159,7 @@ class _Windowed:
 
     retired_options: Retired | None = RETIRED_OPTIONS
 
-    def _add_window(self, config: DrawConfig, size: int, write: bool, init: str, stride: float | None,
+    def _add_window(self, config: ModelConfig, size: int, write: bool, init: str, stride: float | None,
                     sigma: float | None, centre: str) -> None:  # fmt: skip
         self.centre = check_centre(centre)
         self.size, self.height, self.width = size, config.height, config.width
@@ -178,7 +178,7 @@ class FilterbankReader(_Windowed, Reader):
 
     produces_windows = True
 
-    def __init__(self, config: DrawConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
+    def __init__(self, config: ModelConfig, init: str = "cover", stride: float | None = None, sigma: float | None = None,
                  centre: str = "free", **options: Any) -> None:  # fmt: skip
         super().__init__(config, **options)
         self._add_window(config, config.read_size, False, init, stride, sigma, centre)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from drawcli.config import DrawConfig
+from drawcli.config import DrawConfig, ModelConfig
 from drawcli.contract import Reader, Writer
 
 
@@ -16,7 +16,7 @@ class NoAttentionReader(Reader):
 
     fixed_glimpse = True  # read_image is x itself, whatever the state
 
-    def __init__(self, config: DrawConfig, **options: Any) -> None:
+    def __init__(self, config: ModelConfig, **options: Any) -> None:
         super().__init__(config, **options)
         self.out_size = 2 * config.channels * config.height * config.width
 

@@ -28,8 +28,7 @@ from drawcli.model import DRAW
 CLASSIFIER = ["--model", "classifier", "--glimpses", "2", "--rnn-size", "8", "--read-size", "3", "--batch-size", "16",
               "--threads", "1", "--quiet", "--device", "cpu"]  # fmt: skip
 # A tiny attention classifier's config fields (12 x 12 images, 3 glimpses of 3 x 3, LSTM 8, 4 classes).
-SMALL_CLASSIFIER = dict(kind="classifier", channels=1, height=12, width=12, glimpses=3, enc_size=8, dec_size=8,
-                        read_size=3, classes=4)  # fmt: skip
+SMALL_CLASSIFIER = dict(channels=1, height=12, width=12, glimpses=3, dec_size=8, read_size=3, classes=4)  # fmt: skip
 # A tiny model and one thread: what every end-to-end test trains.
 TINY_ARGS = ["--glimpses", "3", "--rnn-size", "16", "--z-size", "4", "--batch-size", "16", "--threads", "1"]
 runner = CliRunner()

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from drawcli import checkpoint, data, registry, render
 from drawcli.accuracy import error_report, predict
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 from drawcli.contract import Window
 
 
@@ -25,7 +25,7 @@ from drawcli.contract import Window
 def test_every_reader_classifies(reader: str) -> None:
     """logits (B, classes); one window per glimpse exactly when the reader produces windows; gradients reach the reader."""
     torch.manual_seed(0)
-    model = AttentionClassifier(DrawConfig(**SMALL, reader=reader))
+    model = AttentionClassifier(ClassifierConfig(**SMALL, reader=reader))
     x = torch.rand(5, 1, 12, 12)
     r, _ = model.reader.read_image(x, torch.zeros(5, 8))
     assert r.shape == (5, model.reader.image_out_size)
@@ -42,8 +42,8 @@ def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypa
     """A reader with fixed_glimpse (no-attention) is read once, not T times, and its LSTM input
     term reused: logits and gradients those of the glimpse-by-glimpse loop."""
     torch.manual_seed(0)
-    model = AttentionClassifier(DrawConfig(**SMALL, reader="no-attention"))
-    assert model.reader.fixed_glimpse and not registry.build("reader", "filterbank", DrawConfig(**SMALL)).fixed_glimpse
+    model = AttentionClassifier(ClassifierConfig(**SMALL, reader="no-attention"))
+    assert model.reader.fixed_glimpse and not registry.build("reader", "filterbank", ClassifierConfig(**SMALL)).fixed_glimpse
     reads = []
     read_image = model.reader.read_image
     monkeypatch.setattr(model.reader, "read_image", lambda x, h: reads.append(1) or read_image(x, h))
@@ -63,11 +63,15 @@ def test_a_fixed_glimpse_is_read_once_and_gives_the_step_by_step_result(monkeypa
 
 
 def test_a_resume_may_repeat_some_reader_options_but_not_change_one(idx_dir: Path, tmp_path: Path) -> None:
-    """--reader-option given again on --resume is checked key by key against the run's options."""
+    """--reader-option given again on --resume is checked key by key against the run's options; a DRAW
+    option is refused by name."""
     run = tmp_path / "run"
     result = invoke("train", *CLASSIFIER, "--reader-option", "centre=inside", "--reader-option", "init=cover-unscaled",
                     "--data-dir", idx_dir, "--out", run, "--steps", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
+    result = invoke("train", "--resume", run, "--z-size", "4", "--steps", "2", "--quiet")
+    assert result.exit_code == 2 and ("--z-size is for DRAW (--model draw): the classifier has no latents, and the run "
+                                      "being resumed is the attention classifier") in result.output  # fmt: skip
     result = invoke("train", "--resume", run, "--reader-option", "centre=inside", "--steps", "2", "--quiet")
     assert result.exit_code == 0, result.output
     result = invoke("train", "--resume", run, "--reader-option", "centre=free", "--steps", "3", "--quiet")
@@ -78,7 +82,7 @@ def test_a_resume_may_repeat_some_reader_options_but_not_change_one(idx_dir: Pat
 def test_filterbank_reads_the_image_alone() -> None:
     """read_image is the first half of forward(x, x_hat): gamma F_y x F_x^T, without the error image."""
     torch.manual_seed(0)
-    reader = registry.build("reader", "filterbank", DrawConfig(**SMALL))
+    reader = registry.build("reader", "filterbank", ClassifierConfig(**SMALL))
     x, x_hat, h = torch.rand(2, 1, 12, 12), torch.rand(2, 1, 12, 12), torch.randn(2, 8)
     both, _ = reader(x, x_hat, h)
     alone, _ = reader.read_image(x, h)

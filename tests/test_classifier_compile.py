@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from drawcli import checkpoint
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 
 
 @pytest.mark.parametrize("changes", [{}, {"reader": "no-attention"}])  # windows, a fixed glimpse
@@ -21,7 +21,7 @@ def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
     """--compile compiles the whole glimpse loop: the same logits, windows' centres and gradients
     (through the labels' and --locate-loss's terms); evaluation and recording stay eager."""
     torch.manual_seed(0)
-    model = AttentionClassifier(DrawConfig(**SMALL, **changes))
+    model = AttentionClassifier(ClassifierConfig(**SMALL, **changes))
     x, labels, where = torch.rand(5, 1, 12, 12), torch.tensor([0, 1, 2, 3, 0]), torch.rand(5, 2) * 12
 
     def objective(out: ClassifierOutput) -> torch.Tensor:
@@ -47,7 +47,7 @@ def test_the_compiled_classifier_matches_eager(changes: dict) -> None:
 def test_recording_windows_runs_the_eager_loop() -> None:
     """record=True (the glimpse GIF) never calls the compiled unit, which returns tensors alone (the logits
     and the windows' centres)."""
-    model = AttentionClassifier(DrawConfig(**SMALL))
+    model = AttentionClassifier(ClassifierConfig(**SMALL))
     calls = []
     model._compiled = lambda x: calls.append(x) or (torch.zeros(2, 4), torch.zeros(2, 3, 2))
     out = model(torch.rand(2, 1, 12, 12), record=True)
@@ -84,7 +84,7 @@ def test_a_compiler_failure_in_the_classifiers_backward_redoes_the_step_eagerly(
     from drawcli.training.step import train_step
 
     torch.manual_seed(0)
-    models = [AttentionClassifier(DrawConfig(**SMALL)) for _ in range(2)]
+    models = [AttentionClassifier(ClassifierConfig(**SMALL)) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
     def failing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits, centres = models[1]._logits(x)

@@ -10,7 +10,7 @@ import torch
 
 from drawcli import registry
 from drawcli.config import DrawConfig
-from drawcli.contract import Reader, Sampler, Window, Writer
+from drawcli.contract import AttentionWindow, Reader, Sampler, Writer
 
 SHAPES = {
     "c1-8x8": dict(channels=1, height=8, width=8),
@@ -29,21 +29,22 @@ def names_of(kind: str) -> list[str]:
     return [spec.name for spec in registry.find(kind)]
 
 
-def check_window(window: Window | None, component: Reader | Writer) -> None:
-    """The window is what the component declares: None unless it `produces_windows`, else (B,) fields."""
+def check_window(window: AttentionWindow | None, component: Reader | Writer) -> None:
+    """The window is what the component declares: None unless it `produces_windows`, else an AttentionWindow
+    whose centre() is (B, 2) and corners() (B, 4, 2), finite."""
     assert (window is not None) == component.produces_windows
     if window is None:
         return
-    assert isinstance(window, Window)
-    for value in (window.gx, window.gy, window.delta, window.sigma2, window.gamma):
-        assert value.shape == (BATCH,)
-        assert torch.isfinite(value).all()
+    assert isinstance(window, AttentionWindow)
+    centre, corners = window.centre(), window.corners()
+    assert centre.shape == (BATCH, 2) and corners.shape == (BATCH, 4, 2)
+    assert torch.isfinite(centre).all() and torch.isfinite(corners).all()
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", names_of("reader"))
 def test_reader_output_shape(name: str, shape: str) -> None:
-    """reader(x, x_hat, h_dec) -> (B, out_size), finite, window None or (B,) fields."""
+    """reader(x, x_hat, h_dec) -> (B, out_size), finite, window None or an AttentionWindow (check_window)."""
     cfg = config(shape)
     torch.manual_seed(0)
     reader = registry.build("reader", name, cfg)

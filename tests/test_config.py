@@ -1,4 +1,4 @@
-"""DrawConfig: paper defaults, the dict/JSON form, and validation of untrusted input."""
+"""DrawConfig and ClassifierConfig: paper defaults, the dict/JSON form, and validation of untrusted input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from drawcli.config import MAX_GLIMPSES, DrawConfig
+from drawcli import config as configs
+from drawcli.config import MAX_GLIMPSES, ClassifierConfig, DrawConfig
 from drawcli.errors import ConfigError
 
 
@@ -30,8 +31,30 @@ def test_dict_round_trip(tiny_config) -> None:
     cfg = tiny_config(channels=3, height=6, width=10, reader="attn", writer_options={"k": [1, 2]})
     data = cfg.to_dict()
     assert data["channels"] == 3 and data["reader"] == "attn" and data["writer_options"] == {"k": [1, 2]}
-    assert len(data) == 18 and (data["kind"], data["classes"], data["canvas"]) == ("draw", 10, "zero")
-    assert DrawConfig.from_dict(data) == cfg
+    assert len(data) == 17 and (data["kind"], data["canvas"]) == ("draw", "zero")
+    assert DrawConfig.from_dict(data) == cfg == configs.from_dict(data)
+
+
+def test_a_classifier_config_holds_only_the_classifiers_fields() -> None:
+    """kind, the image, glimpses, one LSTM (dec_size: what the reader's window is computed from), the
+    reader and the classes; it round-trips, and configs.from_dict picks the class by kind."""
+    cfg = ClassifierConfig(height=12, width=12, glimpses=3, dec_size=8, read_size=3, classes=4)
+    data = cfg.to_dict()
+    assert sorted(data) == ["channels", "classes", "dec_size", "glimpses", "height", "kind", "read_size", "reader",
+                            "reader_options", "width"]  # fmt: skip
+    assert data["kind"] == "classifier" and configs.from_dict(data) == cfg == ClassifierConfig.from_dict(data)
+    with pytest.raises(TypeError, match="enc_size"):
+        ClassifierConfig(enc_size=8)  # type: ignore[call-arg]
+
+
+def test_a_020_classifier_loads_without_the_draw_fields_it_recorded() -> None:
+    """Up to 0.2.0 one config described both kinds: a classifier's file also holds DRAW's fields (unused,
+    any value) and a DRAW file holds classes; each loads as its own kind's config without them."""
+    old_classifier = {**DrawConfig().to_dict(), "kind": "classifier", "classes": 7, "enc_size": 99, "writer": "x"}
+    assert configs.from_dict(old_classifier) == ClassifierConfig(classes=7)
+    assert configs.from_dict({**DrawConfig().to_dict(), "classes": 10}) == DrawConfig()
+    with pytest.raises(ConfigError, match="^unknown config field\\(s\\) of a classifier model: zzz$"):
+        configs.from_dict({**ClassifierConfig().to_dict(), "zzz": 1})
 
 
 def test_a_config_without_kind_is_a_draw_model_and_unknown_kinds_are_refused() -> None:
@@ -39,7 +62,9 @@ def test_a_config_without_kind_is_a_draw_model_and_unknown_kinds_are_refused() -
     old = {k: v for k, v in DrawConfig().to_dict().items() if k not in ("kind", "classes")}
     assert DrawConfig.from_dict(old).kind == "draw"
     with pytest.raises(ConfigError, match="^unknown model kind 'gan'; expected one of draw, classifier$"):
-        DrawConfig(kind="gan")
+        configs.from_dict(full(kind="gan"))
+    with pytest.raises(ConfigError, match="^the config describes a classifier model, not a draw model$"):
+        DrawConfig.from_dict(ClassifierConfig().to_dict())
 
 
 def test_json_round_trip(tiny_config) -> None:
@@ -85,12 +110,12 @@ def test_from_dict_rejects_non_positive_sizes(field: str, value: int) -> None:
 def test_a_retired_glimpse_layer_loads_when_off_and_is_refused_when_used(field: str) -> None:
     """0.1.0 wrote glimpse_hidden and glimpse_conv in every config, 0 when the model had no such layer:
     that config loads as the same model without the field; one that used the layer is refused by name."""
-    assert DrawConfig.from_dict(full(kind="classifier", glimpse_hidden=0, glimpse_conv=0)) == DrawConfig(kind="classifier")
+    assert configs.from_dict(full(kind="classifier", glimpse_hidden=0, glimpse_conv=0)) == ClassifierConfig()
     for used in (64, True):
         message = (f"^config field '{field}' is {used!r}, but drawcli 0.1.0 was the last version with '{field}'; "
                    "load this file with drawcli 0.1.0$")  # fmt: skip
         with pytest.raises(ConfigError, match=message):
-            DrawConfig.from_dict(full(kind="classifier", **{field: used}))
+            configs.from_dict(full(kind="classifier", **{field: used}))
 
 
 @pytest.mark.parametrize(

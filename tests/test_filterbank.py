@@ -102,6 +102,16 @@ def test_zero_offset_centres_grid_on_image_centre() -> None:
     torch.testing.assert_close(fx[0, 0], fx[0, 2].flip(0), rtol=0, atol=1e-12)
 
 
+def test_window_centre_and_corners_as_the_core_sees_them() -> None:
+    """centre() is (gx, gy); corners() the square g +- N delta / 2, top-left, top-right, bottom-right,
+    bottom-left: N = 3, delta = 1.5 about (4, 2.5) spans x 1.75..6.25, y 0.25..4.75."""
+    window = Window(gx=torch.tensor([4.0, 1.0]), gy=torch.tensor([2.5, 1.0]), delta=torch.tensor([1.5, 2.0]),
+                    sigma2=torch.ones(2), gamma=torch.ones(2), size=3)  # fmt: skip
+    assert window.centre().tolist() == [[4.0, 2.5], [1.0, 1.0]]
+    assert window.corners().tolist() == [[[1.75, 0.25], [6.25, 0.25], [6.25, 4.75], [1.75, 4.75]],
+                                         [[-2.0, -2.0], [4.0, -2.0], [4.0, 4.0], [-2.0, 4.0]]]  # fmt: skip
+
+
 def test_full_size_read_with_unit_stride_is_the_identity() -> None:
     """N = A = B = 5, delta = 1, g = 3, tiny sigma, gamma = 1: read and write return the input."""
     torch.manual_seed(0)

@@ -13,14 +13,13 @@ from safetensors.torch import load_file
 
 from drawcli import data, registry
 from drawcli.classifier import AttentionClassifier, ClassifierOutput
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 from drawcli.contract import Dataset, Labelled
 from drawcli.errors import ConfigError, DataError
 from drawcli.training.classify import ClassifierFamily
 from drawcli.training.settings import TrainSettings
 
-SMALL = dict(kind="classifier", channels=1, height=100, width=100, glimpses=3, enc_size=8, dec_size=8, read_size=3,
-             classes=10)  # fmt: skip
+SMALL = dict(channels=1, height=100, width=100, glimpses=3, dec_size=8, read_size=3, classes=10)  # fmt: skip
 
 
 def test_cluttered_centres_are_where_each_digit_was_pasted(cluttered_dir: Path) -> None:
@@ -55,15 +54,15 @@ def test_locate_loss_by_hand() -> None:
 
 @pytest.mark.parametrize("reader", [spec.name for spec in registry.find("reader")])
 def test_forward_returns_the_recorded_windows_centres(reader: str) -> None:
-    """The training forward's centres (B, T, 2) are the recorded windows' (gx, gy); None without windows."""
+    """The training forward's centres (B, T, 2) are the recorded windows' centre(); None without windows."""
     torch.manual_seed(0)
-    model = AttentionClassifier(DrawConfig(**SMALL, reader=reader))
+    model = AttentionClassifier(ClassifierConfig(**SMALL, reader=reader))
     x = torch.rand(4, 1, 100, 100)
     out, recorded = model(x), model(x, record=True)
     if recorded.read_windows is None:
         assert out.centres is None and recorded.centres is None
         return
-    expected = torch.stack([torch.stack([w.gx, w.gy], dim=1) for w in recorded.read_windows], dim=1)
+    expected = torch.stack([w.centre() for w in recorded.read_windows], dim=1)
     assert out.centres is not None and out.centres.shape == (4, 3, 2)
     torch.testing.assert_close(out.centres, expected)
 
@@ -71,7 +70,7 @@ def test_forward_returns_the_recorded_windows_centres(reader: str) -> None:
 def test_the_objective_adds_the_weighted_locate_term_not_the_reported_loss(cluttered_dir: Path) -> None:
     settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(cluttered_dir), locate_loss=0.5)
     torch.manual_seed(0)
-    config = DrawConfig(**SMALL, reader="filterbank")
+    config = ClassifierConfig(**SMALL, reader="filterbank")
     model = AttentionClassifier(config)
     family = ClassifierFamily(config, settings, torch.device("cpu"))
     indices = torch.tensor([4, 0, 7])
@@ -88,7 +87,7 @@ def test_the_objective_adds_the_weighted_locate_term_not_the_reported_loss(clutt
 
 def test_each_redrawn_epoch_brings_its_own_centres(cluttered_dir: Path) -> None:
     settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(cluttered_dir), redraw=True, locate_loss=0.1)
-    family = ClassifierFamily(DrawConfig(**SMALL, reader="filterbank"), settings, torch.device("cpu"))
+    family = ClassifierFamily(ClassifierConfig(**SMALL, reader="filterbank"), settings, torch.device("cpu"))
     family.start_epoch(1)
     expected = data.load_labelled_epoch(data.open_dataset("cluttered-mnist"), 1, cluttered_dir, (1, 100, 100))
     assert torch.equal(family.images, expected.images) and torch.equal(family.centres, expected.centres)
@@ -119,7 +118,7 @@ def test_the_term_of_each_rank_is_its_part_of_the_batch(cluttered_dir: Path) -> 
 
     settings = TrainSettings(dataset="cluttered-mnist", data_dir=str(cluttered_dir), locate_loss=0.5)
     torch.manual_seed(0)
-    config = DrawConfig(**SMALL, reader="filterbank")
+    config = ClassifierConfig(**SMALL, reader="filterbank")
     model = AttentionClassifier(config)
     indices = torch.tensor([4, 0, 7, 9, 2])
     whole = ClassifierFamily(config, settings, torch.device("cpu")).batch_loss(model, model, indices, step=0)

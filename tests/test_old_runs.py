@@ -28,6 +28,10 @@ def test_old_runs_inspect_and_sample(tmp_path: Path) -> None:
         report = json.loads(invoke("inspect", OLD / name, "--json").stdout)
         assert report["drawcli_version"] == "0.1.0" and report["config"]["kind"] == kind
         assert "glimpse_hidden" not in report["config"]  # retired at its neutral value
+    # 0.1.0's one config held both kinds' fields: each now loads as its own kind's config.
+    draw, classifier = (json.loads(invoke("inspect", OLD / name, "--json").stdout)["config"] for name in ("draw", "classifier"))
+    assert "classes" not in draw and draw["enc_size"] == 8
+    assert not {"enc_size", "z_size", "writer", "write_size", "canvas"} & set(classifier) and classifier["classes"] == 10
     assert invoke("sample", OLD / "draw", "--png", tmp_path / "s.png", "--device", "cpu").exit_code == 0
     assert (tmp_path / "s.png").is_file()
 

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from drawcli import kinds
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 from drawcli.training.step import make_optimizer
 
 
@@ -49,7 +49,7 @@ def test_window_lr_scales_the_window_layers_first_step() -> None:
     """Adam's first step moves each weight by lr x g / (|g| + eps), about lr: 0.01 for the LSTM,
     0.1 x 0.01 for the filterbank's window layer (reader.window) under window_lr 0.1."""
     torch.manual_seed(0)
-    config = DrawConfig(kind="classifier", height=8, width=8, glimpses=2, enc_size=8, dec_size=8, read_size=3, classes=3)
+    config = ClassifierConfig(height=8, width=8, glimpses=2, dec_size=8, read_size=3, classes=3)
     model = kinds.build(config)
     optimizer = make_optimizer(model, 0.01, 0.9, torch.device("cpu"), window_lr=0.1)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}

@@ -51,7 +51,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     ),
     "unknown config field": (
         lambda ck: (rewrite_metadata(ck, lambda m: m["config"].update(colour=True)), ck)[1],
-        "invalid config in metadata: unknown config field(s): colour",
+        "invalid config in metadata: unknown config field(s) of a draw model: colour",
     ),
     "config field of the wrong type": (
         lambda ck: (rewrite_metadata(ck, lambda m: m["config"].update(glimpses="3")), ck)[1],
@@ -256,6 +256,7 @@ def test_a_seed_outside_32_bits_is_refused_by_the_option(command: str, seed: str
     (["--model", "classifier", "--canvas", "learned"], "--canvas is for DRAW (--model draw): the classifier has no canvas"),
     (["--model", "classifier", "--binarize", "threshold"], "--binarize is for DRAW (--model draw): the classifier reads grey levels"),
     (["--model", "classifier", "--writer-option", "bogus=1"], "--writer-option is for DRAW (--model draw): the classifier does not write"),
+    (["--model", "classifier", "--dec-size", "8"], "--dec-size is for DRAW (--model draw): the classifier has one LSTM, sized by --rnn-size"),
     (["--teacher-temperature", "3"], "--teacher-temperature is for the classifier (--model classifier): DRAW has no class probabilities"),
     (["--model", "classifier", "--teacher-weight", "0.5"], "--teacher-weight shapes what the teachers teach: give --teacher RUN too"),
     (["--compile", "off", "--compile-mode", "reduce-overhead"], "--compile-mode reduce-overhead compiles, and --compile off says not to"),

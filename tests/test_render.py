@@ -77,3 +77,36 @@ def test_boxes_are_drawn_at_each_images_window() -> None:
             expected |= {(oy + y, ox + x0), (oy + y, ox + x1)}
     reds = {tuple(p) for p in np.argwhere((frame == render.BOX_COLOUR).all(axis=-1)).tolist()}
     assert reds == expected
+
+
+class Outline:
+    """A window that is only its outline: corners (n, 4, 2) in 1-based pixels (contract.AttentionWindow)."""
+
+    def __init__(self, corners: list[list[list[float]]]) -> None:
+        self._corners = torch.tensor(corners)
+
+    def centre(self) -> torch.Tensor:
+        return self._corners.mean(dim=1)
+
+    def corners(self) -> torch.Tensor:
+        return self._corners
+
+
+def test_a_rotated_window_is_drawn_as_its_quadrilateral() -> None:
+    """A window turned 45 degrees, corners (4.5, 2.5), (6.5, 4.5), (4.5, 6.5), (2.5, 4.5) in 1-based pixels:
+    at scale 2 its 0-based edge corners are (8, 4), (12, 8), (8, 12), (4, 8), and the red pixels are
+    exactly the four diagonals between them (5 pixels each, the corners shared)."""
+    window = Outline([[[4.5, 2.5], [6.5, 4.5], [4.5, 6.5], [2.5, 4.5]]])
+    assert render.window_outlines(window, scale=2, height=8, width=8).tolist() == [[[8, 4], [12, 8], [8, 12], [4, 8]]]
+    drawn = render.pixels(torch.zeros(1, 1, 8, 8), scale=2, window=window)[0].permute(1, 2, 0).numpy()  # (16, 16, 3)
+    diagonals = [(8 + i, 4 + i) for i in range(5)] + [(12 - i, 8 + i) for i in range(5)]
+    diagonals += [(8 - i, 12 - i) for i in range(5)] + [(4 + i, 8 - i) for i in range(5)]
+    expected = {(y, x) for x, y in diagonals}
+    reds = {tuple(p) for p in np.argwhere((drawn == render.BOX_COLOUR).all(axis=-1)).tolist()}
+    assert len(expected) == 16 and reds == expected
+
+
+def test_outline_corners_off_the_picture_are_moved_onto_its_border() -> None:
+    """Each corner is clamped axis by axis into [0, side * scale - 1]: x -2.5 -> 0, y 9.5 -> 7 on an 8 x 8 image."""
+    window = Outline([[[-2.0, 3.0], [4.0, -1.0], [9.5, 10.0], [3.0, 6.0]]])
+    assert render.window_outlines(window, scale=1, height=8, width=8).tolist() == [[[0, 2.5], [3.5, 0], [7, 7], [2.5, 5.5]]]

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import error_line, invoke, rewrite_metadata
+from helpers import CLASSIFIER, error_line, invoke, rewrite_metadata
 
 from drawcli import checkpoint
 from drawcli.config import ADDED_LATER as CONFIG_ADDED_LATER
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig, DrawConfig
 from drawcli.errors import CheckpointError, ConfigError
 from drawcli.training.settings import ADDED_LATER as SETTINGS_ADDED_LATER
 from drawcli.training.settings import TrainSettings
 
-CONFIG_FIELDS = [f.name for f in dataclasses.fields(DrawConfig)]
+CONFIG_FIELDS = list(DrawConfig().to_dict())  # what a DRAW checkpoint saves: its kind and every field
+CLASSIFIER_FIELDS = list(ClassifierConfig().to_dict())
 SETTINGS_FIELDS = [f.name for f in dataclasses.fields(TrainSettings)]
 
 
@@ -30,8 +32,16 @@ def _drop_config_field(run: Path, name: str) -> None:
     rewrite_metadata(run / "checkpoint.safetensors", drop)
 
 
-@pytest.mark.parametrize("name", CONFIG_FIELDS)
-def test_every_config_field_is_required_or_recorded_as_added_later(run: Path, name: str) -> None:
+@pytest.fixture(scope="module")
+def classifier_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier's finished one-step run; tests work on copies."""
+    run = tmp_path_factory.mktemp("classifier") / "run"
+    result = invoke("train", *CLASSIFIER, "--data-dir", data_dir, "--out", run, "--steps", "1", "--sample-every", "0")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def _check_dropped_field(run: Path, name: str) -> None:
     _drop_config_field(run, name)
     if name in CONFIG_ADDED_LATER:
         info = checkpoint.read_info(run)
@@ -43,11 +53,22 @@ def test_every_config_field_is_required_or_recorded_as_added_later(run: Path, na
             checkpoint.read_info(run)
 
 
+@pytest.mark.parametrize("name", CONFIG_FIELDS)
+def test_every_config_field_is_required_or_recorded_as_added_later(run: Path, name: str) -> None:
+    _check_dropped_field(run, name)
+
+
+@pytest.mark.parametrize("name", [name for name in CLASSIFIER_FIELDS if name != "kind"])  # without kind: a DRAW file
+def test_every_classifier_config_field_is_required_or_recorded_as_added_later(classifier_run: Path, tmp_path: Path,
+                                                                              name: str) -> None:  # fmt: skip
+    _check_dropped_field(Path(shutil.copytree(classifier_run, tmp_path / "run")), name)
+
+
 def test_the_added_later_fields_are_the_ones_after_the_first_format() -> None:
     """The first checkpoint format's fields (git e2f9bc4) are required; every later one has a recorded value."""
     first = {"channels", "height", "width", "glimpses", "enc_size", "dec_size", "z_size", "read_size", "write_size",
              "reader", "writer", "sampler", "reader_options", "writer_options", "sampler_options"}  # fmt: skip
-    assert set(CONFIG_FIELDS) - first == set(CONFIG_ADDED_LATER)
+    assert set(CONFIG_FIELDS + CLASSIFIER_FIELDS) - first == set(CONFIG_ADDED_LATER)
 
 
 def test_sample_refuses_a_checkpoint_without_glimpses(run: Path) -> None:
@@ -123,6 +144,7 @@ SETTINGS_0_1_0 = {
 
 def test_the_0_1_0_forms_load_as_todays_defaults() -> None:
     assert DrawConfig.from_dict(CONFIG_0_1_0) == DrawConfig()
+    assert ClassifierConfig.from_dict({**CONFIG_0_1_0, "kind": "classifier"}) == ClassifierConfig()
     assert TrainSettings.from_dict(SETTINGS_0_1_0) == TrainSettings()
 
 

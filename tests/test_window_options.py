@@ -11,7 +11,7 @@ import torch
 import drawcli_filterbank as fb
 from drawcli import checkpoint
 from drawcli.classifier import AttentionClassifier
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig, DrawConfig
 from drawcli.contract import Window
 from drawcli.errors import ConfigError
 
@@ -75,7 +75,7 @@ def test_a_checkpoint_saved_with_the_retired_options_at_zero_loads_and_one_using
     from helpers import rewrite_metadata
 
     torch.manual_seed(0)
-    config = DrawConfig(kind="classifier", height=12, width=12, glimpses=3, dec_size=8, read_size=3, classes=4,
+    config = ClassifierConfig(height=12, width=12, glimpses=3, dec_size=8, read_size=3, classes=4,
                         reader_options={"centre": "inside", **RETIRED})  # fmt: skip
     model = AttentionClassifier(config).eval()
     path = tmp_path / "checkpoint.safetensors"

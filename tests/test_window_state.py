@@ -8,7 +8,7 @@ import torch
 from helpers import load_experiment
 
 from drawcli import kinds
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 
 
 def test_g_tilde_by_hand() -> None:
@@ -24,7 +24,7 @@ def test_glimpse_states_replay_the_classifier() -> None:
     """Same logits and windows as the model's own forward; each recorded state places its window; h_0 = 0."""
     script = load_experiment("window_state")
     torch.manual_seed(0)
-    config = DrawConfig(kind="classifier", height=12, width=12, glimpses=3, enc_size=8, dec_size=8, read_size=3,
+    config = ClassifierConfig(height=12, width=12, glimpses=3, dec_size=8, read_size=3,
                         classes=4, reader_options={"centre": "inside"})  # fmt: skip
     model = kinds.build(config).eval()
     x = torch.rand(5, 1, 12, 12)
@@ -42,6 +42,6 @@ def test_the_step_is_measured_on_what_the_last_window_layer_reads() -> None:
     """The filterbank's window layer is one linear map of h, so what it reads is h itself."""
     script = load_experiment("window_state")
     h = torch.tensor([[0.5, -1.0, 0, 0, 0, 0, 0, 0.25]])
-    linear = kinds.build(DrawConfig(kind="classifier", height=12, width=12, glimpses=3, dec_size=8, read_size=3,
+    linear = kinds.build(ClassifierConfig(height=12, width=12, glimpses=3, dec_size=8, read_size=3,
                                      classes=4)).reader.window  # fmt: skip
     assert script.last_layer_input(linear, h) is h

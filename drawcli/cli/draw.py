@@ -77,7 +77,7 @@ def sample(
     model.eval()
     require_drawing(model, info, "sample")
     if boxes and not model.writer.produces_windows:
-        fail(f"--boxes needs a writer that produces windows; this model's writer {info.config.writer!r} has none")
+        fail(f"--boxes needs a writer that produces windows; this model's writer {model.config.writer!r} has none")
     start = time.perf_counter()
     draw_samples(model, gif, png, n=n, seed=seed, fps=fps, scale=scale, boxes=boxes)
     wrote = " and ".join(str(p) for p in (gif, png) if p is not None)

@@ -16,7 +16,7 @@ import typer
 from drawcli import registry
 from drawcli.cli.app import fail
 from drawcli.cli.options import flag, from_command_line, key_values, plain, setting_param
-from drawcli.config import DrawConfig
+from drawcli.config import ModelConfig
 
 # Architecture options of `train`, each compared with the config of the run being resumed.
 ARCH_OPTIONS = ("reader", "writer", "sampler", "glimpses", "rnn_size", "enc_size", "dec_size", "z_size",
@@ -44,11 +44,18 @@ def _check_teachers(teachers: tuple[str, ...], recorded: list[str]) -> None:
                  "would go on learning from other targets; start a new run with --out", code=2)  # fmt: skip
 
 
-def _check_architecture(ctx: typer.Context, config: DrawConfig, components: dict[str, Any]) -> None:
+def _check_architecture(ctx: typer.Context, config: ModelConfig, components: dict[str, Any]) -> None:
+    from drawcli import kinds
+
+    for param, why in kinds.get(config.kind).unused_options:
+        if from_command_line(ctx, param):
+            fail(f"{flag(param)} {why}, and the run being resumed is {kinds.get(config.kind).title}", code=2)
     given = {name: plain(ctx.params[name]) for name in ARCH_OPTIONS if from_command_line(ctx, name)}
-    if "rnn_size" in given:
-        given.setdefault("enc_size", given["rnn_size"])
-        given.setdefault("dec_size", given.pop("rnn_size"))
+    fields = config.field_names()
+    for size in ("enc_size", "dec_size"):  # the LSTMs the kind has
+        if "rnn_size" in given and size in fields:
+            given.setdefault(size, given["rnn_size"])
+    given.pop("rnn_size", None)
     for name, value in given.items():
         stored = getattr(config, name)
         if name in ("reader", "writer", "sampler"):
@@ -59,13 +66,14 @@ def _check_architecture(ctx: typer.Context, config: DrawConfig, components: dict
             _conflict(name, value, name, stored)
     if from_command_line(ctx, "model") and plain(ctx.params["model"]) != config.kind:
         _conflict("model", plain(ctx.params["model"]), "kind", config.kind)
-    for param, name in COMPONENT_OPTIONS.items():
+    for component in kinds.get(config.kind).components:
+        param, name = f"{component}_option", f"{component}_options"
         stored = getattr(config, name)  # options given again must agree with the run's; unnamed ones keep theirs
         if from_command_line(ctx, param) and {**stored, **key_values(ctx.params[param])} != stored:
             _conflict(param, " ".join(ctx.params[param]), name, stored)
 
 
-def resumed(ctx: typer.Context, run_dir: Path) -> tuple[DrawConfig, Any]:
+def resumed(ctx: typer.Context, run_dir: Path) -> tuple[ModelConfig, Any]:
     """The config and settings to continue `run_dir` with, after checking the command line against them."""
     from drawcli import checkpoint
     from drawcli.errors import ConfigError

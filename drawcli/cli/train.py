@@ -29,7 +29,7 @@ from drawcli.cli.options import (
     plain,
     positive_float,
 )
-from drawcli.config import MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig
+from drawcli.config import MAX_GLIMPSES, MAX_HIDDEN, MAX_IMAGE_SIDE, DrawConfig, ModelConfig, config_class
 from drawcli.errors import ConfigError, DrawcliError
 from drawcli.training.settings import TrainSettings
 
@@ -55,8 +55,6 @@ def _changes(ctx: typer.Context, preset: str | None) -> dict[str, Any]:
     """The options given on the command line, as changes by setting name to the preset (or the defaults):
     --rnn-size sets both LSTMs unless one is given, and a component's KEY=VALUE options merge with the
     preset's key by key, unless the command line names another component."""
-    import dataclasses
-
     from drawcli import presets
     from drawcli.cli.options import SETTING_PARAMS
     from drawcli.cli.resume import COMPONENT_OPTIONS
@@ -65,8 +63,10 @@ def _changes(ctx: typer.Context, preset: str | None) -> dict[str, Any]:
     kind = base.get("kind", DrawConfig.kind)
     if preset is not None and from_command_line(ctx, "model") and plain(ctx.params["model"]) != kind:
         fail(f"preset {preset} sets up a {kind} model; --model {plain(ctx.params['model'])} conflicts with it", code=2)
+    kind = plain(ctx.params["model"]) if from_command_line(ctx, "model") else kind
+    _refuse_unused_options(ctx, kind)
     given = {k: plain(v) for k, v in ctx.params.items() if k not in NOT_SETTINGS and from_command_line(ctx, k)}
-    config_fields = {f.name for f in dataclasses.fields(DrawConfig)}
+    config_fields = set(config_class(kind).field_names())
     changes: dict[str, Any] = {}
     for param, value in given.items():
         if param == "model":
@@ -75,8 +75,8 @@ def _changes(ctx: typer.Context, preset: str | None) -> dict[str, Any]:
             changes[param] = value
         elif param != "rnn_size" and param not in COMPONENT_OPTIONS:
             changes[SETTING_PARAMS.get(param, param)] = value
-    for size in ("enc_size", "dec_size"):
-        if "rnn_size" in given:
+    for size in ("enc_size", "dec_size"):  # the LSTMs the kind has
+        if "rnn_size" in given and size in config_fields:
             changes.setdefault(size, given["rnn_size"])
     for param, field in COMPONENT_OPTIONS.items():
         if _replaced(ctx, param.removesuffix("_option"), base):  # the preset's options were for its own component
@@ -98,13 +98,17 @@ def _replaced(ctx: typer.Context, kind: str, options: dict[str, Any]) -> bool:
         return True  # an unknown name: the error comes with the config, not here
 
 
-def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> None:
-    """One line for an option given on the command line that this run would silently ignore."""
+def _refuse_unused_options(ctx: typer.Context, kind: str) -> None:
+    """One line for an option given on the command line that a `kind` model has no use for."""
     from drawcli import kinds
 
-    for param, why in kinds.get(config.kind).unused_options:  # options with defaults: only their presence tells
+    for param, why in kinds.get(kind).unused_options:  # options with defaults: only their presence tells
         if from_command_line(ctx, param):
             fail(f"{flag(param)} {why}", code=2)
+
+
+def _refuse_unused(ctx: typer.Context, config: ModelConfig, settings: Any) -> None:
+    """One line for a component option or setting given on the command line that this run would silently ignore."""
     for param in ("teacher_weight", "teacher_temperature"):
         if from_command_line(ctx, param) and not settings.teachers:
             fail(f"{flag(param)} shapes what the teachers teach: give --teacher RUN too", code=2)
@@ -112,7 +116,7 @@ def _refuse_unused(ctx: typer.Context, config: DrawConfig, settings: Any) -> Non
     refuse_retired_options(config)
 
 
-def _new_run(ctx: typer.Context, preset: str | None) -> tuple[DrawConfig, Any]:
+def _new_run(ctx: typer.Context, preset: str | None) -> tuple[ModelConfig, Any]:
     """Config and settings of a new run: presets.build of the preset with the command line's changes."""
     from drawcli import presets
 
@@ -152,7 +156,7 @@ def train(
     writer: Annotated[str, typer.Option(help="Writer component.", callback=component("writer"), rich_help_panel=ARCH)] = DrawConfig.writer,
     sampler: Annotated[str, typer.Option(help="Latent sampler component.", callback=component("sampler"), rich_help_panel=ARCH)] = DrawConfig.sampler,
     glimpses: Annotated[int, Positive(max=MAX_GLIMPSES, help="T, the number of glimpses (paper: 64).", rich_help_panel=ARCH)] = DrawConfig.glimpses,
-    rnn_size: Annotated[int, Positive(max=MAX_HIDDEN, help="Hidden size of both LSTMs (paper: 256).", rich_help_panel=ARCH)] = DrawConfig.enc_size,
+    rnn_size: Annotated[int, Positive(max=MAX_HIDDEN, help="LSTM hidden size: DRAW's encoder and decoder, or the classifier's one LSTM (paper: 256).", rich_help_panel=ARCH)] = DrawConfig.enc_size,
     enc_size: Annotated[Optional[int], Positive(max=MAX_HIDDEN, help="Encoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
     dec_size: Annotated[Optional[int], Positive(max=MAX_HIDDEN, help="Decoder LSTM size; overrides --rnn-size.", rich_help_panel=ARCH)] = None,
     z_size: Annotated[int, Positive(max=MAX_HIDDEN, help="Latent size per glimpse (paper: 100).", rich_help_panel=ARCH)] = DrawConfig.z_size,
@@ -175,7 +179,7 @@ def train(
     batch_size: Annotated[int, Positive(help="Images per step.", rich_help_panel=TRAINING)] = TrainSettings.batch_size,
     lr: Annotated[float, typer.Option(callback=positive_float, help="Adam learning rate.", rich_help_panel=TRAINING)] = TrainSettings.lr,
     lr_schedule: Annotated[LrSchedule, typer.Option(help="constant: --lr throughout; cosine: from --lr down to 0 along half a cosine over the run's length (--epochs or --steps).", rich_help_panel=TRAINING)] = LrSchedule(TrainSettings.lr_schedule),  # type: ignore[valid-type]
-    window_lr: Annotated[float, typer.Option(metavar="S", help="The layers that place attention windows (the filterbank's window layer) learn at S x --lr, on the same schedule. Refused for models without such a layer.", rich_help_panel=TRAINING)] = TrainSettings.window_lr,
+    window_lr: Annotated[float, typer.Option(metavar="S", help="The layers that place attention windows (the filterbank's window layer, the stn's transform) learn at S x --lr, on the same schedule. Refused for models without such a layer.", rich_help_panel=TRAINING)] = TrainSettings.window_lr,
     clip: Annotated[float, typer.Option(callback=positive_float, help="Clip the gradient's global norm to this.", rich_help_panel=TRAINING)] = TrainSettings.clip,
     beta1: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Adam's beta1 (momentum).", rich_help_panel=TRAINING)] = TrainSettings.beta1,
     beta2: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Adam's beta2: the decay of its running mean of squared gradients.", rich_help_panel=TRAINING)] = TrainSettings.beta2,
@@ -215,7 +219,7 @@ def _in_process_group(ctx: typer.Context, device: str, resume: Path | None, pres
 
 
 def _run_to_train(ctx: typer.Context, resume: Path | None, preset: str | None, out_dir: Path | None,
-                  dist_ctx: Any) -> tuple[DrawConfig, Any, Path]:  # fmt: skip
+                  dist_ctx: Any) -> tuple[ModelConfig, Any, Path]:  # fmt: skip
     """The config, settings and folder of the run: the resumed run's, or a new one's."""
     from drawcli.cli.resume import resumed
 
@@ -238,7 +242,7 @@ def _new_run_dir(out_dir: Path | None, dist_ctx: Any) -> Path:
     return path
 
 
-def _train(ctx: typer.Context, config: DrawConfig, settings: Any, run_dir: Path, resuming: bool, quiet: bool,
+def _train(ctx: typer.Context, config: ModelConfig, settings: Any, run_dir: Path, resuming: bool, quiet: bool,
            dist_ctx: Any, dist_device: Any) -> None:  # fmt: skip
     """Run training with the reporter, and turn its stops into the CLI's exits."""
     from drawcli import distributed, tensorboard, training

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from drawcli import distributed
-    from drawcli.config import DrawConfig
+    from drawcli.config import ModelConfig
     from drawcli.progress import Reporter
     from drawcli.rundir import RunDir
     from drawcli.training.loop import EpochEnd
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["TrainSettings", "train"]
 
 
-def train(config: DrawConfig, settings: TrainSettings, run_dir: Path, reporter: Reporter, resume: bool = False,
+def train(config: ModelConfig, settings: TrainSettings, run_dir: Path, reporter: Reporter, resume: bool = False,
           on_epoch_end: EpochEnd | None = None, ctx: distributed.Dist | None = None,
           device: torch.device | None = None) -> dict[str, Any]:  # fmt: skip
     """Train the model `config` describes (DRAW or the attention classifier) into `run_dir`; returns the training summary stored in the checkpoint.

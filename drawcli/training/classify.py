@@ -11,7 +11,7 @@ from torch import nn
 from drawcli import data, distributed
 from drawcli.accuracy import error_report, grey, predict
 from drawcli.classifier import AttentionClassifier
-from drawcli.config import DrawConfig
+from drawcli.config import ClassifierConfig
 from drawcli.errors import ConfigError, DataError
 from drawcli.training.distill import Teachers, soft_cross_entropy
 from drawcli.training.execution import Execution, as_run, plan
@@ -24,7 +24,7 @@ class ClassifierFamily(ModelFamily):
 
     metrics = ("loss", "error")
 
-    def __init__(self, config: DrawConfig, settings: TrainSettings, device: torch.device,
+    def __init__(self, config: ClassifierConfig, settings: TrainSettings, device: torch.device,
                  ctx: distributed.Dist | None = None) -> None:  # fmt: skip
         self.config, self.settings, self.device = config, settings, device
         self.ctx = ctx or distributed.Dist()
