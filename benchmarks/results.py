@@ -90,12 +90,19 @@ def from_run(run: Path, command: str, bound_json: Path | None, iw_json: Path | N
 
 
 def model_label(config: dict[str, Any]) -> str:
-    """A run's setting in a few words: its kind, glimpses, sizes, and reader and writer by name."""
+    """A run's setting in a few words: its kind, glimpses, sizes, reader and writer by name, and any
+    component options they were given (a run.json's config)."""
+    from drawcli import kinds
+
     c = config
-    if c.get("kind") == "classifier":
-        return f"classifier T={c['glimpses']} LSTM {c['dec_size']} read {c['reader']} {c['read_size']}"
-    return (f"T={c.get('glimpses')} LSTM {c.get('enc_size')} z {c.get('z_size')} read {c.get('reader')} "
-            f"{c.get('read_size')} write {c.get('writer')} {c.get('write_size')}")
+    if kinds.get(c.get("kind", "draw")).classifies:
+        label = f"classifier T={c.get('glimpses')} LSTM {c.get('dec_size')} read {c.get('reader')} {c.get('read_size')}"
+    else:
+        label = (f"T={c.get('glimpses')} LSTM {c.get('enc_size')} z {c.get('z_size')} read {c.get('reader')} "
+                 f"{c.get('read_size')} write {c.get('writer')} {c.get('write_size')}")  # fmt: skip
+    options = [f"{part} {k}={v}" for part in ("reader", "writer", "sampler")
+               for k, v in sorted((c.get(f"{part}_options") or {}).items())]  # fmt: skip
+    return label + (f" ({', '.join(options)})" if options else "")
 
 
 def _evaluated(path: Path | None) -> dict[str, Any] | None:

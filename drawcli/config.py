@@ -115,6 +115,7 @@ class ModelConfig:
 
     @classmethod
     def field_names(cls) -> list[str]:
+        """The kind's fields, in order (kind itself is a class attribute, not a field)."""
         return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,7 +127,9 @@ class ModelConfig:
         """Validate an untrusted mapping (e.g. checkpoint metadata) and build the config of the kind it names.
 
         Every field must be present, except those of ADDED_LATER, which a file older than them lacks;
-        a field of RETIRED is dropped when it holds its neutral value and refused otherwise.
+        a field of RETIRED is dropped when it holds its neutral value and refused otherwise; the other
+        kind's fields (other_kinds_fields, which files up to 0.2.0 recorded unused) are dropped whatever
+        their value. Called on a kind's class, a config of another kind is refused.
         """
         if not isinstance(data, Mapping):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")

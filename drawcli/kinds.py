@@ -38,6 +38,7 @@ class ModelKind:
     unused_settings: tuple[tuple[str, str], ...] = ()
 
     def config_class(self) -> Any:
+        """The kind's config dataclass (a config.ModelConfig)."""
         return _load(self.config)
 
     def model_class(self) -> Any:

@@ -22,6 +22,7 @@ import torch
 
 import drawcli_synthetic
 from drawcli import checkpoint
+from drawcli.contract import Window
 
 DIGIT = 28  # MNIST's side: the digit's box around its centre
 CENTRE = (DIGIT + 1) / 2  # a box's 1-based centre minus its 0-based first pixel
@@ -43,6 +44,8 @@ def windows(run: Path, images: torch.Tensor, bf16: bool, batch: int = 500) -> tu
         for start in range(0, len(images), batch):
             out = model(images[start : start + batch].float() / 255, record=True)
             predicted.append(out.logits.argmax(1))
+            if not all(isinstance(w, Window) for w in out.read_windows):
+                raise SystemExit(f"{run}'s reader has no filterbank windows: this analysis reads their stride and sigma")
             centres.append(torch.stack([w.centre().float() for w in out.read_windows]))
             shapes.append(torch.stack([torch.stack([w.delta, w.sigma2.sqrt()], dim=1).float() for w in out.read_windows]))
     return torch.cat(predicted), torch.cat(centres, dim=1), torch.cat(shapes, dim=1)

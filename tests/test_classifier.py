@@ -72,6 +72,8 @@ def test_a_resume_may_repeat_some_reader_options_but_not_change_one(idx_dir: Pat
     result = invoke("train", "--resume", run, "--z-size", "4", "--steps", "2", "--quiet")
     assert result.exit_code == 2 and ("--z-size is for DRAW (--model draw): the classifier has no latents, and the run "
                                       "being resumed is the attention classifier") in result.output  # fmt: skip
+    result = invoke("train", "--resume", run, "--rnn-size", "128", "--steps", "2", "--quiet")
+    assert result.exit_code == 2 and "--rnn-size 128 conflicts with the run being resumed (dec_size = 8)" in result.output
     result = invoke("train", "--resume", run, "--reader-option", "centre=inside", "--steps", "2", "--quiet")
     assert result.exit_code == 0, result.output
     result = invoke("train", "--resume", run, "--reader-option", "centre=free", "--steps", "3", "--quiet")

@@ -110,3 +110,23 @@ def test_outline_corners_off_the_picture_are_moved_onto_its_border() -> None:
     """Each corner is clamped axis by axis into [0, side * scale - 1]: x -2.5 -> 0, y 9.5 -> 7 on an 8 x 8 image."""
     window = Outline([[[-2.0, 3.0], [4.0, -1.0], [9.5, 10.0], [3.0, 6.0]]])
     assert render.window_outlines(window, scale=1, height=8, width=8).tolist() == [[[0, 2.5], [3.5, 0], [7, 7], [2.5, 5.5]]]
+
+
+def test_filterbank_outlines_match_0_2_0s_boxes_on_fractional_and_clamped_windows() -> None:
+    """The quadrilateral drawing of an axis-aligned window is pixel for pixel 0.2.0's: torchvision's box from
+    g +- N delta / 2 in 0-based edges, clamped to the picture, at fractional, tiny and off-image windows."""
+    from torchvision.utils import draw_bounding_boxes
+
+    generator = torch.Generator().manual_seed(7)
+    n, side = 64, 12
+    for scale in (1, 3):
+        gx, gy = (torch.rand(2, n, generator=generator) * 18 - 3).unbind(0)  # centres up to 3 pixels off the image
+        delta = torch.rand(n, generator=generator) * 4 + 0.01
+        window = Window(gx=gx, gy=gy, delta=delta, sigma2=torch.ones(n), gamma=torch.ones(n), size=3)
+        images = torch.rand(n, 1, side, side, generator=generator)
+        half = window.size * delta / 2
+        boxes = torch.stack([gx - half - 0.5, gy - half - 0.5, gx + half - 0.5, gy + half - 0.5], dim=1) * scale
+        boxes = boxes.clamp(min=torch.zeros(4), max=torch.full((4,), side * scale - 1.0))
+        plain = render.pixels(images, scale)
+        expected = torch.stack([draw_bounding_boxes(img, boxes[i : i + 1], colors=render.BOX_COLOUR) for i, img in enumerate(plain)])
+        assert torch.equal(render.pixels(images, scale, window), expected)

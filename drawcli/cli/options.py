@@ -67,14 +67,17 @@ SEED_RANGE = {"min": 0, "max": 2**32 - 1}
 def as_options(settings: dict[str, Any]) -> dict[str, Any]:
     """Values by setting name (a preset's) as `train`'s options: kind is --model, equal LSTM sizes (or a
     classifier's one) one --rnn-size, a component's options KEY=VALUE words, a training setting its parameter."""
+    from drawcli.config import config_class
+
+    one_lstm = "enc_size" not in config_class(settings.get("kind", "draw")).field_names()
     options: dict[str, Any] = {}
     for key, value in settings.items():
         if key == "kind":
             options["model"] = value
         elif key == "enc_size" and settings.get("dec_size") == value:
             options["rnn_size"] = value
-        elif key == "dec_size" and settings.get("enc_size", value) == value:
-            if "enc_size" not in settings:
+        elif key == "dec_size" and (one_lstm or settings.get("enc_size") == value):
+            if one_lstm:
                 options["rnn_size"] = value
         elif key.endswith("_options"):
             options[key.removesuffix("s")] = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in value.items()]

@@ -51,10 +51,11 @@ def _check_architecture(ctx: typer.Context, config: ModelConfig, components: dic
         if from_command_line(ctx, param):
             fail(f"{flag(param)} {why}, and the run being resumed is {kinds.get(config.kind).title}", code=2)
     given = {name: plain(ctx.params[name]) for name in ARCH_OPTIONS if from_command_line(ctx, name)}
+    params = {name: name for name in given}  # the option each value came from, for the message
     fields = config.field_names()
     for size in ("enc_size", "dec_size"):  # the LSTMs the kind has
-        if "rnn_size" in given and size in fields:
-            given.setdefault(size, given["rnn_size"])
+        if "rnn_size" in given and size in fields and size not in given:
+            given[size], params[size] = given["rnn_size"], "rnn_size"
     given.pop("rnn_size", None)
     for name, value in given.items():
         stored = getattr(config, name)
@@ -63,7 +64,7 @@ def _check_architecture(ctx: typer.Context, config: ModelConfig, components: dic
         else:
             same = value == stored
         if not same:
-            _conflict(name, value, name, stored)
+            _conflict(params[name], value, name, stored)
     if from_command_line(ctx, "model") and plain(ctx.params["model"]) != config.kind:
         _conflict("model", plain(ctx.params["model"]), "kind", config.kind)
     for component in kinds.get(config.kind).components:
