@@ -23,6 +23,8 @@ MAX_IMAGE_SIDE = 1024
 MAX_CHANNELS = 4
 MAX_CLASSES = 10000
 MAX_OPTIONS_JSON = 64 * 1024
+SHARED_LIMITS = {"channels": MAX_CHANNELS, "height": MAX_IMAGE_SIDE, "width": MAX_IMAGE_SIDE, "glimpses": MAX_GLIMPSES,
+                 "dec_size": MAX_HIDDEN}  # fmt: skip
 # Fields added after the first checkpoint format, each with the value that every file written
 # before it implies (a file without "kind" holds a DRAW model). A checkpoint lacking any other
 # field is refused: a default would silently rebuild another model than the one saved.
@@ -78,6 +80,7 @@ def filled_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ADDED_LATER.items() if k in names and k not in data}
 
 
+@dataclass(frozen=True)
 class ModelConfig:
     """What every kind's config has: the image it reads, its glimpses, its reader, and the JSON form.
 
@@ -85,21 +88,22 @@ class ModelConfig:
     both kinds keep that name. A subclass is a frozen dataclass that sets `kind`, the ModelKind it
     describes, `limits` (upper bounds of its sizes), `window_sizes` (sizes no larger than the image)
     and `other_kinds_fields` (the fields files of this kind recorded for the other kind up to 0.2.0,
-    dropped on load).
+    dropped on load). The fields below are the shared ones, with both kinds' defaults (the paper's
+    MNIST setting); a subclass adds its own after them.
     """
 
     kind: ClassVar[str]
     limits: ClassVar[dict[str, int]]
     window_sizes: ClassVar[tuple[str, ...]] = ("read_size",)
     other_kinds_fields: ClassVar[tuple[str, ...]]
-    channels: int
-    height: int
-    width: int
-    glimpses: int
-    dec_size: int
-    read_size: int
-    reader: str
-    reader_options: dict[str, Any]
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+    glimpses: int = 64
+    dec_size: int = 256
+    read_size: int = 2
+    reader: str = "filterbank"
+    reader_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -116,11 +120,11 @@ class ModelConfig:
     @classmethod
     def field_names(cls) -> list[str]:
         """The kind's fields, in order (kind itself is a class attribute, not a field)."""
-        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return [f.name for f in dataclasses.fields(cls)]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict with the kind and every field, the form stored in checkpoints."""
-        return {"kind": self.kind, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+        return {"kind": self.kind, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Any) -> Any:
@@ -147,7 +151,7 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> Any:
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        return dataclasses.replace(self, **changes)
 
 
 def config_class(kind: Any) -> type[ModelConfig]:
@@ -174,25 +178,15 @@ class DrawConfig(ModelConfig):
     """
 
     kind: ClassVar[str] = "draw"
-    limits: ClassVar[dict[str, int]] = {"channels": MAX_CHANNELS, "height": MAX_IMAGE_SIDE, "width": MAX_IMAGE_SIDE,
-                                        "glimpses": MAX_GLIMPSES, "enc_size": MAX_HIDDEN, "dec_size": MAX_HIDDEN,
-                                        "z_size": MAX_HIDDEN}  # fmt: skip
+    limits: ClassVar[dict[str, int]] = {**SHARED_LIMITS, "enc_size": MAX_HIDDEN, "z_size": MAX_HIDDEN}
     window_sizes: ClassVar[tuple[str, ...]] = ("read_size", "write_size")
     other_kinds_fields: ClassVar[tuple[str, ...]] = CLASSIFIER_ONLY
 
-    channels: int = 1
-    height: int = 28
-    width: int = 28
-    glimpses: int = 64
     enc_size: int = 256
-    dec_size: int = 256
     z_size: int = 100
-    read_size: int = 2
     write_size: int = 5
-    reader: str = "filterbank"
     writer: str = "filterbank"
     sampler: str = "gaussian"
-    reader_options: dict[str, Any] = field(default_factory=dict)
     writer_options: dict[str, Any] = field(default_factory=dict)
     sampler_options: dict[str, Any] = field(default_factory=dict)
     canvas: str = "zero"
@@ -210,23 +204,14 @@ class ClassifierConfig(ModelConfig):
     """
 
     kind: ClassVar[str] = "classifier"
-    limits: ClassVar[dict[str, int]] = {"channels": MAX_CHANNELS, "height": MAX_IMAGE_SIDE, "width": MAX_IMAGE_SIDE,
-                                        "glimpses": MAX_GLIMPSES, "dec_size": MAX_HIDDEN, "classes": MAX_CLASSES}  # fmt: skip
+    limits: ClassVar[dict[str, int]] = {**SHARED_LIMITS, "classes": MAX_CLASSES}
     other_kinds_fields: ClassVar[tuple[str, ...]] = DRAW_ONLY
 
-    channels: int = 1
-    height: int = 28
-    width: int = 28
-    glimpses: int = 64
-    dec_size: int = 256
-    read_size: int = 2
-    reader: str = "filterbank"
-    reader_options: dict[str, Any] = field(default_factory=dict)
     classes: int = 10
 
 
 def _validate(cfg: ModelConfig) -> None:
-    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if f.type == "int":
             # bool is an int subclass; a JSON `true` is not a size.

@@ -82,12 +82,12 @@ def affine(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """params (B, 3) = (log s, tx, ty), or (B, 4) with the angle a last -> theta (B, 2, 3) (see the module docstring)."""
     params = params.clamp(-PARAM_LIMIT, PARAM_LIMIT)
     scale, tx, ty = torch.exp(params[:, 0]), params[:, 1], params[:, 2]
-    if params.shape[1] == 4:
-        cos, sin = torch.cos(params[:, 3]), torch.sin(params[:, 3])
-    else:
-        cos, sin = torch.ones_like(scale), torch.zeros_like(scale)
     side = max(height, width)
     sx, sy = scale * (side / width), scale * (side / height)
+    if params.shape[1] == 3:  # no rotation: cos a = 1, sin a = 0
+        zero = torch.zeros_like(scale)
+        return torch.stack([sx, zero, tx, zero, sy, ty], dim=1).view(-1, 2, 3)
+    cos, sin = torch.cos(params[:, 3]), torch.sin(params[:, 3])
     return torch.stack([sx * cos, -sx * sin, tx, sy * sin, sy * cos, ty], dim=1).view(-1, 2, 3)
 
 

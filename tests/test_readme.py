@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,17 @@ def test_plugin_example_registers_and_trains(tmp_path: Path, monkeypatch: pytest
     assert model.encoder.weight_ih.grad is not None
 
 
+def set_up_commands() -> list[str]:
+    """The README's first bash block as commands: lines ending in a backslash continue on the next."""
+    block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).strip()
+    return [" ".join(command.split()) for command in block.replace("\\\n", " ").splitlines()]
+
+
 def test_ci_runs_the_readme_test_command() -> None:
-    """.ci/run ends with exactly the test command the README's second line gives."""
-    first_block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).strip().splitlines()
-    assert len(first_block) == 2
+    """The README's first block holds two commands, the set-up (valid shell over its continued lines)
+    and the tests; .ci/run ends with exactly that test command."""
+    commands = set_up_commands()
+    assert len(commands) == 2 and commands[0].startswith("python3 -m venv .venv && ")
+    assert subprocess.run(["bash", "-n", "-c", commands[0]], capture_output=True).returncode == 0
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1] == first_block[1]
+    assert ci[-1] == commands[1]
